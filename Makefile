@@ -1,0 +1,33 @@
+# The two commands of the quick start: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install install-dev lint bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install -q -e ".[dev]"
+	bash scripts/ensure-chromium.sh
+
+## Set up and run the server on SQLite with a demo user; prints a working curl example.
+run: install
+	$(BIN)/usageledger serve --demo
+
+lint: install-dev
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
+
+## Set up everything and run the whole test suite (PostgreSQL tests included when reachable).
+test: lint
+	$(BIN)/pytest
+
+bench: install-dev
+	$(BIN)/python -m bench

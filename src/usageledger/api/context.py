@@ -1,0 +1,46 @@
+"""Per-app and per-request context shared by the middleware, the routes and the handlers."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from usageledger.api.ratelimit import RateLimiter
+from usageledger.config import Settings
+from usageledger.m1 import M1Logger
+from usageledger.source_registry import SourceRegistry
+from usageledger.store.engine import Database
+
+
+@dataclass(slots=True)
+class AppContext:
+    """What every route needs, built once by ``create_app``."""
+
+    settings: Settings
+    db: Database
+    registry: SourceRegistry
+    m1: M1Logger
+    limiter: RateLimiter
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Evidence of the current request, filled in as it goes."""
+
+    request_id: str
+    function: str = "unmatched"
+    error_code: str | None = None
+
+
+current_request: ContextVar[RequestContext | None] = ContextVar("usageledger_request", default=None)
+
+
+def request_context() -> RequestContext:
+    """The current request's context (a placeholder outside a request)."""
+    ctx = current_request.get()
+    return ctx if ctx is not None else RequestContext(request_id="-")
+
+
+def name_function(name: str) -> None:
+    """Name the current request's ``function`` for its M1 line."""
+    request_context().function = name

@@ -1,0 +1,90 @@
+"""Every error becomes ``{"error": {"code", "message", "request_id", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from usageledger.api.context import request_context
+from usageledger.errors import ErrorCode, LedgerError
+from usageledger.store.engine import to_database_error
+
+log = logging.getLogger("usageledger.api")
+
+
+def error_response(
+    status: int,
+    code: ErrorCode | str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The one error shape, recording the code as the request's M1 ``error_code``."""
+    ctx = request_context()
+    ctx.error_code = str(code)
+    return JSONResponse(
+        status_code=status,
+        content={
+            "error": {
+                "code": str(code),
+                "message": message,
+                "request_id": ctx.request_id,
+                "details": details or [],
+            }
+        },
+        headers=headers,
+    )
+
+
+def from_ledger_error(exc: LedgerError) -> JSONResponse:
+    """Render a domain error (an internal one is logged with its cause, never sent)."""
+    if exc.status >= 500 and exc.code == ErrorCode.INTERNAL_ERROR:
+        log.error("internal error in %s", request_context().function, exc_info=exc)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that give every error the one shape."""
+
+    @app.exception_handler(LedgerError)
+    async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
+        return from_ledger_error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
+            for err in exc.errors()
+        ]
+        message = details[0]["loc"] + ": " + details[0]["message"] if details else "invalid"
+        return error_response(422, ErrorCode.VALIDATION_FAILED, message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {
+            404: ErrorCode.NOT_FOUND,
+            405: ErrorCode.METHOD_NOT_ALLOWED,
+            401: ErrorCode.UNAUTHENTICATED,
+            403: ErrorCode.FORBIDDEN,
+        }
+        code = codes.get(exc.status_code, ErrorCode.VALIDATION_FAILED)
+        message = {404: "no such endpoint", 405: "method not allowed"}.get(
+            exc.status_code, str(exc.detail)
+        )
+        return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+        return from_ledger_error(to_database_error(exc))
+
+
+def unhandled(exc: BaseException) -> JSONResponse:
+    """The response for an exception nothing else handled (no internals in it)."""
+    log.error("unhandled error in %s", request_context().function, exc_info=exc)
+    return error_response(500, ErrorCode.INTERNAL_ERROR, "internal error")

@@ -1,0 +1,100 @@
+"""``POST /v1/ingest``: the device upload endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
+from starlette.concurrency import run_in_threadpool
+
+from usageledger.api.auth import app_context, device_principal
+from usageledger.api.context import name_function, request_context
+from usageledger.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from usageledger.ledger.accounts import Principal
+from usageledger.ledger.receipts import ingest_request
+from usageledger.wire import IngestResponse, IngestV1, IngestV2
+
+router = APIRouter()
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Not JSON, or an empty body (INVALID_JSON)."},
+    401: {"description": "Missing, unknown or revoked token (UNAUTHENTICATED)."},
+    403: {"description": "A read token cannot upload (FORBIDDEN)."},
+    409: {"description": "The same Idempotency-Key is still in flight."},
+    413: {"description": "Over 1 MiB or 500 buckets (PAYLOAD_TOO_LARGE)."},
+    415: {"description": "Content-Type is not application/json."},
+    422: {"description": "A rule is broken; `details` names each bucket index and field."},
+    429: {"description": "Too many requests for this token; see Retry-After."},
+    503: {"description": "The database is unavailable; retry after Retry-After."},
+    504: {"description": "The database timed out; retry after Retry-After."},
+}
+
+REQUEST_SCHEMA = TypeAdapter(IngestV1 | IngestV2).json_schema(
+    ref_template="#/components/schemas/{model}"
+)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes before reading the rest."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("invalid Content-Length header")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/v1/ingest",
+    response_model=IngestResponse,
+    responses=ERROR_RESPONSES,
+    summary="Upload half-hour usage buckets (absolute totals, idempotent)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"oneOf": REQUEST_SCHEMA.get("anyOf", REQUEST_SCHEMA.get("oneOf"))}
+                }
+            },
+        }
+    },
+)
+async def ingest(
+    request: Request,
+    principal: Principal = Depends(device_principal),
+    idempotency_key: str | None = Header(
+        default=None,
+        alias="Idempotency-Key",
+        description="Same key and body within 24 h returns the stored response.",
+    ),
+) -> JSONResponse:
+    """Validate a batch all-or-nothing and apply it; see DESIGN §4 for every rule."""
+    name_function("ingest")
+    ctx = app_context(request)
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType("send the batch as Content-Type: application/json")
+    raw = await read_limited(request, ctx.settings.max_body_bytes)
+    reply = await run_in_threadpool(
+        ingest_request,
+        ctx.db,
+        principal,
+        raw,
+        request_id=request_context().request_id,
+        idempotency_key=idempotency_key,
+        settings=ctx.settings,
+        registry=ctx.registry,
+    )
+    headers = {"Idempotent-Replayed": "true"} if reply.replayed else None
+    return JSONResponse(reply.body, headers=headers)

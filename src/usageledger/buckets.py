@@ -1,0 +1,196 @@
+"""Half-hour buckets: the bucket key, the token counts and the rules they obey (DESIGN §2–§3).
+
+The bucket key is declared once, here. The primary keys of ``usage_buckets`` and
+``bucket_revisions``, the upsert conflict target and the wire schema are derived from
+:data:`BUCKET_KEY` (and a test checks them against it), so a new dimension cannot be added
+to one of them without the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+#: The idempotency key of a bucket: who, which device, which source and model, which half-hour.
+BUCKET_KEY: tuple[str, ...] = ("user_id", "device_id", "source", "model", "bucket_start")
+#: The part of the key a client sends; ``user_id`` and ``device_id`` come from its token.
+IDENTITY_COLUMNS: tuple[str, ...] = ("user_id", "device_id")
+WIRE_KEY: tuple[str, ...] = tuple(c for c in BUCKET_KEY if c not in IDENTITY_COLUMNS)
+
+#: Schema v1: the five counts of the origin system.
+COUNTS_V1: tuple[str, ...] = (
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "reasoning_output_tokens",
+    "total_tokens",
+)
+#: Schema v2 adds the part of input written to a cache.
+COUNTS_V2: tuple[str, ...] = (*COUNTS_V1, "cache_write_tokens")
+#: Every count column the ledger stores (the newest schema's counts).
+COUNT_COLUMNS: tuple[str, ...] = COUNTS_V2
+COUNTS_BY_VERSION: dict[int, tuple[str, ...]] = {1: COUNTS_V1, 2: COUNTS_V2}
+
+HALF_HOUR = 1800  # seconds
+MAX_COUNT = 2**53  # counts are below this (exact in a JavaScript number)
+
+Key = tuple[int, int, str, str, int]  # (user_id, device_id, source, model, bucket_start)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """The six token counts of a bucket; ``total = input + cached_input + output``."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_output_tokens: int = 0
+    total_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, object]) -> Counts:
+        """Build from any mapping that has the count columns (missing ones are 0)."""
+        values: dict[str, int] = {}
+        for name in COUNT_COLUMNS:
+            value = row.get(name, 0)
+            values[name] = int(value) if isinstance(value, int | float | str) else 0
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts keyed by column name."""
+        return {name: getattr(self, name) for name in COUNT_COLUMNS}
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(*(getattr(self, n) + getattr(other, n) for n in COUNT_COLUMNS))
+
+
+ZERO = Counts()
+
+
+def sum_counts(items: Iterable[Counts]) -> Counts:
+    """Add up counts."""
+    total = ZERO
+    for item in items:
+        total = total + item
+    return total
+
+
+def equality_violations(counts: Mapping[str, int]) -> list[tuple[str, str]]:
+    """Return ``(field, message)`` for each token equality of DESIGN §3 that ``counts`` breaks."""
+    problems: list[tuple[str, str]] = []
+    inp = counts.get("input_tokens", 0)
+    cached = counts.get("cached_input_tokens", 0)
+    out = counts.get("output_tokens", 0)
+    total = counts.get("total_tokens", 0)
+    if total != inp + cached + out:
+        problems.append(
+            (
+                "total_tokens",
+                f"total_tokens ({total}) must equal input_tokens + cached_input_tokens + "
+                f"output_tokens ({inp + cached + out})",
+            )
+        )
+    reasoning = counts.get("reasoning_output_tokens", 0)
+    if reasoning > out:
+        problems.append(
+            (
+                "reasoning_output_tokens",
+                f"reasoning_output_tokens ({reasoning}) must not exceed output_tokens ({out})",
+            )
+        )
+    if "cache_write_tokens" in counts and counts["cache_write_tokens"] > inp:
+        problems.append(
+            (
+                "cache_write_tokens",
+                f"cache_write_tokens ({counts['cache_write_tokens']}) must not exceed "
+                f"input_tokens ({inp})",
+            )
+        )
+    return problems
+
+
+def to_epoch(ts: datetime) -> int:
+    """Seconds since the Unix epoch of an aware datetime."""
+    return int(ts.timestamp())
+
+
+def from_epoch(seconds: int) -> datetime:
+    """The aware UTC datetime of an epoch second."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def iso_utc(seconds: int) -> str:
+    """``2026-11-28T10:30:00Z`` for an epoch second."""
+    return from_epoch(seconds).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def floor_half_hour(seconds: int) -> int:
+    """The start of the half-hour containing ``seconds``."""
+    return seconds - seconds % HALF_HOUR
+
+
+def is_aligned(seconds: int) -> bool:
+    """True when ``seconds`` is the start of a UTC half-hour."""
+    return seconds % HALF_HOUR == 0
+
+
+def local_day(seconds: int, tz: ZoneInfo) -> date:
+    """The local day (in ``tz``) a bucket starting at ``seconds`` belongs to."""
+    return from_epoch(seconds).astimezone(tz).date()
+
+
+def day_start(day: date, tz: ZoneInfo) -> int:
+    """Epoch second of local midnight starting ``day`` in ``tz``.
+
+    On a day whose midnight does not exist (a DST jump at 00:00) the day starts at the first
+    instant that exists, which ``zoneinfo`` resolves by folding forward.
+    """
+    naive = datetime(day.year, day.month, day.day)
+    aware = naive.replace(tzinfo=tz)
+    # Round-trip through UTC to land on an instant that exists.
+    utc = aware.astimezone(UTC)
+    if utc.astimezone(tz).date() != day:  # midnight skipped: the day starts one gap later
+        utc = (naive + timedelta(hours=1)).replace(tzinfo=tz).astimezone(UTC)
+    return int(utc.timestamp())
+
+
+def day_range(first: date, last: date, tz: ZoneInfo) -> tuple[int, int]:
+    """``[start, end)`` epoch seconds covering local days ``first`` … ``last`` inclusive."""
+    return day_start(first, tz), day_start(last + timedelta(days=1), tz)
+
+
+def utc_offsets(start: int, end: int, tz: ZoneInfo) -> list[tuple[int, int]]:
+    """Segments of constant UTC offset over ``[start, end)``: ``[(segment_start, offset_s)]``.
+
+    Offsets change at most a few times a year and always on a quarter hour, so the range is
+    walked a day at a time and a change is located by bisection on the 15-minute grid. A
+    bucket's local day is the local date of its start, taken with the offset of its segment.
+    """
+    grid = 900
+    segments = [(start, _offset(start, tz))]
+    cursor = start - start % grid
+    last_probe = (end - 1) - (end - 1) % grid
+    while cursor < last_probe:
+        probe = min(cursor + 86400, last_probe)
+        current = segments[-1][1]
+        if _offset(probe, tz) == current:
+            cursor = probe
+            continue
+        lo, hi = cursor, probe  # offset(lo) == current != offset(hi)
+        while hi - lo > grid:
+            mid = lo + ((hi - lo) // grid // 2) * grid
+            if _offset(mid, tz) == current:
+                lo = mid
+            else:
+                hi = mid
+        segments.append((hi, _offset(hi, tz)))
+        cursor = hi
+    return segments
+
+
+def _offset(seconds: int, tz: ZoneInfo) -> int:
+    delta = from_epoch(seconds).astimezone(tz).utcoffset()
+    return int(delta.total_seconds()) if delta is not None else 0

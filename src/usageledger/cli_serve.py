@@ -1,0 +1,107 @@
+"""``usageledger serve``: run the HTTP server (and, with --demo, a ready demo user)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import uvicorn
+from rich.console import Console
+
+from usageledger.cli import Env, now_ms, pass_env
+from usageledger.ledger import accounts
+from usageledger.store.engine import Database, make_engine
+from usageledger.store.migrate import current_revision, head_revision, upgrade
+
+err = Console(stderr=True, soft_wrap=True)
+DEMO_USER = "demo"
+DEMO_DEVICE = "demo-laptop"
+
+
+def ensure_demo(database: Database) -> str:
+    """Create the demo user if needed and issue a fresh device token; return its secret."""
+
+    def go(conn: object) -> str:
+        from sqlalchemy import Connection
+
+        assert isinstance(conn, Connection)
+        if accounts.find_user(conn, DEMO_USER) is None:
+            accounts.create_user(conn, DEMO_USER, time_zone="UTC", now_ms=now_ms())
+        secret, _ = accounts.issue_token(
+            conn, DEMO_USER, kind="device", device_name=DEMO_DEVICE, now_ms=now_ms()
+        )
+        return secret
+
+    return database.write(go)
+
+
+def curl_example(base: str, secret: str) -> str:
+    """A working ``curl`` ingest example for the current half-hour."""
+    import time
+
+    start = int(time.time()) // 1800 * 1800
+    from usageledger.buckets import iso_utc
+
+    bucket = {
+        "bucket_start": iso_utc(start),
+        "source": "codex",
+        "model": "gpt-5-codex",
+        "input_tokens": 1200,
+        "cached_input_tokens": 800,
+        "output_tokens": 300,
+        "reasoning_output_tokens": 120,
+        "total_tokens": 2300,
+        "cache_write_tokens": 0,
+    }
+    body = json.dumps({"schema_version": 2, "buckets": [bucket]})
+    return (
+        f"curl -sS -X POST {base}/v1/ingest \\\n"
+        f"  -H 'Authorization: Bearer {secret}' \\\n"
+        "  -H 'Content-Type: application/json' \\\n"
+        f"  -d '{body}'"
+    )
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8787, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Server processes.")
+@click.option("--demo", is_flag=True, help="Create a demo user and print a curl example.")
+@pass_env
+def serve(env: Env, host: str, port: int, workers: int, demo: bool) -> None:
+    """Run the server. A SQLite database is migrated first; PostgreSQL needs `db upgrade`.
+
+    \b
+    Examples:
+      usageledger serve --demo
+      USAGELEDGER_DATABASE_URL=postgresql://postgres@127.0.0.1/ledger usageledger serve --workers 2
+    """
+    settings = env.settings
+    url = settings.resolved_database_url
+    engine = make_engine(url, statement_timeout_ms=settings.statement_timeout_ms)
+    if url.startswith("sqlite"):
+        upgrade(engine)
+    elif current_revision(engine) != head_revision():
+        err.print(
+            "[red]error:[/red] the database schema is not current; run `usageledger db upgrade`"
+        )
+        sys.exit(2)
+    if demo:
+        secret = ensure_demo(Database(engine))
+        base = f"http://{host}:{port}"
+        err.print(f"[bold]usageledger[/bold] on {base} — database {url}")
+        err.print(f"demo user [bold]{DEMO_USER}[/bold], device token (shown once): {secret}")
+        err.print("try an upload:\n")
+        print(curl_example(base, secret), flush=True)
+        print(flush=True)
+    engine.dispose()
+    uvicorn.run(
+        "usageledger.api.factory:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )

@@ -1,0 +1,116 @@
+"""Settings, read from the environment (prefix ``USAGELEDGER_``), typed and validated.
+
+A bad value fails loudly at start-up with the variable's name; nothing is built at import
+time: :func:`load_settings` is called by the CLI, tests build :class:`Settings` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    """``$XDG_DATA_HOME/usageledger``, else ``~/.local/share/usageledger``."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "usageledger"
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names the variable and the problem."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the server and the CLI (see docs/configuration.md)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="USAGELEDGER_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    home: Path = Field(default_factory=default_home)
+    database_url: str | None = None
+    #: Where M1 lines go: "-" for stdout, "off" to disable, else a file path (appended).
+    log_file: str = "-"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    max_buckets: int = Field(default=500, ge=1, le=10_000)
+    max_model_length: int = Field(default=128, ge=8, le=512)
+    bucket_floor: date = date(2020, 1, 1)
+    future_skew_seconds: int = Field(default=900, ge=0, le=86_400)
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
+    idempotency_in_flight_seconds: int = Field(default=120, ge=5)
+    #: Extra source names an operator accepts besides the built-in registry (comma-separated).
+    extra_sources: str = ""
+    default_time_zone: str = "UTC"
+    statement_timeout_ms: int = Field(default=10_000, ge=100)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_retries: int = Field(default=3, ge=0, le=20)
+    #: Per-token budget: a burst of ``rate_burst`` requests, refilled at ``rate_per_minute``.
+    rate_per_minute: float = Field(default=120.0, gt=0)
+    rate_burst: int = Field(default=60, ge=1)
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        check_time_zone(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must start with sqlite:// or postgresql:// (psycopg 3 is used)")
+        return value
+
+    @field_validator("log_file")
+    @classmethod
+    def _log_target(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError('must be "-" (stdout), "off", or a file path')
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to ``server.db`` in ``home``."""
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
+            return url
+        return f"sqlite:///{self.home / 'server.db'}"
+
+    @property
+    def extra_source_names(self) -> frozenset[str]:
+        """Operator-registered source names."""
+        return frozenset(s.strip() for s in self.extra_sources.split(",") if s.strip())
+
+
+def check_time_zone(name: str) -> ZoneInfo:
+    """Return the zone for an IANA name, or raise ``ValueError`` with a clear message."""
+    if not name or name.strip() != name or ".." in name or name.startswith("/"):
+        raise ValueError(f"unknown time zone {name!r}; use an IANA name like Europe/Berlin")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(
+            f"unknown time zone {name!r}; use an IANA name like Europe/Berlin"
+        ) from exc
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise :class:`SettingsError` naming each bad one."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "USAGELEDGER_" + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from exc

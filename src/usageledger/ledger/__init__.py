@@ -1,0 +1,1 @@
+"""The ledger: accounts, the write path, the single rebuild path and the read side."""

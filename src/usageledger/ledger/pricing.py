@@ -1,0 +1,589 @@
+"""Public list prices, model-name matching and exact cost arithmetic (DESIGN §3).
+
+Pure code: a :class:`PriceBook` is built from a JSON price file (the one shipped in
+``usageledger/data/prices.json`` or an operator's own) and never touches a database.
+
+Exactness. A price (USD per million tokens, at most 9 decimal places) is held as an integer
+number of nano-dollars per million tokens, so ``tokens * price`` is an exact integer number of
+femto-dollars (1e-15 USD). Sums of any length stay exact; nothing is rounded until
+:func:`format_usd` renders 6 decimal places with ROUND_HALF_EVEN. No float is ever used.
+
+Errors::
+
+    PricingError
+     ├── PricingFileError        a price file that cannot be used (path, entry, field, reason)
+     └── InvalidCountsError      token counts that break DESIGN §3 (also a ValueError)
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from importlib import resources
+from typing import Any, NotRequired, Protocol, TypedDict
+
+import orjson
+
+FILE_FORMAT = 1
+PRICE_FIELDS = ("input", "cached_input", "cache_write", "output")
+REQUIRED_KEYS = ("model", "effective_from", *PRICE_FIELDS, "source", "taken")
+OPTIONAL_KEYS = ("note",)
+MAX_PRICE_DECIMALS = 9  # nano-dollars per million tokens: the finest price we can hold exactly
+
+_FEMTO_EXPONENT = -15  # tokens * nano-dollars-per-million = femto-dollars
+_MICRO_DOLLAR = Decimal("0.000001")
+_PRICE_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
+_DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+# Matching rules, in the order they are tried (docs/pricing.md describes them for users).
+_VENDOR_PREFIX = re.compile(
+    r"^(?:(?:anthropic|openai|google|gemini|models|openrouter|vertex_ai|bedrock|azure)/"
+    r"|(?:[a-z]+\.)?anthropic\.)"  # Bedrock: "us.anthropic.claude-…"
+)
+_CLAUDE_DOTTED_VERSION = re.compile(r"(?<=\d)\.(?=\d)")  # "claude-sonnet-4.5" → "…-4-5"
+_VERSION_SUFFIXES = (
+    re.compile(r"\[[^\]]*\]$"),  # context-window tags: "claude-sonnet-4-5[1m]"
+    re.compile(r"-v\d+(?::\d+)?$"),  # Bedrock: "…-v1:0"
+    re.compile(r"@\d{8}$"),  # Vertex AI: "claude-sonnet-4@20250514"
+    re.compile(r"-\d{4}-\d{2}-\d{2}$"),  # OpenAI snapshots: "gpt-5-2025-08-07"
+    re.compile(r"-\d{8}$"),  # Anthropic snapshots: "claude-sonnet-4-5-20250929"
+    re.compile(r"-latest$"),
+    re.compile(r"-00\d$"),  # Google stable versions: "gemini-2.0-flash-001"
+)
+
+
+class PricingError(Exception):
+    """Base class of every pricing error."""
+
+
+class PricingFileError(PricingError):
+    """A price file that cannot be used, naming the file, the entry and the reason."""
+
+    def __init__(
+        self,
+        path: str,
+        reason: str,
+        *,
+        index: int | None = None,
+        field: str | None = None,
+        model: str | None = None,
+        where: str | None = None,
+    ) -> None:
+        self.path = path
+        self.reason = reason
+        self.index = index
+        self.field = field
+        self.model = model
+        place = where if where is not None else (f"prices[{index}]" if index is not None else "")
+        if model:
+            place += f" ({model})"
+        if field:
+            place += f" field {field!r}"
+        super().__init__(f"{path}: {place.strip()}: {reason}" if place else f"{path}: {reason}")
+
+
+class InvalidCountsError(PricingError, ValueError):
+    """Token counts that are not non-negative integers or break ``cache_write ≤ input``."""
+
+
+class Counts(Protocol):
+    """Anything indexable by count name: a dict, a TypedDict or a database row mapping."""
+
+    def __getitem__(self, key: str, /) -> object: ...
+
+
+class TokenCounts(TypedDict):
+    """The counts :func:`cost_usd` reads; ``cache_write_tokens`` is absent on v1 rows (= 0)."""
+
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    cache_write_tokens: NotRequired[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """One model's list prices in USD per million tokens, in effect from ``effective_from``."""
+
+    model: str
+    effective_from: date
+    input: Decimal
+    cached_input: Decimal
+    cache_write: Decimal
+    output: Decimal
+    source: str
+    taken: date
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        problem = _model_problem(self.model)
+        if problem:
+            raise ValueError(f"model: {problem}")
+        for name in ("effective_from", "taken"):
+            value = getattr(self, name)
+            if not isinstance(value, date) or isinstance(value, datetime):
+                raise ValueError(f"{name}: expected a date, got {value!r}")
+        for name in PRICE_FIELDS:
+            problem = _price_problem(getattr(self, name))
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ValueError("source: expected the URL (or a description) the price came from")
+        if not isinstance(self.note, str):
+            raise ValueError("note: expected a string")
+
+    @property
+    def key(self) -> tuple[str, date]:
+        """The identity of an entry: a file may hold one price per model and date."""
+        return (self.model, self.effective_from)
+
+
+def cost_usd(counts: Counts, price: Price) -> Decimal:
+    """Exact cost in USD of ``counts`` at ``price`` (no rounding; see :func:`format_usd`)."""
+    return _femto_to_usd(_cost_femto(counts, price))
+
+
+def format_usd(amount: Decimal) -> str:
+    """Render dollars with 6 decimal places, half to even: ``0.0000025`` → ``0.000002``."""
+    if not isinstance(amount, Decimal):
+        raise TypeError(f"format_usd takes a Decimal, got {type(amount).__name__}")
+    digits = max(amount.adjusted() + 1, 1) + 7
+    rounded = amount.quantize(_MICRO_DOLLAR, rounding=ROUND_HALF_EVEN, context=Context(digits))
+    if rounded.is_zero():
+        rounded = abs(rounded)  # never print "-0.000000"
+    return format(rounded, "f")
+
+
+class PriceBook:
+    """Immutable prices plus alias rules, answering "what did this model cost on that day"."""
+
+    def __init__(self, prices: Iterable[Price], aliases: Mapping[str, str] | None = None) -> None:
+        by_model: dict[str, list[Price]] = {}
+        seen: set[tuple[str, date]] = set()
+        for price in prices:
+            if price.key in seen:
+                raise PricingError(f"two prices for {price.model} from {price.effective_from}")
+            seen.add(price.key)
+            by_model.setdefault(price.model, []).append(price)
+        self._entries = {
+            model: tuple(sorted(entries, key=lambda p: p.effective_from))
+            for model, entries in sorted(by_model.items())
+        }
+        self._dates = {m: [p.effective_from for p in es] for m, es in self._entries.items()}
+        self._aliases = dict(sorted((aliases or {}).items()))
+        for alias, target in self._aliases.items():
+            problem = _alias_problem(alias, target, self._entries)
+            if problem:
+                raise PricingError(f"alias {alias!r}: {problem}")
+        self._by_length = sorted(self._entries, key=len, reverse=True)
+        self._resolved: dict[str, str | None] = {}
+
+    @classmethod
+    def from_json(cls, data: bytes, *, path: str = "<bytes>") -> PriceBook:
+        """Parse and validate a price file; any problem raises :class:`PricingFileError`."""
+        return _parse_file(data, path)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> PriceBook:
+        """Read and validate the price file at ``path``."""
+        with open(path, "rb") as handle:
+            return cls.from_json(handle.read(), path=os.fspath(path))
+
+    @classmethod
+    def load_default(cls) -> PriceBook:
+        """The price file shipped with usageledger (``usageledger/data/prices.json``)."""
+        shipped = resources.files("usageledger").joinpath("data", "prices.json")
+        return cls.from_json(shipped.read_bytes(), path="usageledger/data/prices.json")
+
+    def to_json(self) -> bytes:
+        """The book as a price file (canonical order, prices as exact decimal strings)."""
+        document = {
+            "format": FILE_FORMAT,
+            "aliases": self._aliases,
+            "prices": [_price_to_json(price) for price in self.prices],
+        }
+        return orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+
+    @property
+    def prices(self) -> tuple[Price, ...]:
+        """Every entry, ordered by model then effective date."""
+        return tuple(price for entries in self._entries.values() for price in entries)
+
+    @property
+    def aliases(self) -> Mapping[str, str]:
+        """Explicit alias rules: a model name as logged → the priced model it means."""
+        return dict(self._aliases)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The priced model names, sorted."""
+        return tuple(self._entries)
+
+    def merged(self, other: PriceBook) -> PriceBook:
+        """Upsert ``other`` into this book by (model, effective_from); its aliases win too."""
+        prices = {price.key: price for price in self.prices}
+        prices.update((price.key, price) for price in other.prices)
+        return PriceBook(prices.values(), {**self._aliases, **other._aliases})
+
+    def resolve(self, model: str) -> str | None:
+        """The priced model name that ``model`` (as an assistant logged it) means, or ``None``.
+
+        First hit wins (docs/pricing.md has examples): (1) the exact name, trimmed and in
+        lower case, or an explicit alias; (2) the same after removing vendor prefixes
+        (``anthropic/``, ``openai/``, ``models/``, ``openrouter/``, Bedrock's
+        ``us.anthropic.``, …) and writing Claude's dotted versions with hyphens; (3) the same
+        after each version stamp is cut from the end (``[1m]``, ``-v1:0``, ``@20250514``,
+        ``-2025-08-07``, ``-20250929``, ``-latest``, ``-001``); (4) the longest priced name
+        the model starts with, followed by ``-`` or ``:`` and a segment that is not a bare
+        number; (5) ``None``.
+        """
+        if model not in self._resolved:
+            self._resolved[model] = self._resolve(model)
+        return self._resolved[model]
+
+    def match(self, model: str, day: date) -> Price | None:
+        """The price of ``model`` in effect on ``day``, or ``None`` when none was in effect.
+
+        In effect means the latest entry with ``effective_from ≤ day``; a day before the
+        model's first entry has no price (it is reported as unpriced, never guessed).
+        """
+        canonical = self.resolve(model)
+        if canonical is None:
+            return None
+        position = bisect.bisect_right(self._dates[canonical], day) - 1
+        return self._entries[canonical][position] if position >= 0 else None
+
+    def _resolve(self, model: str) -> str | None:
+        name = model.strip().lower()
+        found = self._lookup(name)
+        if found:
+            return found
+        while _VENDOR_PREFIX.match(name):
+            name = _VENDOR_PREFIX.sub("", name, count=1)
+        if name.startswith("claude-"):
+            name = _CLAUDE_DOTTED_VERSION.sub("-", name)
+        found = self._lookup(name)
+        if found:
+            return found
+        stripped = True
+        while stripped:
+            stripped = False
+            for suffix in _VERSION_SUFFIXES:
+                shorter = suffix.sub("", name, count=1)
+                if shorter != name and shorter:
+                    name, stripped = shorter, True
+                    found = self._lookup(name)
+                    if found:
+                        return found
+        return self._longest_prefix(name)
+
+    def _lookup(self, name: str) -> str | None:
+        if name in self._entries:
+            return name
+        return self._aliases.get(name)
+
+    def _longest_prefix(self, name: str) -> str | None:
+        for model in self._by_length:
+            rest = name[len(model) :]
+            if not name.startswith(model) or not rest.startswith(("-", ":")):
+                continue
+            # "claude-opus-4-6" must not borrow "claude-opus-4": a bare number is a new version.
+            first_segment = re.split(r"[-:]", rest[1:], maxsplit=1)[0]
+            if first_segment and not first_segment.isdigit():
+                return model
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PriceBook):
+            return NotImplemented
+        return self.prices == other.prices and self._aliases == other._aliases
+
+    def __len__(self) -> int:
+        return sum(len(entries) for entries in self._entries.values())
+
+    def __repr__(self) -> str:
+        return f"PriceBook({len(self)} prices, {len(self._entries)} models)"
+
+
+def load_default() -> PriceBook:
+    """The price file shipped with usageledger."""
+    return PriceBook.load_default()
+
+
+class Cost:
+    """Sums exact costs over many rows and remembers which models had tokens but no price."""
+
+    __slots__ = ("_femto", "_unpriced", "unpriced_tokens")
+
+    def __init__(self) -> None:
+        self._femto = 0
+        self._unpriced: set[str] = set()
+        self.unpriced_tokens = 0
+
+    def add(self, book: PriceBook, model: str, day: date, counts: Counts) -> Price | None:
+        """Price one row with ``book`` and add it; returns the price used, if any."""
+        price = book.match(model, day)
+        self.add_priced(model, counts, price)
+        return price
+
+    def add_priced(self, model: str, counts: Counts, price: Price | None) -> None:
+        """Add one row whose price was already matched (``None`` = unpriced)."""
+        if price is not None:
+            self._femto += _cost_femto(counts, price)
+            return
+        fresh, cache_write, cached, output = _read_counts(counts)
+        tokens = fresh + cache_write + cached + output
+        if tokens:
+            self._unpriced.add(model)
+            self.unpriced_tokens += tokens
+
+    def merge(self, other: Cost) -> None:
+        """Fold another accumulator into this one (e.g. per-day totals into a range total)."""
+        self._femto += other._femto
+        self._unpriced |= other._unpriced
+        self.unpriced_tokens += other.unpriced_tokens
+
+    @property
+    def usd(self) -> Decimal:
+        """The exact total in USD of every priced row added so far."""
+        return _femto_to_usd(self._femto)
+
+    @property
+    def unpriced_models(self) -> tuple[str, ...]:
+        """Sorted names of models that had tokens but no price on their day."""
+        return tuple(sorted(self._unpriced))
+
+    def __repr__(self) -> str:
+        return f"Cost(usd={format_usd(self.usd)}, unpriced_models={self.unpriced_models!r})"
+
+
+def _read_counts(counts: Counts) -> tuple[int, int, int, int]:
+    """Fresh (non-cache-write) input, cache-write input, cached input and output tokens."""
+    values: dict[str, int] = {}
+    for name in ("input_tokens", "cached_input_tokens", "output_tokens", "cache_write_tokens"):
+        try:
+            value = counts[name]
+        except KeyError:
+            if name != "cache_write_tokens":
+                raise InvalidCountsError(f"{name} is missing") from None
+            value = 0  # schema v1 rows carry no cache_write_tokens
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidCountsError(f"{name} must be a non-negative integer, got {value!r}")
+        values[name] = value
+    if values["cache_write_tokens"] > values["input_tokens"]:
+        raise InvalidCountsError(
+            f"cache_write_tokens ({values['cache_write_tokens']}) is part of input_tokens "
+            f"({values['input_tokens']}) and cannot exceed it"
+        )
+    return (
+        values["input_tokens"] - values["cache_write_tokens"],
+        values["cache_write_tokens"],
+        values["cached_input_tokens"],
+        values["output_tokens"],
+    )
+
+
+def _cost_femto(counts: Counts, price: Price) -> int:
+    fresh, cache_write, cached, output = _read_counts(counts)
+    return (
+        fresh * _nanos(price.input)
+        + cache_write * _nanos(price.cache_write)
+        + cached * _nanos(price.cached_input)
+        + output * _nanos(price.output)
+    )
+
+
+def _nanos(value: Decimal) -> int:
+    """A validated price as an exact integer of nano-dollars per million tokens."""
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite, non-negative: guaranteed by Price validation
+    coefficient = int("".join(map(str, digits)))
+    shift = exponent + MAX_PRICE_DECIMALS
+    scale: int = 10 ** abs(shift)
+    # Validation guarantees the digits below a nano-dollar are zeros, so // is exact.
+    return coefficient * scale if shift >= 0 else coefficient // scale
+
+
+def _femto_to_usd(femto: int) -> Decimal:
+    """Exact dollars from femto-dollars, without trailing zeros below the units digit."""
+    exponent = _FEMTO_EXPONENT
+    while exponent < 0 and femto and femto % 10 == 0:
+        femto //= 10
+        exponent += 1
+    if not femto:
+        return Decimal(0)
+    return Decimal((0, tuple(int(d) for d in str(femto)), exponent))
+
+
+def _price_problem(value: object) -> str | None:
+    if not isinstance(value, Decimal):
+        return f"expected a Decimal, got {type(value).__name__}"
+    if not value.is_finite():
+        return f"not a number: {value}"
+    if value < 0:
+        return f"negative price {format(value, 'f')}"
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    excess = -MAX_PRICE_DECIMALS - exponent  # digits finer than a nano-dollar
+    if excess > 0 and any(digits[-excess:]):
+        return f"more than {MAX_PRICE_DECIMALS} decimal places: {format(value, 'f')}"
+    return None
+
+
+def _model_problem(model: object) -> str | None:
+    if not isinstance(model, str) or not model:
+        return "expected a non-empty model name"
+    if model != model.strip().lower() or any(ch.isspace() for ch in model):
+        return f"{model!r} must be lower case without spaces (names are matched in lower case)"
+    return None
+
+
+def _alias_problem(alias: object, target: object, entries: Mapping[str, object]) -> str | None:
+    problem = _model_problem(alias) or _model_problem(target)
+    if problem:
+        return problem
+    if alias in entries:
+        return "is itself a priced model; an alias may not shadow a price"
+    if target not in entries:
+        return f"points to {target!r}, which has no price"
+    return None
+
+
+def _price_to_json(price: Price) -> dict[str, str]:
+    entry = {"model": price.model, "effective_from": price.effective_from.isoformat()}
+    entry.update((name, format(getattr(price, name), "f")) for name in PRICE_FIELDS)
+    entry.update(source=price.source, taken=price.taken.isoformat())
+    if price.note:
+        entry["note"] = price.note
+    return entry
+
+
+def _parse_file(data: bytes, path: str) -> PriceBook:
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise PricingFileError(path, f"not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise PricingFileError(path, "expected a JSON object with 'format' and 'prices'")
+    unknown = sorted(set(document) - {"format", "prices", "aliases"})
+    if unknown:
+        raise PricingFileError(path, f"unknown top-level keys: {', '.join(unknown)}")
+    if document.get("format") != FILE_FORMAT:
+        raise PricingFileError(
+            path, f"'format' must be {FILE_FORMAT}, got {document.get('format')!r}"
+        )
+    entries = document.get("prices")
+    if not isinstance(entries, list):
+        raise PricingFileError(path, "'prices' must be a list of price entries")
+    prices: list[Price] = []
+    first_index: dict[tuple[str, date], int] = {}
+    for index, entry in enumerate(entries):
+        price = _parse_entry(entry, path, index)
+        if price.key in first_index:
+            raise PricingFileError(
+                path,
+                f"duplicates prices[{first_index[price.key]}]: one price per model and "
+                f"effective_from ({price.effective_from})",
+                index=index,
+                model=price.model,
+            )
+        first_index[price.key] = index
+        prices.append(price)
+    aliases = document.get("aliases", {})
+    if not isinstance(aliases, dict):
+        raise PricingFileError(path, "'aliases' must map a logged model name to a priced model")
+    models = {price.model: None for price in prices}
+    for alias, target in aliases.items():
+        problem = _alias_problem(alias, target, models)
+        if problem:
+            raise PricingFileError(path, problem, where=f"aliases[{alias!r}]")
+    return PriceBook(prices, aliases)
+
+
+class _FieldError(Exception):
+    """Why one field of one entry is unusable (wrapped into a PricingFileError)."""
+
+
+def _parse_entry(entry: object, path: str, index: int) -> Price:
+    if not isinstance(entry, dict):
+        raise PricingFileError(path, "expected an object", index=index)
+    model = entry.get("model") if isinstance(entry.get("model"), str) else None
+    missing = [key for key in REQUIRED_KEYS if key not in entry]
+    if missing:
+        raise PricingFileError(
+            path, f"missing fields: {', '.join(missing)}", index=index, model=model
+        )
+    unknown = sorted(set(entry) - {*REQUIRED_KEYS, *OPTIONAL_KEYS})
+    if unknown:
+        raise PricingFileError(
+            path, f"unknown fields: {', '.join(unknown)}", index=index, model=model
+        )
+    parsers = {
+        "model": _parse_model,
+        "effective_from": _parse_date,
+        "taken": _parse_date,
+        **dict.fromkeys(PRICE_FIELDS, _parse_price),
+        "source": _parse_source,
+        "note": _parse_note,
+    }
+    values: dict[str, Any] = {}
+    for field, parse in parsers.items():
+        if field not in entry:
+            continue
+        try:
+            values[field] = parse(entry[field])
+        except _FieldError as problem:
+            raise PricingFileError(
+                path, str(problem), index=index, field=field, model=model
+            ) from None
+    return Price(**values)
+
+
+def _parse_model(value: object) -> str:
+    problem = _model_problem(value)
+    if problem:
+        raise _FieldError(problem)
+    assert isinstance(value, str)
+    return value
+
+
+def _parse_date(value: object) -> date:
+    if not isinstance(value, str) or not _DATE_TEXT.fullmatch(value):
+        raise _FieldError(f"expected a date written YYYY-MM-DD, got {value!r}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _FieldError(f"not a calendar date: {value!r}") from None
+
+
+def _parse_price(value: object) -> Decimal:
+    if isinstance(value, bool | float):
+        raise _FieldError(
+            f'write prices as strings (e.g. "1.25") so they are read exactly; got {value!r}'
+        )
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str) or not _PRICE_TEXT.fullmatch(value):
+        raise _FieldError(f"expected a decimal number of USD per million tokens, got {value!r}")
+    price = Decimal(value)
+    problem = _price_problem(price)
+    if problem:
+        raise _FieldError(problem)
+    return price
+
+
+def _parse_source(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _FieldError("expected the URL (or a description) the price came from")
+    return value
+
+
+def _parse_note(value: object) -> str:
+    if not isinstance(value, str):
+        raise _FieldError(f"expected a string, got {value!r}")
+    return value

@@ -1,0 +1,84 @@
+"""The one small interface every assistant-log parser implements.
+
+A parser is pure: bytes in, usage events and problems out. It never raises on bad
+input, never touches the ledger, and never keeps prompt or reply text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """One assistant response's token usage, in the ledger's token semantics (DESIGN §3).
+
+    ``event_key`` is the natural key: the same assistant event seen in two files (a fork,
+    an archived copy, a streaming re-write) yields the same key, so the ledger stores it once.
+    """
+
+    source: str
+    event_key: str
+    timestamp: datetime  # timezone-aware, UTC
+    model: str
+    session_id: str
+    project: str | None
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    reasoning_output_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Additive total: input + cached input + output."""
+        return self.input_tokens + self.cached_input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A file or line a parser could not read, and why (shown to the user, never fatal)."""
+
+    path: str
+    line: int | None
+    reason: str
+
+
+@dataclass(slots=True)
+class ParseResult:
+    """What one call to ``SourceParser.parse`` produced.
+
+    ``consumed`` is the number of bytes of ``data`` that were complete (up to and including
+    the last newline for line formats); the scanner moves its cursor by exactly that much.
+    ``state`` is a JSON-serialisable dict the scanner stores with the cursor and passes back
+    on the next call for the same file (e.g. the current model or the last cumulative totals).
+    """
+
+    events: list[UsageEvent] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    consumed: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class SourceParser(Protocol):
+    """A source of usage events: where its files live and how to read them."""
+
+    name: str
+    #: True for append-only line formats (read from the cursor on); False for files that are
+    #: rewritten whole (always re-read from byte 0 when they change).
+    incremental: bool
+    #: How the ledger resolves two copies of one event_key: "max" keeps the copy with more
+    #: tokens, "last" keeps the most recently read copy, "first" keeps the first.
+    duplicate_policy: str
+
+    def discover(self, env: Mapping[str, str], home: Path) -> list[Path]:
+        """Return every log file of this source, in a stable order."""
+        ...
+
+    def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
+        """Parse ``data`` (the file from the cursor on) into events; never raise."""
+        ...

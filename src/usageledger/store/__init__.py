@@ -1,0 +1,1 @@
+"""The store: table metadata, engines, dialect differences and migrations."""

@@ -1,0 +1,89 @@
+"""Everything that differs between SQLite and PostgreSQL, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Date,
+    Integer,
+    Table,
+    cast,
+    func,
+    literal_column,
+    text,
+    type_coerce,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+#: Advisory-lock namespace of per-user write serialization on PostgreSQL.
+USER_LOCK_NAMESPACE = 7_420_001
+
+
+def is_sqlite(conn: Connection) -> bool:
+    """True on SQLite."""
+    return conn.dialect.name == "sqlite"
+
+
+def lock_user(conn: Connection, user_id: int) -> None:
+    """Serialize writes for one user until the transaction ends.
+
+    SQLite needs nothing here: write transactions start with ``BEGIN IMMEDIATE``, which takes
+    the database's single write lock. PostgreSQL takes a transaction-level advisory lock.
+    """
+    if is_sqlite(conn):
+        return
+    conn.execute(
+        text("SELECT pg_advisory_xact_lock(:ns, :uid)"),
+        {"ns": USER_LOCK_NAMESPACE, "uid": user_id % 2_147_483_647},
+    )
+
+
+def insert_for(conn: Connection, table: Table) -> Insert:
+    """A dialect-specific INSERT that supports ``on_conflict_*``."""
+    if is_sqlite(conn):
+        return sqlite.insert(table)
+    return postgresql.insert(table)
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    key: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """Insert ``rows``; where ``key`` exists, overwrite the ``update`` columns."""
+    if not rows:
+        return
+    stmt: Any = insert_for(conn, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(key), set_={c: stmt.excluded[c] for c in update}
+    )
+    conn.execute(stmt, list(rows))
+
+
+def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows``, skipping any whose primary key already exists."""
+    if not rows:
+        return
+    stmt: Any = insert_for(conn, table)
+    conn.execute(stmt.on_conflict_do_nothing(), list(rows))
+
+
+def epoch_day_to_date(expr: ColumnElement[int], conn: Connection) -> ColumnElement[Any]:
+    """A SQL date from a day number counted from 1970-01-01."""
+    if is_sqlite(conn):
+        return type_coerce(func.date(expr * 86400, "unixepoch"), Date)
+    return type_coerce(literal_column("DATE '1970-01-01'") + cast(expr, Integer), Date)
+
+
+def set_local_timeout(conn: Connection, milliseconds: int) -> None:
+    """Bound the current transaction's statements (PostgreSQL; SQLite has a busy timeout)."""
+    if is_sqlite(conn):
+        return
+    conn.execute(text(f"SET LOCAL statement_timeout = {int(milliseconds)}"))

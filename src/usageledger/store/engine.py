@@ -1,0 +1,247 @@
+"""Engines and the database boundary: connections, transactions, retries and evidence.
+
+Every database call is timed and classified into an HTTP-style upstream status (DESIGN §6):
+200 ok, 503 unavailable, 504 timeout, 409 conflict (after retries), 500 other. The numbers
+accumulate in the :class:`DbStats` of the current context, which the M1 line of the request
+or job reports. Nothing here is built at import time.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from usageledger.errors import DatabaseError, ErrorCode, LedgerError
+from usageledger.store.dialect import lock_user
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class DbStats:
+    """Database evidence of one request or job: calls, time spent, worst outcome."""
+
+    calls: int = 0
+    elapsed_ms: float = 0.0
+    worst_status: int | None = None
+
+    def record(self, elapsed_ms: float, status: int) -> None:
+        """Add one database call's time and outcome."""
+        self.calls += 1
+        self.elapsed_ms += elapsed_ms
+        if self.worst_status is None or _severity(status) > _severity(self.worst_status):
+            self.worst_status = status
+
+
+def _severity(status: int) -> int:
+    # 504 and 503 are the upstream's fault and outrank a conflict or a generic 500.
+    return {200: 0, 409: 1, 500: 2, 503: 3, 504: 4}.get(status, 2)
+
+
+_current_stats: ContextVar[DbStats | None] = ContextVar("usageledger_db_stats", default=None)
+
+
+@contextmanager
+def track_db() -> Iterator[DbStats]:
+    """Collect the database evidence of the calls made inside the block."""
+    stats = DbStats()
+    token = _current_stats.set(stats)
+    try:
+        yield stats
+    finally:
+        _current_stats.reset(token)
+
+
+def _record(elapsed_ms: float, status: int) -> None:
+    stats = _current_stats.get()
+    if stats is not None:
+        stats.record(elapsed_ms, status)
+
+
+def classify(exc: BaseException) -> int:
+    """The upstream status of a database exception."""
+    orig: BaseException = exc
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        orig = exc.orig
+    if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted: no connection in time
+        return 504
+    if isinstance(orig, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+        return 504
+    if isinstance(orig, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
+        return 409
+    if isinstance(orig, psycopg.OperationalError):
+        text = str(orig).lower()
+        return 504 if "timeout" in text or "timed out" in text else 503
+    if isinstance(orig, sqlite3.OperationalError):
+        text = str(orig).lower()
+        if "locked" in text or "busy" in text:
+            return 504
+        if "unable to open" in text or "disk i/o" in text or "readonly" in text:
+            return 503
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return 503
+    return 500
+
+
+def make_engine(url: str, *, statement_timeout_ms: int = 10_000, pool_size: int = 10) -> Engine:
+    """Build an instrumented engine for a SQLite or PostgreSQL URL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(url, statement_timeout_ms)
+    else:
+        engine = create_engine(
+            parsed.set(drivername="postgresql+psycopg"),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=max(1.0, statement_timeout_ms / 1000),
+            pool_pre_ping=True,
+            connect_args={
+                "connect_timeout": max(1, statement_timeout_ms // 2000),
+                "options": f"-c statement_timeout={statement_timeout_ms}"
+                f" -c lock_timeout={statement_timeout_ms}"
+                f" -c idle_in_transaction_session_timeout={statement_timeout_ms * 6}",
+            },
+        )
+    _instrument(engine)
+    return engine
+
+
+def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
+    parsed = make_url(url)
+    database = parsed.database
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    memory = not database or database == ":memory:"
+    engine = create_engine(
+        parsed,
+        connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
+        poolclass=NullPool if memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below emit BEGIN, so writes can say IMMEDIATE.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _instrument(engine: Engine) -> None:
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn: Connection, *_args: Any) -> None:
+        conn.info.setdefault("ul_started", []).append(time.perf_counter())
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(conn: Connection, *_args: Any) -> None:
+        started = conn.info.get("ul_started")
+        if started:
+            _record((time.perf_counter() - started.pop()) * 1000, 200)
+
+    @event.listens_for(engine, "handle_error")
+    def _error(context: Any) -> None:
+        conn = context.connection
+        started = conn.info.get("ul_started") if conn is not None else None
+        elapsed = (time.perf_counter() - started.pop()) * 1000 if started else 0.0
+        _record(elapsed, classify(context.original_exception))
+
+
+def to_database_error(exc: BaseException) -> LedgerError:
+    """A client-safe error for a database failure (never the database's own text)."""
+    status = classify(exc)
+    if status == 504:
+        timeout = DatabaseError(
+            "the database did not answer in time; retry later",
+            code=ErrorCode.DATABASE_TIMEOUT,
+            headers={"Retry-After": "5"},
+        )
+        timeout.status = 504
+        return timeout
+    if status in (503, 409):
+        return DatabaseError(
+            "the database is unavailable; retry later",
+            code=ErrorCode.DATABASE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+    return LedgerError("internal error", code=ErrorCode.INTERNAL_ERROR)
+
+
+class Database:
+    """The database boundary: timed connections, serialized write transactions, retries."""
+
+    def __init__(self, engine: Engine, *, retries: int = 3) -> None:
+        self.engine = engine
+        self.retries = retries
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True on SQLite."""
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def _connect(self, *, write: bool) -> Iterator[Connection]:
+        started = time.perf_counter()
+        try:
+            conn = self.engine.connect()
+        except sa_exc.SQLAlchemyError as exc:
+            _record((time.perf_counter() - started) * 1000, classify(exc))
+            raise
+        _record((time.perf_counter() - started) * 1000, 200)
+        try:
+            if write and self.is_sqlite:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            yield conn
+        finally:
+            conn.close()
+
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in a read transaction; database failures become :class:`DatabaseError`."""
+        return self._run(fn, write=False, user_id=None)
+
+    def write(self, fn: Callable[[Connection], T], *, user_id: int | None = None) -> T:
+        """Run ``fn`` in a write transaction, serialized per user, retried on conflicts."""
+        return self._run(fn, write=True, user_id=user_id)
+
+    def _run(self, fn: Callable[[Connection], T], *, write: bool, user_id: int | None) -> T:
+        attempt = 0
+        while True:
+            try:
+                with self._connect(write=write) as conn:
+                    with conn.begin():
+                        if write and user_id is not None:
+                            lock_user(conn, user_id)
+                        result = fn(conn)
+                        commit_started = time.perf_counter()
+                    _record((time.perf_counter() - commit_started) * 1000, 200)
+                    return result
+            except sa_exc.SQLAlchemyError as exc:
+                status = classify(exc)
+                retryable = status == 409 or (status == 503 and attempt == 0)
+                if retryable and attempt < self.retries:
+                    attempt += 1
+                    time.sleep(random.uniform(0.005, 0.05) * attempt)
+                    continue
+                raise to_database_error(exc) from exc

@@ -1,0 +1,436 @@
+"""POST /v1/ingest over HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from tests.conftest import Persona
+from tests.factories import batch, bucket, iso
+from tests.helpers import bucket_rows, daily_rows, expected_daily, m1_lines, written_rows
+from usageledger.store.tables import api_tokens, bucket_revisions
+from usageledger.wire import IngestResponse
+
+pytestmark = pytest.mark.usefixtures("db_url")
+
+
+def post(client: TestClient, who: Persona, body: Any, **headers: str) -> Any:
+    """POST a batch as JSON with the persona's device token."""
+    if isinstance(body, bytes):
+        raw = body
+    else:  # the standard library encodes integers beyond 64 bits, which hostile clients send
+        raw = json.dumps(body).encode()
+    return client.post(
+        "/v1/ingest",
+        content=raw,
+        headers={"Content-Type": "application/json", **who.headers(), **headers},
+    )
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """The response is the one error shape with this status and code."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"code", "message", "request_id", "details"}
+    assert error["code"] == code
+    assert error["request_id"] == response.headers["x-request-id"]
+    assert error["message"]
+    return dict(error)
+
+
+def test_it_inserts_a_bucket_and_reports_counts(client: TestClient, alice: Persona) -> None:
+    """A new bucket is inserted and the response has every count and the request id."""
+    response = post(client, alice, batch(bucket()))
+    assert response.status_code == 200
+    body = response.json()
+    IngestResponse.model_validate(body)
+    assert body["inserted"] == 1
+    assert body["request_id"] == response.headers["x-request-id"]
+
+
+def test_the_same_batch_sent_fifty_times_gives_the_facts_of_one(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """Re-sending absolute totals is harmless: one revision per key, same facts."""
+    body = batch(*(bucket(slot=i, inp=100 + i) for i in range(10)))
+    first = post(client, alice, body).json()
+    facts = bucket_rows(engine)
+    for _ in range(49):
+        again = post(client, alice, body).json()
+        assert again["unchanged"] == 10 and again["inserted"] == 0
+    assert first["inserted"] == 10
+    assert bucket_rows(engine) == facts
+    revisions, buckets, _, receipts = written_rows(engine)
+    assert (revisions, buckets, receipts) == (10, 10, 50)
+
+
+def test_thirty_two_concurrent_identical_uploads_give_one_row_per_key(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """Concurrent duplicates never 5xx and never double count."""
+    body = batch(*(bucket(slot=i) for i in range(20)))
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        statuses = list(pool.map(lambda _: post(client, alice, body).status_code, range(32)))
+    assert statuses == [200] * 32
+    assert len(bucket_rows(engine)) == 20
+    revisions, _, _, _ = written_rows(engine)
+    assert revisions == 20
+
+
+def test_revisions_order_versions_of_a_bucket(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """Newer revisions update, older ones are stale, equal revisions with new values conflict."""
+    assert post(client, alice, batch(bucket(revision=10, inp=100))).json()["inserted"] == 1
+    assert post(client, alice, batch(bucket(revision=20, inp=200))).json()["updated"] == 1
+    assert post(client, alice, batch(bucket(revision=15, inp=999))).json()["stale"] == 1
+    assert post(client, alice, batch(bucket(revision=20, inp=300))).json()["conflicts"] == 1
+    assert post(client, alice, batch(bucket(revision=30, inp=200))).json()["unchanged"] == 1
+    (value,) = bucket_rows(engine).values()
+    assert value[0] == 20 and value[1] == 200
+
+
+def test_within_a_batch_the_highest_revision_wins(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """Two items for one key: the higher revision is applied, ties go to the later item."""
+    body = batch(bucket(revision=5, inp=500), bucket(revision=3, inp=300))
+    reply = post(client, alice, body).json()
+    assert (reply["inserted"], reply["stale"], reply["updated"]) == (1, 1, 0)
+    assert next(iter(bucket_rows(engine).values()))[1] == 500
+    tie = batch(
+        bucket(revision=9, inp=11, cache_write=0), bucket(revision=9, inp=22, cache_write=0)
+    )
+    assert post(client, alice, tie).json()["updated"] == 1
+    assert next(iter(bucket_rows(engine).values()))[1] == 22
+
+
+def test_a_missing_revision_means_the_receive_time(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """Without a revision the server's receive time in ms orders the value."""
+    before = int(datetime.now(UTC).timestamp() * 1000)
+    post(client, alice, batch(bucket(revision=None)))
+    (value,) = bucket_rows(engine).values()
+    assert value[0] >= before
+
+
+def test_rollups_equal_sums_of_buckets_by_local_day(
+    client: TestClient, alice: Persona, bob: Persona, engine: Engine
+) -> None:
+    """usage_daily is the sum of usage_buckets by each user's local day."""
+    start = datetime(2026, 3, 28, 20, 0, tzinfo=UTC)  # across Berlin's DST change
+    items = [bucket(start=start + timedelta(minutes=30 * i), inp=i + 1) for i in range(60)]
+    post(client, alice, batch(*items))
+    post(client, bob, batch(*items))
+    zones = {alice.user_id: "Europe/Berlin", bob.user_id: "America/New_York"}
+    assert daily_rows(engine) == expected_daily(engine, zones)
+
+
+def test_a_read_token_cannot_upload(client: TestClient, alice: Persona) -> None:
+    """A read token gets 403."""
+    response = client.post(
+        "/v1/ingest",
+        content=orjson.dumps(batch(bucket())),
+        headers={"Content-Type": "application/json", **alice.headers(read=True)},
+    )
+    assert_error(response, 403, "FORBIDDEN")
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer", "Bearer ul_dev_nope", "Basic dXNlcjpwYXNz", "Bearer " + "x" * 5000],
+)
+def test_a_missing_or_unknown_token_gets_401(client: TestClient, authorization: str | None) -> None:
+    """No token, a malformed header or an unknown token: 401, nothing written."""
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    response = client.post("/v1/ingest", content=orjson.dumps(batch(bucket())), headers=headers)
+    assert_error(response, 401, "UNAUTHENTICATED")
+
+
+def test_a_revoked_token_fails_at_once(client: TestClient, alice: Persona, engine: Engine) -> None:
+    """Revocation takes effect on the next request."""
+    from usageledger.ledger.accounts import hash_secret, revoke_token
+
+    assert post(client, alice, batch(bucket())).status_code == 200
+    with engine.begin() as conn:
+        token_id = conn.execute(
+            select(api_tokens.c.token_id).where(
+                api_tokens.c.token_hash == hash_secret(alice.device_token)
+            )
+        ).scalar_one()
+        revoke_token(conn, token_id, now_ms=2)
+    assert_error(post(client, alice, batch(bucket(slot=1))), 401, "UNAUTHENTICATED")
+
+
+def _future() -> str:
+    return iso(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2))
+
+
+HOSTILE: list[tuple[str, Any, int, str]] = [
+    ("unknown top-level field", {**batch(bucket()), "user_id": 7}, 422, "UNKNOWN_FIELD"),
+    ("unknown bucket field", batch(bucket(device_id=3)), 422, "UNKNOWN_FIELD"),
+    ("v2 field in v1", batch(bucket(), version=1), 422, "UNKNOWN_FIELD"),
+    ("unsupported version", batch(bucket(), version=3), 422, "UNSUPPORTED_SCHEMA_VERSION"),
+    (
+        "version as string",
+        {**batch(bucket()), "schema_version": "2"},
+        422,
+        "UNSUPPORTED_SCHEMA_VERSION",
+    ),
+    (
+        "version as bool",
+        {**batch(bucket()), "schema_version": True},
+        422,
+        "UNSUPPORTED_SCHEMA_VERSION",
+    ),
+    ("missing version", {"buckets": [bucket()]}, 422, "UNSUPPORTED_SCHEMA_VERSION"),
+    (
+        "misaligned start",
+        batch(bucket(bucket_start="2026-11-01T10:15:00Z")),
+        422,
+        "BUCKET_START_INVALID",
+    ),
+    (
+        "seconds in start",
+        batch(bucket(bucket_start="2026-11-01T10:00:01Z")),
+        422,
+        "BUCKET_START_INVALID",
+    ),
+    ("naive start", batch(bucket(bucket_start="2026-11-01T10:00:00")), 422, "BUCKET_START_INVALID"),
+    ("garbage start", batch(bucket(bucket_start="yesterday")), 422, "BUCKET_START_INVALID"),
+    (
+        "before the floor",
+        batch(bucket(bucket_start="2001-01-01T00:00:00Z")),
+        422,
+        "BUCKET_START_INVALID",
+    ),
+    ("negative count", batch(bucket(inp=-1)), 422, "VALIDATION_FAILED"),
+    (
+        "fractional count",
+        batch(bucket(input_tokens=1.5, total_tokens=71.5)),
+        422,
+        "VALIDATION_FAILED",
+    ),
+    ("string count", batch(bucket(input_tokens="100")), 422, "VALIDATION_FAILED"),
+    ("boolean count", batch(bucket(output_tokens=True)), 422, "VALIDATION_FAILED"),
+    ("count at 2^53", batch(bucket(inp=2**53)), 422, "VALIDATION_FAILED"),
+    ("count beyond 64 bits", batch(bucket(inp=2**70)), 422, "VALIDATION_FAILED"),
+    ("broken total", batch(bucket(total_tokens=1)), 422, "TOKEN_EQUALITY_VIOLATED"),
+    ("reasoning over output", batch(bucket(reasoning=21)), 422, "TOKEN_EQUALITY_VIOLATED"),
+    ("cache write over input", batch(bucket(cache_write=101)), 422, "TOKEN_EQUALITY_VIOLATED"),
+    ("unknown source", batch(bucket(source="cursor")), 422, "UNKNOWN_SOURCE"),
+    ("model with a newline", batch(bucket(model="a\nb")), 422, "VALIDATION_FAILED"),
+    ("empty model", batch(bucket(model="")), 422, "VALIDATION_FAILED"),
+    ("huge model", batch(bucket(model="m" * 600)), 422, "VALIDATION_FAILED"),
+    ("buckets not a list", {"schema_version": 2, "buckets": {"a": 1}}, 422, "VALIDATION_FAILED"),
+    ("body is a list", [batch(bucket())], 422, "VALIDATION_FAILED"),
+    ("501 buckets", batch(*(bucket(slot=i) for i in range(501))), 413, "PAYLOAD_TOO_LARGE"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "status", "code"), HOSTILE, ids=[case[0] for case in HOSTILE]
+)
+def test_hostile_batches_are_rejected_whole(
+    client: TestClient,
+    alice: Persona,
+    engine: Engine,
+    case: str,
+    body: Any,
+    status: int,
+    code: str,
+) -> None:
+    """Each bad batch gets its documented status and code, and nothing is written."""
+    good = bucket(slot=5)
+    if isinstance(body, dict) and isinstance(body.get("buckets"), list) and status == 422:
+        body = {**body, "buckets": [good, *body["buckets"]]}  # one bad bucket sinks the batch
+    before = written_rows(engine)
+    error = assert_error(post(client, alice, body), status, code)
+    assert written_rows(engine) == before
+    if status == 422 and code not in ("UNSUPPORTED_SCHEMA_VERSION",) and case != "body is a list":
+        assert error["details"], case
+
+
+def test_a_future_bucket_is_rejected(client: TestClient, alice: Persona, engine: Engine) -> None:
+    """A bucket more than 15 minutes ahead is refused."""
+    error = assert_error(
+        post(client, alice, batch(bucket(bucket_start=_future()))), 422, "BUCKET_START_INVALID"
+    )
+    assert "future" in error["message"]
+    assert written_rows(engine) == (0, 0, 0, 0)
+
+
+def test_the_error_names_the_bucket_index_and_field(client: TestClient, alice: Persona) -> None:
+    """A 422 says which bucket and which field."""
+    body = batch(bucket(slot=0), bucket(slot=1), bucket(slot=2, inp=-5))
+    error = assert_error(post(client, alice, body), 422, "VALIDATION_FAILED")
+    assert error["details"][0]["loc"] == "buckets[2].input_tokens"
+    assert "buckets[2].input_tokens" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (b"", 400, "INVALID_JSON"),
+        (b"   ", 400, "INVALID_JSON"),
+        (b"{not json", 400, "INVALID_JSON"),
+        (b'{"schema_version": NaN, "buckets": []}', 400, "INVALID_JSON"),
+        (b"\xff\xfe\x00", 400, "INVALID_JSON"),
+        (b"[" * 100_000, 400, "INVALID_JSON"),
+    ],
+)
+def test_bodies_that_are_not_json_get_400(
+    client: TestClient, alice: Persona, engine: Engine, raw: bytes, status: int, code: str
+) -> None:
+    """Empty, truncated, deeply nested or non-UTF-8 bodies are refused cleanly."""
+    assert_error(post(client, alice, raw), status, code)
+    assert written_rows(engine) == (0, 0, 0, 0)
+
+
+def test_a_two_mebibyte_body_gets_413(client: TestClient, alice: Persona, engine: Engine) -> None:
+    """Over 1 MiB is refused before parsing."""
+    raw = b'{"schema_version": 2, "buckets": [], "pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    assert_error(post(client, alice, raw), 413, "PAYLOAD_TOO_LARGE")
+    assert written_rows(engine) == (0, 0, 0, 0)
+
+
+def test_a_chunked_body_over_the_limit_gets_413(client: TestClient, alice: Persona) -> None:
+    """Without Content-Length the limit is enforced while streaming."""
+
+    def chunks() -> Any:
+        for _ in range(40):
+            yield b"x" * 65536
+
+    response = client.post(
+        "/v1/ingest",
+        content=chunks(),
+        headers={"Content-Type": "application/json", **alice.headers()},
+    )
+    assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_a_wrong_content_type_gets_415(
+    client: TestClient, alice: Persona, content_type: str
+) -> None:
+    """Only application/json is accepted."""
+    response = client.post(
+        "/v1/ingest",
+        content=orjson.dumps(batch(bucket())),
+        headers={"Content-Type": content_type, **alice.headers()},
+    )
+    assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+def test_an_idempotency_key_replays_the_stored_response(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """Same key and body: the stored response, and nothing applied twice."""
+    body = batch(bucket(revision=None))
+    first = post(client, alice, body, **{"Idempotency-Key": "push-1"})
+    second = post(client, alice, body, **{"Idempotency-Key": "push-1"})
+    assert first.status_code == second.status_code == 200
+    assert second.json() == first.json()
+    assert second.headers["idempotent-replayed"] == "true"
+    assert written_rows(engine)[0] == 1
+
+
+def test_an_idempotency_key_reused_with_another_body_gets_422(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """Same key, other body: IDEMPOTENCY_KEY_REUSED, nothing applied."""
+    post(client, alice, batch(bucket()), **{"Idempotency-Key": "k"})
+    before = written_rows(engine)
+    response = post(client, alice, batch(bucket(slot=3)), **{"Idempotency-Key": "k"})
+    assert_error(response, 422, "IDEMPOTENCY_KEY_REUSED")
+    assert written_rows(engine) == before
+
+
+def test_idempotency_keys_are_scoped_per_user(
+    client: TestClient, alice: Persona, bob: Persona
+) -> None:
+    """Bob may use the key Alice used."""
+    assert post(client, alice, batch(bucket()), **{"Idempotency-Key": "same"}).status_code == 200
+    response = post(client, bob, batch(bucket(slot=2)), **{"Idempotency-Key": "same"})
+    assert response.status_code == 200
+    assert response.json()["inserted"] == 1
+
+
+def test_an_in_flight_idempotency_key_gets_409(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """While the first request holds the key, a duplicate gets 409 IN_FLIGHT."""
+    from usageledger.ledger.receipts import _sha256
+    from usageledger.store.tables import ingest_receipts
+
+    raw = orjson.dumps(batch(bucket()))
+    with engine.begin() as conn:  # a first request that claimed the key and is still working
+        conn.execute(
+            ingest_receipts.insert().values(
+                user_id=alice.user_id,
+                request_id="first",
+                device_id=1,
+                idempotency_key_hash=_sha256(b"k1"),
+                body_sha256=_sha256(raw),
+                state="in_flight",
+                created_at_ms=int(datetime.now(UTC).timestamp() * 1000),
+            )
+        )
+    response = post(client, alice, raw, **{"Idempotency-Key": "k1"})
+    assert_error(response, 409, "IDEMPOTENCY_KEY_IN_FLIGHT")
+    assert written_rows(engine)[0] == 0
+
+
+def test_every_request_writes_one_m1_line_without_secrets(
+    client: TestClient, alice: Persona, m1_path: Any
+) -> None:
+    """One line per request with the eight fields; no token, key or body in it."""
+    post(client, alice, batch(bucket()), **{"Idempotency-Key": "secret-key-123"})
+    post(client, alice, b"{bad")
+    client.get("/nope")
+    lines = m1_lines(m1_path)
+    assert len(lines) == 3
+    for line in lines:
+        for field in (
+            "request_id",
+            "function",
+            "stage",
+            "status",
+            "latency_ms",
+            "error_code",
+            "upstream_status",
+            "upstream_latency_ms",
+        ):
+            assert field in line
+    ok, bad, missing = lines
+    assert ok["function"] == "ingest" and ok["status"] == 200 and ok["error_code"] is None
+    assert ok["upstream_status"] == 200 and ok["upstream_latency_ms"] > 0
+    assert bad["status"] == 400 and bad["error_code"] == "INVALID_JSON"
+    assert missing["status"] == 404 and missing["upstream_status"] is None
+    text = m1_path.read_text()
+    for secret in (alice.device_token, "secret-key-123", "gpt-5-codex", "Bearer"):
+        assert secret not in text
+
+
+def test_the_plaintext_secret_is_stored_nowhere(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """Only a SHA-256 of a token is stored."""
+    post(client, alice, batch(bucket()))
+    with engine.connect() as conn:
+        for table in (api_tokens, bucket_revisions):
+            for row in conn.execute(select(table)):
+                assert alice.device_token not in repr(tuple(row))
+                assert alice.read_token not in repr(tuple(row))

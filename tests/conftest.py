@@ -1,0 +1,189 @@
+"""Fixtures: a real database per test (SQLite file, or the local PostgreSQL), personas, apps.
+
+``db_url`` runs a test on both engines. PostgreSQL tests need the server at
+``USAGELEDGER_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432/test``); when it is
+unreachable they are skipped with the reason, unless ``USAGELEDGER_REQUIRE_POSTGRES=1`` (CI),
+which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from usageledger.api.app import create_app
+from usageledger.config import Settings
+from usageledger.ledger import accounts
+from usageledger.m1 import M1Logger
+from usageledger.store.engine import Database, make_engine
+from usageledger.store.migrate import upgrade
+from usageledger.store.tables import metadata
+
+PG_ADMIN_URL = os.environ.get("USAGELEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("USAGELEDGER_REQUIRE_POSTGRES") == "1"
+LOG_DIR = (
+    Path(os.environ.get("USAGELEDGER_TEST_LOG_DIR", ""))
+    if os.environ.get("USAGELEDGER_TEST_LOG_DIR")
+    else None
+)
+
+
+def _pg_problem() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return (
+            f"PostgreSQL tests skipped: cannot connect to {PG_ADMIN_URL} ({exc.__class__.__name__})"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say up front whether the PostgreSQL tests run."""
+    problem = _pg_problem()
+    return [problem or f"PostgreSQL tests run against {PG_ADMIN_URL}"]
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    problem = _pg_problem()
+    if problem:
+        if REQUIRE_PG:
+            pytest.fail(problem + " (USAGELEDGER_REQUIRE_POSTGRES=1)")
+        pytest.skip(problem)
+    name = f"ul_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://")
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+def _truncate_all(url: str) -> None:
+    engine = make_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in reversed(metadata.sorted_tables))
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """A migrated, empty database on each engine."""
+    if request.param == "sqlite":
+        path = tmp_path / "ledger.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_server_url")
+    _truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine over ``db_url``."""
+    eng = make_engine(db_url, statement_timeout_ms=20_000)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Database:
+    """The database boundary over ``engine``."""
+    return Database(engine)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """Settings for a test server on ``db_url`` with a generous rate limit."""
+    return Settings(
+        home=tmp_path / "home",
+        database_url=db_url.replace("postgresql+psycopg://", "postgresql://"),
+        log_file=str(tmp_path / "m1.log"),
+        rate_per_minute=60_000,
+        rate_burst=10_000,
+    )
+
+
+@dataclass
+class Persona:
+    """A user with a device token and a read token."""
+
+    name: str
+    user_id: int
+    device_token: str
+    read_token: str
+
+    def headers(self, *, read: bool = False) -> dict[str, str]:
+        """Authorization headers for this persona's device (or read) token."""
+        token = self.read_token if read else self.device_token
+        return {"Authorization": f"Bearer {token}"}
+
+
+def make_persona(db: Database, name: str, tz: str = "UTC", device: str = "laptop") -> Persona:
+    """Create a user with a device and a read token."""
+
+    def go(conn: Any) -> Persona:
+        user_id = accounts.create_user(conn, name, time_zone=tz, now_ms=1)
+        dev, _ = accounts.issue_token(conn, name, kind="device", device_name=device, now_ms=1)
+        read, _ = accounts.issue_token(conn, name, kind="read", device_name=None, now_ms=1)
+        return Persona(name, user_id, dev, read)
+
+    return db.write(go)
+
+
+@pytest.fixture
+def alice(db: Database) -> Persona:
+    """Alice, in Europe/Berlin."""
+    return make_persona(db, "alice", "Europe/Berlin")
+
+
+@pytest.fixture
+def bob(db: Database) -> Persona:
+    """Bob, in America/New_York."""
+    return make_persona(db, "bob", "America/New_York")
+
+
+@pytest.fixture
+def m1_path(settings: Settings) -> Path:
+    """Where the test app writes its M1 lines."""
+    return Path(settings.log_file)
+
+
+@pytest.fixture
+def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
+    """A test client of the real app over the test database."""
+    logger = M1Logger(settings.log_file)
+    app = create_app(settings, engine=engine, m1=logger)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+    logger.close()
+    if LOG_DIR is not None:  # keep every log line for the log-privacy audit
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        shutil.copy(settings.log_file, LOG_DIR / f"{uuid.uuid4().hex}.log")

@@ -159,5 +159,121 @@ ingest_receipts = Table(
     Index(None, "created_at_ms"),
 )
 
+
+# --- Revision 0002: prices, leaderboard snapshots, backfill plans, the local ledger ---
+
+model_prices = Table(
+    "model_prices",
+    metadata,
+    Column("model", String(128), nullable=False),
+    Column("effective_from", Date, nullable=False),
+    # Decimal text (USD per million tokens): exact on both dialects.
+    Column("input", String(40), nullable=False),
+    Column("cached_input", String(40), nullable=False),
+    Column("cache_write", String(40), nullable=False),
+    Column("output", String(40), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("taken", Date, nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("loaded_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("model", "effective_from"),
+)
+
+leaderboard_snapshots = Table(
+    "leaderboard_snapshots",
+    metadata,
+    Column("period", String(8), nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("period_start", Date, nullable=True),
+    Column("period_end", Date, nullable=False),
+    Column("user_id", BigInteger, nullable=False),  # internal only; never served
+    Column("display_name", String(64), nullable=False),
+    *_counts(),
+    Column("cost_usd", String(40), nullable=False),
+    Column("built_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("period", "rank"),
+    CheckConstraint("period IN ('week', 'month', 'all')", name="period"),
+)
+
+backfill_plans = Table(
+    "backfill_plans",
+    metadata,
+    Column("user_id", BigInteger, nullable=False),
+    Column("plan_id", String(36), nullable=False),
+    Column("device_id", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("range_start", BigInteger, nullable=False),
+    Column("range_end", BigInteger, nullable=False),
+    Column("affected_keys", Integer, nullable=False),
+    Column("changes", Text, nullable=False),  # JSON: the bucket values to set
+    Column("snapshot", Text, nullable=True),  # JSON: the values apply replaced
+    Column("checksum_before", String(64), nullable=False),
+    Column("checksum_expected_after", String(64), nullable=False),
+    Column("checksum_after", String(64), nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("applied_at_ms", BigInteger, nullable=True),
+    Column("rolled_back_at_ms", BigInteger, nullable=True),
+    PrimaryKeyConstraint("user_id", "plan_id"),
+    UniqueConstraint("plan_id"),
+    CheckConstraint("state IN ('planned', 'applied', 'rolled_back')", name="state"),
+)
+
+# The local ledger (the tracker's embedded SQLite file) uses the same store with one user and
+# one device, plus its own source of truth: one row per assistant event under its natural key.
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("user_id", BigInteger, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("event_key", String(255), nullable=False),
+    Column("device_id", BigInteger, nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("event_ms", BigInteger, nullable=False),
+    Column("bucket_start", BigInteger, nullable=False),
+    Column("session_id", String(255), nullable=False),
+    Column("project", Text, nullable=True),  # local only: never uploaded
+    *_counts(),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "source", "event_key"),
+    Index(None, "user_id", "bucket_start"),
+)
+
+scan_files = Table(
+    "scan_files",
+    metadata,
+    Column("user_id", BigInteger, nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("inode", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("head_sha256", String(64), nullable=False),  # detects a file replaced in place
+    Column("parser_state", Text, nullable=False, server_default="{}"),
+    Column("problems", Integer, nullable=False, server_default="0"),
+    Column("last_scanned_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "path"),
+)
+
+push_acks = Table(
+    "push_acks",
+    metadata,
+    *_key_columns(),
+    Column("acked_revision", BigInteger, nullable=False),
+    Column("acked_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint(*BUCKET_KEY),
+)
+
 #: Tables whose rows belong to one user (each primary key starts with ``user_id``).
-PER_USER_TABLES = (devices, bucket_revisions, usage_buckets, usage_daily, ingest_receipts)
+PER_USER_TABLES = (
+    devices,
+    bucket_revisions,
+    usage_buckets,
+    usage_daily,
+    ingest_receipts,
+    backfill_plans,
+    usage_events,
+    scan_files,
+    push_acks,
+)

@@ -23,10 +23,8 @@ pytestmark = pytest.mark.usefixtures("db_url")
 
 def post(client: TestClient, who: Persona, body: Any, **headers: str) -> Any:
     """POST a batch as JSON with the persona's device token."""
-    if isinstance(body, bytes):
-        raw = body
-    else:  # the standard library encodes integers beyond 64 bits, which hostile clients send
-        raw = json.dumps(body).encode()
+    # The standard library encodes integers beyond 64 bits, which hostile clients send.
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return client.post(
         "/v1/ingest",
         content=raw,
@@ -66,7 +64,8 @@ def test_the_same_batch_sent_fifty_times_gives_the_facts_of_one(
     facts = bucket_rows(engine)
     for _ in range(49):
         again = post(client, alice, body).json()
-        assert again["unchanged"] == 10 and again["inserted"] == 0
+        assert again["unchanged"] == 10
+        assert again["inserted"] == 0
     assert first["inserted"] == 10
     assert bucket_rows(engine) == facts
     revisions, buckets, _, receipts = written_rows(engine)
@@ -96,7 +95,8 @@ def test_revisions_order_versions_of_a_bucket(
     assert post(client, alice, batch(bucket(revision=20, inp=300))).json()["conflicts"] == 1
     assert post(client, alice, batch(bucket(revision=30, inp=200))).json()["unchanged"] == 1
     (value,) = bucket_rows(engine).values()
-    assert value[0] == 20 and value[1] == 200
+    assert value[0] == 20
+    assert value[1] == 200
 
 
 def test_within_a_batch_the_highest_revision_wins(
@@ -415,10 +415,15 @@ def test_every_request_writes_one_m1_line_without_secrets(
         ):
             assert field in line
     ok, bad, missing = lines
-    assert ok["function"] == "ingest" and ok["status"] == 200 and ok["error_code"] is None
-    assert ok["upstream_status"] == 200 and ok["upstream_latency_ms"] > 0
-    assert bad["status"] == 400 and bad["error_code"] == "INVALID_JSON"
-    assert missing["status"] == 404 and missing["upstream_status"] is None
+    assert ok["function"] == "ingest"
+    assert ok["status"] == 200
+    assert ok["error_code"] is None
+    assert ok["upstream_status"] == 200
+    assert ok["upstream_latency_ms"] > 0
+    assert bad["status"] == 400
+    assert bad["error_code"] == "INVALID_JSON"
+    assert missing["status"] == 404
+    assert missing["upstream_status"] is None
     text = m1_path.read_text()
     for secret in (alice.device_token, "secret-key-123", "gpt-5-codex", "Bearer"):
         assert secret not in text

@@ -1,0 +1,64 @@
+"""Pure parsers for the assistants' local logs, one module per source (see docs/sources.md).
+
+``PARSERS`` maps a source name to its parser; ``resolve_duplicates`` applies a parser's
+``duplicate_policy`` to events the way the ledger does, for reports and comparisons that
+work on parser output directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from usageledger.sources.base import ParseResult, Problem, SourceParser, UsageEvent
+from usageledger.sources.claude import ClaudeParser
+from usageledger.sources.codex import CodexParser
+from usageledger.sources.gemini import GeminiParser
+from usageledger.sources.opencode import OpencodeParser
+
+__all__ = [
+    "PARSERS",
+    "ParseResult",
+    "Problem",
+    "SourceParser",
+    "UsageEvent",
+    "get_parser",
+    "resolve_duplicates",
+]
+
+PARSERS: dict[str, SourceParser] = {
+    parser.name: parser
+    for parser in (CodexParser(), ClaudeParser(), GeminiParser(), OpencodeParser())
+}
+
+POLICIES = ("first", "last", "max")
+
+
+def get_parser(name: str) -> SourceParser:
+    """Return the parser registered as ``name``; a ``KeyError`` lists the known names."""
+    try:
+        return PARSERS[name]
+    except KeyError:
+        known = ", ".join(sorted(PARSERS))
+        raise KeyError(f"unknown source {name!r} (known: {known})") from None
+
+
+def resolve_duplicates(events: Iterable[UsageEvent], policy: str) -> list[UsageEvent]:
+    """Keep one event per ``(source, event_key)`` by ``policy``, in first-seen order.
+
+    "first" keeps the first copy, "last" the last one, "max" the copy with the largest
+    ``total_tokens`` (then ``output_tokens``; a tie keeps the earlier copy).
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown duplicate policy {policy!r} (known: {', '.join(POLICIES)})")
+    kept: dict[tuple[str, str], UsageEvent] = {}
+    for event in events:
+        key = (event.source, event.event_key)
+        current = kept.get(key)
+        larger = current is not None and _size(event) > _size(current)
+        if current is None or policy == "last" or (policy == "max" and larger):
+            kept[key] = event
+    return list(kept.values())
+
+
+def _size(event: UsageEvent) -> tuple[int, int]:
+    return event.total_tokens, event.output_tokens

@@ -1,0 +1,170 @@
+"""Helpers shared by the source parsers: JSON lines, counts, timestamps, file discovery.
+
+Everything here is pure except ``find_files``, which walks directories. Validation
+helpers raise ``InvalidRecordError``; the parsers catch it per line or per file and turn it into
+a ``Problem``, so no parser ever raises on bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from usageledger.sources.base import Problem
+
+#: A line longer than this is reported and skipped without being parsed.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+#: Counts must stay exact in JSON numbers and the ledger's bounds (DESIGN §4).
+MAX_COUNT = 2**53 - 1
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+class InvalidRecordError(ValueError):
+    """A value in a log record that cannot be turned into a usage event."""
+
+
+def complete_length(data: bytes) -> int:
+    """Return the length of ``data`` up to and including its last newline (0 if none)."""
+    return data.rfind(b"\n") + 1
+
+
+def json_lines(
+    data: bytes, *, path: str, first_line: int, problems: list[Problem]
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, value)`` for each JSON line of ``data``; report bad lines.
+
+    ``first_line`` is the 1-based number of the first line in ``data``. Blank lines are
+    skipped silently; huge, non-UTF-8 and malformed lines become problems.
+    """
+    for offset, raw in enumerate(data.split(b"\n")):
+        line = raw.rstrip(b"\r")
+        if not line.strip():
+            continue
+        lineno = first_line + offset
+        if len(line) > MAX_LINE_BYTES:
+            problems.append(Problem(path, lineno, f"line of {len(line)} bytes exceeds 16 MiB"))
+            continue
+        try:
+            yield lineno, orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            problems.append(Problem(path, lineno, decode_reason(line, exc)))
+
+
+def decode_reason(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    """Describe why ``raw`` did not parse, without quoting any of its content."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"not valid UTF-8 (byte {bad.start})"
+    return f"malformed JSON ({exc.msg} at char {exc.pos})"
+
+
+def count(
+    usage: Mapping[str, Any], key: str, *, required: bool = False, label: str | None = None
+) -> int:
+    """Return ``usage[key]`` as a validated token count; a missing optional key is 0."""
+    value = usage.get(key)
+    name = label or key
+    if value is None:
+        if required:
+            raise InvalidRecordError(f"missing {name}")
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRecordError(f"{name} is not an integer")
+    if value < 0:
+        raise InvalidRecordError(f"{name} is negative")
+    if value > MAX_COUNT:
+        raise InvalidRecordError(f"{name} exceeds 2^53")
+    return value
+
+
+def mapping(value: Any, name: str) -> Mapping[str, Any]:
+    """Return ``value`` if it is a JSON object, else raise ``InvalidRecordError`` naming it."""
+    if not isinstance(value, dict):
+        raise InvalidRecordError(f"{name} is not an object")
+    return value
+
+
+def text(value: Any) -> str | None:
+    """Return ``value`` if it is a non-empty string, else None."""
+    return value if isinstance(value, str) and value else None
+
+
+def timestamp(value: Any) -> datetime:
+    """Parse an ISO-8601 string or Unix epoch milliseconds into an aware UTC datetime.
+
+    A timestamp without an offset is taken to be UTC (the assistants write UTC).
+    """
+    if isinstance(value, bool):
+        raise InvalidRecordError("timestamp is not a date")
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise InvalidRecordError("timestamp out of range") from exc
+    if not isinstance(value, str) or not value:
+        raise InvalidRecordError("missing timestamp")
+    try:
+        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value))
+    except ValueError as exc:
+        raise InvalidRecordError("timestamp is not ISO-8601") from exc
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def line_state(state: Mapping[str, Any] | None) -> int:
+    """Return how many lines earlier calls consumed, from the scanner's stored state."""
+    value = (state or {}).get("line")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def env_dirs(env: Mapping[str, str], name: str, home: Path) -> list[Path]:
+    """Split a comma-separated directory variable; ``~`` expands to ``home``, blanks drop."""
+    dirs: list[Path] = []
+    for part in env.get(name, "").split(","):
+        item = part.strip()
+        if not item:
+            continue
+        if item == "~" or item.startswith("~/"):
+            dirs.append(home / item[2:])
+        else:
+            dirs.append(Path(item))
+    return dirs
+
+
+def find_files(roots: Iterable[Path], patterns: Iterable[str]) -> list[Path]:
+    """Return files under ``roots`` whose path relative to a root matches a pattern.
+
+    Patterns use ``fnmatch`` syntax on POSIX-style relative paths (``*`` crosses
+    ``/``). Symlinked directories are not followed inside a root, so a link loop
+    cannot hang discovery. The same real file reached twice is returned once; the
+    result is sorted by path string.
+    """
+    wanted = list(patterns)
+    seen: set[str] = set()
+    found: list[Path] = []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for dirpath, _dirnames, filenames in os.walk(root):
+            base = Path(dirpath)
+            for filename in filenames:
+                full = base / filename
+                rel = full.relative_to(root).as_posix()
+                if not any(fnmatchcase(rel, pattern) for pattern in wanted):
+                    continue
+                real = os.path.realpath(full)
+                if real in seen or not os.path.isfile(real):
+                    continue
+                seen.add(real)
+                found.append(full)
+    return sorted(found, key=str)

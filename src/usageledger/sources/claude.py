@@ -1,0 +1,141 @@
+"""Claude Code: ``projects/**/*.jsonl`` transcripts under each Claude config directory.
+
+Each assistant line carries the API's ``message.usage``. Claude Code writes one line per
+content block while a response streams (same ``message.id`` and ``requestId``, growing
+``output_tokens``), copies parent messages into sub-agent and resumed-session files, and
+writes ``<synthetic>`` error messages. The key ``message.id:requestId`` is shared by all
+those copies and the ledger keeps the one with the most tokens (policy "max").
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from usageledger.sources._common import (
+    InvalidRecordError,
+    complete_length,
+    count,
+    env_dirs,
+    find_files,
+    json_lines,
+    line_state,
+    text,
+    timestamp,
+)
+from usageledger.sources.base import ParseResult, Problem, UsageEvent
+
+SYNTHETIC_MODEL = "<synthetic>"
+UNKNOWN_MODEL = "unknown"
+
+
+def event_key(
+    message_id: str | None, request_id: str | None, when: str, model: str, counts: list[int]
+) -> str:
+    """Return the natural key of one assistant response.
+
+    ``message.id:requestId`` when both exist; ``message.id:`` when Claude Code left out
+    the request id; otherwise a hash of the timestamp, model and the four usage counts
+    (so a byte-identical copy in another file still collapses, whatever its session).
+    """
+    if message_id is not None:
+        return f"{message_id}:{request_id or ''}"
+    digest = hashlib.sha256(orjson.dumps([when, model, *counts])).hexdigest()[:32]
+    return f"sha256:{digest}"
+
+
+class ClaudeParser:
+    """Parser for Claude Code project transcripts (append-only JSON lines)."""
+
+    name = "claude"
+    incremental = True
+    duplicate_policy = "max"
+
+    def discover(self, env: Mapping[str, str], home: Path) -> list[Path]:
+        """Return every ``projects/**/*.jsonl`` (sub-agent files included) per config dir."""
+        roots = env_dirs(env, "CLAUDE_CONFIG_DIR", home) or [
+            home / ".config" / "claude",
+            home / ".claude",
+        ]
+        return find_files([root / "projects" for root in roots], ["*.jsonl"])
+
+    def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
+        """Parse complete lines of ``data``; ``state`` only carries the line count."""
+        end = complete_length(data)
+        first = line_state(state) + 1
+        fallback_session = Path(path).stem
+        events: list[UsageEvent] = []
+        problems: list[Problem] = []
+        for lineno, obj in json_lines(data[:end], path=path, first_line=first, problems=problems):
+            try:
+                event = _event(obj, fallback_session)
+            except InvalidRecordError as exc:
+                problems.append(Problem(path, lineno, str(exc)))
+            except Exception as exc:  # a parser never raises; report and go on
+                problems.append(Problem(path, lineno, f"unreadable record ({type(exc).__name__})"))
+            else:
+                if event is not None:
+                    events.append(event)
+        lines = data.count(b"\n", 0, end)
+        return ParseResult(
+            events=events, problems=problems, consumed=end, state={"line": first - 1 + lines}
+        )
+
+
+def _event(obj: Any, fallback_session: str) -> UsageEvent | None:
+    if not isinstance(obj, dict):
+        raise InvalidRecordError("line is not a JSON object")
+    if obj.get("type") != "assistant":
+        return None
+    message = obj.get("message")
+    if not isinstance(message, dict):
+        return None
+    usage = message.get("usage")
+    if usage is None:
+        return None
+    if not isinstance(usage, dict):
+        raise InvalidRecordError("message.usage is not an object")
+    model = text(message.get("model")) or UNKNOWN_MODEL
+    if model == SYNTHETIC_MODEL:
+        return None
+    fresh = count(usage, "input_tokens", required=True)
+    output = count(usage, "output_tokens", required=True)
+    cache_read = count(usage, "cache_read_input_tokens")
+    cache_write = _cache_write(usage)
+    if fresh == output == cache_read == cache_write == 0:
+        return None
+    when = timestamp(obj.get("timestamp"))
+    key = event_key(
+        text(message.get("id")),
+        text(obj.get("requestId")),
+        str(obj.get("timestamp")),
+        model,
+        [fresh, cache_write, cache_read, output],
+    )
+    return UsageEvent(
+        source="claude",
+        event_key=key,
+        timestamp=when,
+        model=model,
+        session_id=text(obj.get("sessionId")) or fallback_session,
+        project=text(obj.get("cwd")),
+        input_tokens=fresh + cache_write,
+        cached_input_tokens=cache_read,
+        output_tokens=output,
+        cache_write_tokens=cache_write,
+    )
+
+
+def _cache_write(usage: Mapping[str, Any]) -> int:
+    """``cache_creation_input_tokens``, or the sum of its ``cache_creation`` breakdown."""
+    if usage.get("cache_creation_input_tokens") is not None:
+        return count(usage, "cache_creation_input_tokens")
+    breakdown = usage.get("cache_creation")
+    if not isinstance(breakdown, dict):
+        return 0
+    keys = [key for key in sorted(breakdown) if key.endswith("_input_tokens")]
+    return sum(count(breakdown, key, label=f"cache_creation.{key}") for key in keys)

@@ -1,0 +1,225 @@
+"""Codex CLI: ``rollout-*.jsonl`` session logs under ``$CODEX_HOME`` (default ``~/.codex``).
+
+Usage comes from ``event_msg`` lines whose payload type is ``token_count``. Codex writes
+cumulative totals (``info.total_token_usage``) and the last request's usage
+(``info.last_token_usage``); it re-emits events with unchanged totals, and forked or
+sub-agent sessions replay the parent's events into their own file. The event key is
+therefore built from the usage vectors themselves, never from the file, so every copy of
+one request collapses to one ledger row. See docs/sources.md for the full rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from usageledger.sources._common import (
+    InvalidRecordError,
+    complete_length,
+    count,
+    env_dirs,
+    find_files,
+    json_lines,
+    line_state,
+    mapping,
+    text,
+    timestamp,
+)
+from usageledger.sources.base import ParseResult, Problem, UsageEvent
+
+#: (input incl. cached, cached input, output incl. reasoning, reasoning), as Codex counts.
+Usage = tuple[int, int, int, int]
+
+_SESSION_IN_NAME = re.compile(
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$", re.IGNORECASE
+)
+UNKNOWN_MODEL = "unknown"
+
+
+def _usage(value: Any, name: str) -> Usage | None:
+    """Read one Codex usage object; None when absent."""
+    if value is None:
+        return None
+    obj = mapping(value, name)
+    return (
+        count(obj, "input_tokens", required=True, label=f"{name}.input_tokens"),
+        count(obj, "cached_input_tokens", label=f"{name}.cached_input_tokens"),
+        count(obj, "output_tokens", required=True, label=f"{name}.output_tokens"),
+        count(obj, "reasoning_output_tokens", label=f"{name}.reasoning_output_tokens"),
+    )
+
+
+def _vector(usage: Usage) -> str:
+    return ".".join(str(n) for n in usage)
+
+
+def _usage_state(value: Any) -> Usage | None:
+    if (
+        isinstance(value, list)
+        and len(value) == 4
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in value)
+    ):
+        return (value[0], value[1], value[2], value[3])
+    return None
+
+
+class CodexParser:
+    """Parser for Codex CLI rollout logs (append-only JSON lines)."""
+
+    name = "codex"
+    incremental = True
+    duplicate_policy = "first"
+
+    def discover(self, env: Mapping[str, str], home: Path) -> list[Path]:
+        """Return ``sessions/**/rollout-*.jsonl`` and ``archived_sessions/`` files per home."""
+        roots = env_dirs(env, "CODEX_HOME", home) or [home / ".codex"]
+        dirs = [root / sub for root in roots for sub in ("sessions", "archived_sessions")]
+        return find_files(dirs, ["rollout-*.jsonl", "*/rollout-*.jsonl"])
+
+    def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
+        """Parse complete lines of ``data``; ``state`` carries model, session and totals."""
+        st: dict[str, Any] = dict(state or {})
+        session = text(st.get("session_id"))
+        if session is None:
+            found = _SESSION_IN_NAME.search(path)
+            session = found.group(1) if found else Path(path).stem
+        reader = _Reader(
+            path=path,
+            model=text(st.get("model")),
+            session=session,
+            project=text(st.get("project")),
+            meta_seen=st.get("meta") is True,
+            totals=_usage_state(st.get("totals")),
+        )
+        end = complete_length(data)
+        first = line_state(st) + 1
+        for lineno, obj in json_lines(
+            data[:end], path=path, first_line=first, problems=reader.problems
+        ):
+            try:
+                reader.line(lineno, obj)
+            except InvalidRecordError as exc:
+                reader.problems.append(Problem(path, lineno, str(exc)))
+            except Exception as exc:  # a parser never raises; report and go on
+                reader.problems.append(
+                    Problem(path, lineno, f"unreadable record ({type(exc).__name__})")
+                )
+        lines = data.count(b"\n", 0, end)
+        return ParseResult(
+            events=reader.events,
+            problems=reader.problems,
+            consumed=end,
+            state={
+                "line": first - 1 + lines,
+                "model": reader.model,
+                "session_id": reader.session,
+                "project": reader.project,
+                "meta": reader.meta_seen,
+                "totals": list(reader.totals) if reader.totals is not None else None,
+            },
+        )
+
+
+class _Reader:
+    """The running state of one rollout file while its lines are read in order."""
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        model: str | None,
+        session: str,
+        project: str | None,
+        meta_seen: bool,
+        totals: Usage | None,
+    ) -> None:
+        self.path = path
+        self.model = model
+        self.session = session
+        self.project = project
+        self.meta_seen = meta_seen
+        self.totals = totals
+        self.events: list[UsageEvent] = []
+        self.problems: list[Problem] = []
+
+    def line(self, lineno: int, obj: Any) -> None:
+        """Apply one JSON line: metadata updates state, ``token_count`` may emit an event."""
+        if not isinstance(obj, dict):
+            raise InvalidRecordError("line is not a JSON object")
+        kind = obj.get("type")
+        payload = obj.get("payload")
+        if not isinstance(payload, dict):
+            return
+        if kind == "session_meta":
+            # A forked file holds its own session_meta first, then its parent's: keep the first.
+            if not self.meta_seen:
+                self.meta_seen = True
+                self.session = text(payload.get("id")) or self.session
+                self.project = text(payload.get("cwd")) or self.project
+            self.model = self.model or text(payload.get("model"))
+        elif kind == "turn_context":
+            self.model = text(payload.get("model")) or self.model
+            self.project = self.project or text(payload.get("cwd"))
+        elif kind == "event_msg" and payload.get("type") == "token_count":
+            self._token_count(lineno, obj, payload)
+
+    def _token_count(self, lineno: int, obj: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
+        info = payload.get("info")
+        if info is None:
+            return  # a rate-limit-only refresh
+        info = mapping(info, "info")
+        total = _usage(info.get("total_token_usage"), "total_token_usage")
+        last = _usage(info.get("last_token_usage"), "last_token_usage")
+        previous = self.totals
+        if total is not None:
+            if previous is not None and total == previous:
+                return  # a re-emit: the cumulative totals did not move
+            self.totals = total
+            reset = previous is not None and any(
+                t < p for t, p in zip(total, previous, strict=True)
+            )
+            if last is not None:
+                delta = last
+            elif previous is None or reset:
+                delta = total  # a counter that restarted counts from zero
+            else:
+                delta = (
+                    total[0] - previous[0],
+                    total[1] - previous[1],
+                    total[2] - previous[2],
+                    total[3] - previous[3],
+                )
+            key = f"t{_vector(total)}/" + (f"l{_vector(last)}" if last is not None else "-")
+        elif last is not None:
+            # Without cumulative totals there is nothing content-based but the request itself.
+            delta = last
+            key = f"{self.session}@{obj.get('timestamp')}/l{_vector(last)}"
+        else:
+            raise InvalidRecordError("token_count without usage")
+        self._emit(lineno, obj, delta, key)
+
+    def _emit(self, lineno: int, obj: Mapping[str, Any], delta: Usage, key: str) -> None:
+        fresh, cached, output, reasoning = delta
+        if fresh == cached == output == reasoning == 0:
+            return
+        if cached > fresh:
+            raise InvalidRecordError("cached_input_tokens exceeds input_tokens")
+        if reasoning > output:
+            raise InvalidRecordError("reasoning_output_tokens exceeds output_tokens")
+        when = timestamp(obj.get("timestamp"))
+        self.events.append(
+            UsageEvent(
+                source="codex",
+                event_key=key,
+                timestamp=when,
+                model=self.model or UNKNOWN_MODEL,
+                session_id=self.session,
+                project=self.project,
+                input_tokens=fresh - cached,
+                cached_input_tokens=cached,
+                output_tokens=output,
+                reasoning_output_tokens=reasoning,
+            )
+        )

@@ -1,0 +1,1 @@
+"""Tests for the pure log parsers in usageledger.sources."""

@@ -12,16 +12,35 @@ from rich.console import Console
 
 from usageledger.config import Settings, SettingsError, load_settings
 from usageledger.errors import LedgerError
+from usageledger.store.engine import Database, make_engine
 
 T = TypeVar("T")
 console = Console(stderr=True)
 
 
 class Env:
-    """Settings and lazily built engine for one CLI invocation."""
+    """Settings and a lazily built database for one CLI invocation (disposed at exit)."""
 
     def __init__(self) -> None:
         self._settings: Settings | None = None
+        self._database: Database | None = None
+
+    @property
+    def database(self) -> Database:
+        """The configured server database, built on first use."""
+        if self._database is None:
+            s = self.settings
+            engine = make_engine(
+                s.resolved_database_url, statement_timeout_ms=s.statement_timeout_ms
+            )
+            self._database = Database(engine, retries=s.db_retries)
+        return self._database
+
+    def close(self) -> None:
+        """Release the database's connections."""
+        if self._database is not None:
+            self._database.engine.dispose()
+            self._database = None
 
     @property
     def settings(self) -> Settings:
@@ -62,7 +81,8 @@ def main(ctx: click.Context) -> None:
     Example:
       usageledger serve --demo        # run the server with a demo user on SQLite
     """
-    ctx.ensure_object(Env)
+    env = ctx.ensure_object(Env)
+    ctx.call_on_close(env.close)
 
 
 def _register() -> None:

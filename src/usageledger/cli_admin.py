@@ -10,19 +10,15 @@ from rich.table import Table
 
 from usageledger.cli import Env, now_ms, pass_env, run
 from usageledger.ledger import accounts
-from usageledger.store.engine import Database, make_engine
+from usageledger.store.engine import Database
 from usageledger.store.migrate import current_revision, head_revision, upgrade
 
 out = Console()
 
 
 def database(env: Env) -> Database:
-    """A database handle for the configured URL."""
-    s = env.settings
-    return Database(
-        make_engine(s.resolved_database_url, statement_timeout_ms=s.statement_timeout_ms),
-        retries=s.db_retries,
-    )
+    """The configured database (disposed when the command ends)."""
+    return env.database
 
 
 def _when(ms: int | None) -> str:
@@ -48,11 +44,10 @@ def db_upgrade(env: Env) -> None:
     Example:
       usageledger db upgrade
     """
-    engine = make_engine(env.settings.resolved_database_url)
+    engine = env.database.engine
     before = current_revision(engine)
     upgrade(engine)
     out.print(f"database at revision {head_revision()} (was {before or 'empty'})")
-    engine.dispose()
 
 
 @db.command("current")
@@ -64,9 +59,8 @@ def db_current(env: Env) -> None:
     Example:
       usageledger db current
     """
-    engine = make_engine(env.settings.resolved_database_url)
+    engine = env.database.engine
     out.print(f"current: {current_revision(engine) or 'empty'}  head: {head_revision()}")
-    engine.dispose()
 
 
 @click.group()

@@ -179,6 +179,23 @@ def _parse_start(text: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
+def _check_start(
+    text: str, *, floor: int, latest: int, settings: Settings
+) -> tuple[int, str | None]:
+    """Epoch seconds of a ``bucket_start`` and the rule it breaks, if any."""
+    start = _parse_start(text)
+    if start is None:
+        return 0, "must be an ISO 8601 time with a UTC offset, e.g. 2026-11-28T10:30:00Z"
+    seconds = int(start.timestamp())
+    if start.microsecond or not is_aligned(seconds):
+        return seconds, "must be the start of a half-hour (:00 or :30, zero seconds)"
+    if seconds > latest:
+        return seconds, f"is more than {settings.future_skew_seconds // 60} minutes in the future"
+    if seconds < floor:
+        return seconds, f"is before the floor {settings.bucket_floor.isoformat()}"
+    return seconds, None
+
+
 def _check_rules(
     batch: IngestV1 | IngestV2,
     version: int,
@@ -192,49 +209,29 @@ def _check_rules(
     latest = int(now.timestamp()) + settings.future_skew_seconds
     out: list[IncomingBucket] = []
     names = COUNTS_BY_VERSION[version]
+    # A batch repeats the same few half-hours and sources; check each distinct value once.
+    starts: dict[str, tuple[int, str | None]] = {}
+    sources: dict[str, bool] = {}
     for index, bucket in enumerate(batch.buckets):
-        where = f"buckets[{index}]"
-        start = _parse_start(bucket.bucket_start)
-        seconds = 0
-        if start is None:
-            problems.append(
-                (
-                    ErrorCode.BUCKET_START_INVALID,
-                    f"{where}.bucket_start",
-                    "must be an ISO 8601 time with a UTC offset, e.g. 2026-11-28T10:30:00Z",
-                )
+        text = bucket.bucket_start
+        checked = starts.get(text)
+        if checked is None:
+            checked = starts[text] = _check_start(
+                text, floor=floor, latest=latest, settings=settings
             )
-        else:
-            seconds = int(start.timestamp())
-            if start.microsecond or not is_aligned(seconds):
-                problems.append(
-                    (
-                        ErrorCode.BUCKET_START_INVALID,
-                        f"{where}.bucket_start",
-                        "must be the start of a half-hour (:00 or :30, zero seconds)",
-                    )
-                )
-            elif seconds > latest:
-                problems.append(
-                    (
-                        ErrorCode.BUCKET_START_INVALID,
-                        f"{where}.bucket_start",
-                        f"is more than {settings.future_skew_seconds // 60} minutes in the future",
-                    )
-                )
-            elif seconds < floor:
-                problems.append(
-                    (
-                        ErrorCode.BUCKET_START_INVALID,
-                        f"{where}.bucket_start",
-                        f"is before the floor {settings.bucket_floor.isoformat()}",
-                    )
-                )
-        if bucket.source not in registry:
+        seconds, start_problem = checked
+        if start_problem is not None:
+            problems.append(
+                (ErrorCode.BUCKET_START_INVALID, f"buckets[{index}].bucket_start", start_problem)
+            )
+        known = sources.get(bucket.source)
+        if known is None:
+            known = sources[bucket.source] = bucket.source in registry
+        if not known:
             problems.append(
                 (
                     ErrorCode.UNKNOWN_SOURCE,
-                    f"{where}.source",
+                    f"buckets[{index}].source",
                     registry.unknown_message(bucket.source),
                 )
             )
@@ -242,13 +239,16 @@ def _check_rules(
             problems.append(
                 (
                     ErrorCode.VALIDATION_FAILED,
-                    f"{where}.model",
+                    f"buckets[{index}].model",
                     f"must be 1-{settings.max_model_length} printable characters",
                 )
             )
-        counts = {name: int(getattr(bucket, name)) for name in names}
+        values = bucket.__dict__
+        counts = {name: values[name] for name in names}
         for field, message in equality_violations(counts):
-            problems.append((ErrorCode.TOKEN_EQUALITY_VIOLATED, f"{where}.{field}", message))
+            problems.append(
+                (ErrorCode.TOKEN_EQUALITY_VIOLATED, f"buckets[{index}].{field}", message)
+            )
         counts.setdefault("cache_write_tokens", 0)
         out.append(
             IncomingBucket(

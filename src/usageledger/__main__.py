@@ -1,0 +1,5 @@
+"""``python -m usageledger`` runs the CLI."""
+
+from usageledger.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""Docs stay true: every command, option-bearing help and setting is documented."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+
+from usageledger.cli import main
+from usageledger.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+
+
+def commands(
+    group: click.Group, prefix: str = "usageledger"
+) -> Iterator[tuple[str, click.Command]]:
+    """Every command path of the CLI with its command object."""
+    for name, command in sorted(group.commands.items()):
+        path = f"{prefix} {name}"
+        yield path, command
+        if isinstance(command, click.Group):
+            yield from commands(command, path)
+
+
+ALL = list(commands(main))
+
+
+@pytest.mark.parametrize(("path", "command"), ALL, ids=[p for p, _ in ALL])
+def test_every_command_is_documented_with_an_example(path: str, command: click.Command) -> None:
+    """The command appears in README.md or docs/, and its --help shows an example."""
+    assert path in DOCS, f"{path} is not mentioned in README.md or docs/"
+    assert "Example" in (command.help or ""), f"{path} --help has no example"
+
+
+@pytest.mark.parametrize("field", sorted(Settings.model_fields))
+def test_every_setting_is_documented(field: str) -> None:
+    """Each USAGELEDGER_ variable has a row in docs/configuration.md."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    assert f"`USAGELEDGER_{field.upper()}`" in text
+
+
+def test_the_quick_start_has_exactly_two_commands() -> None:
+    """The README's quick start block holds the run command and the test command."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    lines = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert lines == ["make run", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci

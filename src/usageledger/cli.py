@@ -87,9 +87,9 @@ def main(ctx: click.Context) -> None:
 
 def _register() -> None:
     from usageledger.cli_admin import db, tokens, users
-    from usageledger.cli_serve import serve
+    from usageledger.cli_serve import demo, serve
 
-    for command in (serve, db, users, tokens):
+    for command in (serve, demo, db, users, tokens):
         main.add_command(command)
     # Commands of optional feature modules, each owning its own file.
     for module, name in (

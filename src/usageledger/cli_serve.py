@@ -10,6 +10,7 @@ import uvicorn
 from rich.console import Console
 
 from usageledger.cli import Env, now_ms, pass_env
+from usageledger.demo import seed_history
 from usageledger.ledger import accounts
 from usageledger.store.engine import Database, make_engine
 from usageledger.store.migrate import current_revision, head_revision, upgrade
@@ -64,6 +65,34 @@ def curl_example(base: str, secret: str) -> str:
 
 
 @click.command()
+@click.option("--user", default=DEMO_USER, show_default=True, help="The demo user's name.")
+@click.option("--tz", "time_zone", default="Europe/Berlin", show_default=True)
+@click.option("--days", default=180, show_default=True, type=click.IntRange(1, 1100))
+@click.option("--seed", default=7, show_default=True, type=int)
+@pass_env
+def demo(env: Env, user: str, time_zone: str, days: int, seed: int) -> None:
+    """Seed a realistic synthetic history (devices, models, weekly rhythm) for a demo user.
+
+    Running it again changes nothing (same values, same revisions).
+
+    \b
+    Example:
+      usageledger demo --days 120
+    """
+    settings = env.settings
+    engine = env.database.engine
+    if settings.resolved_database_url.startswith("sqlite"):
+        upgrade(engine)
+    summary = seed_history(
+        env.database, user=user, time_zone=time_zone, days=days, seed=seed, now_ms=now_ms()
+    )
+    err.print(
+        f"{summary.user}: {summary.buckets:,} buckets over {summary.days} days "
+        f"({summary.inserted:,} new)"
+    )
+
+
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8787, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="Server processes.")
@@ -88,7 +117,10 @@ def serve(env: Env, host: str, port: int, workers: int, demo: bool) -> None:
         )
         sys.exit(2)
     if demo:
-        secret = ensure_demo(Database(engine))
+        database = Database(engine)
+        summary = seed_history(database, user=DEMO_USER, now_ms=now_ms())
+        secret = ensure_demo(database)
+        err.print(f"demo history: {summary.buckets:,} buckets over {summary.days} days")
         base = f"http://{host}:{port}"
         err.print(f"[bold]usageledger[/bold] on {base} — database {url}")
         err.print(f"demo user [bold]{DEMO_USER}[/bold], device token (shown once): {secret}")

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from usageledger.source_registry import SOURCE_NAME
+
 
 def default_home() -> Path:
     """``$XDG_DATA_HOME/usageledger``, else ``~/.local/share/usageledger``."""
@@ -58,6 +60,18 @@ class Settings(BaseSettings):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         check_time_zone(value)
+        return value
+
+    @field_validator("extra_sources")
+    @classmethod
+    def _valid_sources(cls, value: str) -> str:
+        names = [s.strip() for s in value.split(",") if s.strip()]
+        bad = [name for name in names if not SOURCE_NAME.match(name)]
+        if bad:
+            raise ValueError(
+                f"invalid source name(s) {bad}: use 1-32 of a-z, 0-9, '_' or '-', "
+                "starting with a letter"
+            )
         return value
 
     @field_validator("database_url")

@@ -23,6 +23,8 @@ from usageledger.store.tables import bucket_revisions, devices, usage_buckets
 
 #: Columns an upsert of ``usage_buckets`` overwrites (everything but the key).
 BUCKET_VALUE_COLUMNS: tuple[str, ...] = ("revision", *COUNT_COLUMNS, "updated_at_ms")
+#: The conflict target of that upsert: the bucket key, declared once in ``buckets.py``.
+CONFLICT_TARGET: tuple[str, ...] = BUCKET_KEY
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +144,7 @@ def apply_batch(
 
     if revisions:
         conn.execute(insert(bucket_revisions), revisions)
-        upsert(conn, usage_buckets, changed, BUCKET_KEY, BUCKET_VALUE_COLUMNS)
+        upsert(conn, usage_buckets, changed, CONFLICT_TARGET, BUCKET_VALUE_COLUMNS)
         rebuild_days(conn, user_id, tz, touched)
     outcome.days = frozenset(touched)
     return outcome

@@ -25,6 +25,7 @@ from usageledger.errors import ErrorCode, Forbidden, IdempotencyConflict, Valida
 from usageledger.ledger.accounts import Principal
 from usageledger.ledger.ingest import BucketWrite, apply_batch, touch_device
 from usageledger.source_registry import SourceRegistry
+from usageledger.store.dialect import insert_for
 from usageledger.store.engine import Database
 from usageledger.store.tables import ingest_receipts
 from usageledger.wire import parse_ingest
@@ -222,17 +223,18 @@ def _finish_receipt(
             .values(**values)
         )
         return
-    conn.execute(
-        insert(ingest_receipts).values(
-            user_id=user_id,
-            request_id=request_id,
-            device_id=device_id,
-            idempotency_key_hash=None,
-            body_sha256=body_hash,
-            created_at_ms=now_ms,
-            **values,
-        )
+    # An upsert: when a COMMIT's answer is lost, Database.write runs this again with the
+    # same request id, and the row may already be there.
+    stmt: Any = insert_for(conn, ingest_receipts).values(
+        user_id=user_id,
+        request_id=request_id,
+        device_id=device_id,
+        idempotency_key_hash=None,
+        body_sha256=body_hash,
+        created_at_ms=now_ms,
+        **values,
     )
+    conn.execute(stmt.on_conflict_do_update(index_elements=["user_id", "request_id"], set_=values))
 
 
 def _release_key(db: Database, user_id: int, request_id: str) -> None:

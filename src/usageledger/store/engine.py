@@ -4,6 +4,10 @@ Every database call is timed and classified into an HTTP-style upstream status (
 200 ok, 503 unavailable, 504 timeout, 409 conflict (after retries), 500 other. The numbers
 accumulate in the :class:`DbStats` of the current context, which the M1 line of the request
 or job reports. Nothing here is built at import time.
+
+On PostgreSQL every round trip also has a client-side deadline (:class:`DeadlineConnection`):
+``statement_timeout`` is enforced by the server, so it cannot fire when the server, or anything
+between it and us, stops answering; TCP keepalives only notice a dead peer, not a hung one.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
-from sqlalchemy import Connection, Engine, create_engine, event
+from psycopg.abc import PQGen
+from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -28,6 +33,7 @@ from usageledger.errors import DatabaseError, ErrorCode, LedgerError
 from usageledger.store.dialect import lock_user
 
 T = TypeVar("T")
+RV = TypeVar("RV")
 
 
 @dataclass(slots=True)
@@ -78,6 +84,8 @@ def classify(exc: BaseException) -> int:
         orig = exc.orig
     if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted: no connection in time
         return 504
+    if isinstance(orig, RoundTripTimeout):
+        return 504
     if isinstance(orig, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
         return 504
     if isinstance(orig, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
@@ -94,6 +102,59 @@ def classify(exc: BaseException) -> int:
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return 503
     return 500
+
+
+class RoundTripTimeout(psycopg.OperationalError):
+    """The server sent nothing back within the round-trip deadline (a 504, like a timeout)."""
+
+
+def _within(gen: PQGen[RV], seconds: float) -> PQGen[RV]:
+    """Drive psycopg's protocol generator ``gen``, giving up ``seconds`` after it starts.
+
+    psycopg's waiters resume the generator at least every ``interval`` (0.1 s) even when the
+    socket is silent, so the deadline is checked even if the server never answers.
+    """
+    deadline = time.monotonic() + seconds
+    try:
+        waiting = next(gen)
+        while True:
+            ready = yield waiting
+            waiting = gen.send(ready)
+            if time.monotonic() >= deadline:
+                gen.close()
+                raise RoundTripTimeout(
+                    f"the database sent no answer within {seconds:g} s (client-side timeout)"
+                )
+    except StopIteration as done:
+        return cast(RV, done.value)
+
+
+class DeadlineConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose every round trip (a statement, COMMIT, ROLLBACK, the pool's
+    ping) gives up after ``round_trip_s``; the connection is then closed, never reused."""
+
+    round_trip_s: float | None = None
+
+    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
+        """Consume ``gen`` like psycopg does, within the round-trip deadline."""
+        if timeout is not None:  # psycopg's own bounded waits (cancellation) stay as they are
+            return super().wait(gen, interval, timeout)
+        if self.round_trip_s is None:
+            return super().wait(gen, interval)
+        try:
+            return super().wait(_within(gen, self.round_trip_s), interval)
+        except RoundTripTimeout:
+            # The protocol state is unknown: close, so that the pool discards the connection
+            # (SQLAlchemy sees a closed connection as a disconnect) and the server rolls back.
+            self.pgconn.finish()
+            raise
+
+
+def round_trip_seconds(statement_timeout_ms: int) -> float:
+    """The client-side deadline of one round trip: the statement timeout plus a grace period
+    (half of it, at least 1 s) in which the server's own cancellation normally arrives."""
+    seconds = statement_timeout_ms / 1000
+    return seconds + max(1.0, seconds / 2)
 
 
 def make_engine(url: str, *, statement_timeout_ms: int = 10_000, pool_size: int = 10) -> Engine:
@@ -115,6 +176,15 @@ def make_engine(url: str, *, statement_timeout_ms: int = 10_000, pool_size: int 
                 f" -c idle_in_transaction_session_timeout={statement_timeout_ms * 6}",
             },
         )
+        round_trip_s = round_trip_seconds(statement_timeout_ms)
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect: Any, _rec: Any, cargs: Any, cparams: Any) -> DeadlineConnection:
+            # connect_timeout bounds the connection itself; the deadline bounds what follows.
+            conn = DeadlineConnection.connect(*cargs, **cparams)
+            conn.round_trip_s = round_trip_s
+            return conn
+
     _instrument(engine)
     return engine
 
@@ -211,6 +281,8 @@ class Database:
             raise
         _record((time.perf_counter() - started) * 1000, 200)
         try:
+            # A start time left by an earlier checkout's failure must not be popped by ours.
+            conn.info["ul_started"] = []
             if write and self.is_sqlite:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             yield conn
@@ -230,12 +302,15 @@ class Database:
         while True:
             try:
                 with self._connect(write=write) as conn:
-                    with conn.begin():
+                    transaction = conn.begin()
+                    try:
                         if write and user_id is not None:
                             lock_user(conn, user_id)
                         result = fn(conn)
-                        commit_started = time.perf_counter()
-                    _record((time.perf_counter() - commit_started) * 1000, 200)
+                    except BaseException:
+                        _end(conn, transaction, commit=False)
+                        raise
+                    _end(conn, transaction, commit=True)
                     return result
             except sa_exc.SQLAlchemyError as exc:
                 status = classify(exc)
@@ -245,3 +320,20 @@ class Database:
                     time.sleep(random.uniform(0.005, 0.05) * attempt)
                     continue
                 raise to_database_error(exc) from exc
+
+
+def _end(conn: Connection, transaction: RootTransaction, *, commit: bool) -> None:
+    """Commit or roll back, timed like a statement; a failure is recorded by ``handle_error``,
+    which pops the start time pushed here."""
+    if conn.invalidated or not transaction.is_active:
+        # The connection is gone, or ``fn`` ended the transaction: there is nothing to send.
+        transaction.close()
+        return
+    started: list[float] = conn.info.setdefault("ul_started", [])
+    started.append(time.perf_counter())
+    if commit:
+        transaction.commit()
+    else:
+        transaction.rollback()
+    if started:
+        _record((time.perf_counter() - started.pop()) * 1000, 200)

@@ -1,0 +1,288 @@
+"""The local ledger's write path: events → half-hour buckets → daily rollups, in one transaction.
+
+``usage_events`` is the source of truth (DESIGN §2): one row per assistant event under
+``(user_id, source, event_key)``. Two copies of one event are resolved by the parser's
+``duplicate_policy`` — "first" keeps the stored copy, "last" takes the newest read, "max"
+keeps the copy with more tokens (then more output; a tie keeps the stored one), exactly as
+``sources.resolve_duplicates`` does. ``usage_buckets`` rows of every touched
+``(source, half-hour)`` are then recomputed from the events with one ``GROUP BY``; a bucket
+whose value changed gets ``revision`` = now in Unix ms (always above its previous revision) so
+that push sends it, and a bucket whose events all moved elsewhere is set to zeros rather than
+deleted, so the server learns that too. Finally ``ledger.rollups.rebuild_days`` recomputes the
+touched local days.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import operator
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Table, bindparam, func, select
+
+from usageledger.buckets import COUNT_COLUMNS, floor_half_hour, local_day
+from usageledger.ledger.ingest import BUCKET_VALUE_COLUMNS
+from usageledger.ledger.rollups import rebuild_days
+from usageledger.sources import UsageEvent, resolve_duplicates
+from usageledger.store.dialect import insert_for, upsert
+from usageledger.store.tables import usage_buckets, usage_events
+
+KEY_LIMIT = 255  # usage_events.event_key and session_id are String(255)
+MODEL_LIMIT = 128  # what the server accepts (USAGELEDGER_MAX_MODEL_LENGTH's default)
+CHUNK = 400  # values per IN (...) list; SQLite allows 32766 parameters, PostgreSQL 65535
+EVENT_VALUES = ("device_id", "model", "event_ms", "bucket_start", "session_id", "project")
+EVENT_UPDATE = (*EVENT_VALUES, *COUNT_COLUMNS, "updated_at_ms")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class WriteOutcome:
+    """What one write did: events new and replaced per source, buckets changed, days rebuilt."""
+
+    new: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    buckets_changed: int = 0
+    days: set[date] = field(default_factory=set)
+
+
+def short_key(value: str) -> str:
+    """``value`` if it fits a 255-character key column, else a stable SHA-256 stand-in."""
+    if len(value) <= KEY_LIMIT:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)
+def clean_model(model: str) -> str:
+    """A model name the server accepts: printable, trimmed, at most 128 characters."""
+    name = "".join(ch if ch.isprintable() else "?" for ch in model.strip())[:MODEL_LIMIT]
+    return name.strip() or "unknown"
+
+
+def event_row(event: UsageEvent, user_id: int, device_id: int, now_ms: int) -> dict[str, Any]:
+    """The ``usage_events`` row of a parsed event."""
+    since = event.timestamp - _EPOCH
+    event_ms = since.days * 86_400_000 + since.seconds * 1000 + since.microseconds // 1000
+    return {
+        "user_id": user_id,
+        "source": event.source,
+        "event_key": short_key(event.event_key),
+        "device_id": device_id,
+        "model": clean_model(event.model),
+        "event_ms": event_ms,
+        "bucket_start": floor_half_hour(event_ms // 1000),
+        "session_id": short_key(event.session_id) if event.session_id else "",
+        "project": event.project,
+        "input_tokens": event.input_tokens,
+        "cached_input_tokens": event.cached_input_tokens,
+        "output_tokens": event.output_tokens,
+        "reasoning_output_tokens": event.reasoning_output_tokens,
+        "total_tokens": event.total_tokens,
+        "cache_write_tokens": event.cache_write_tokens,
+        "updated_at_ms": now_ms,
+    }
+
+
+def _values(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[c] for c in (*EVENT_VALUES, *COUNT_COLUMNS))
+
+
+def _wins(policy: str, new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """Whether the copy just read replaces the stored one under ``policy``."""
+    if policy == "last":
+        return True
+    if policy == "max":
+        return (new["total_tokens"], new["output_tokens"]) > (
+            old["total_tokens"],
+            old["output_tokens"],
+        )
+    return False  # "first": the stored copy stays
+
+
+def store_events(
+    conn: Connection,
+    *,
+    user_id: int,
+    device_id: int,
+    tz: ZoneInfo,
+    events: Mapping[str, Sequence[UsageEvent]],
+    policies: Mapping[str, str],
+    now_ms: int,
+) -> WriteOutcome:
+    """Apply parsed events (per source, in read order) and derive buckets and rollups."""
+    outcome = WriteOutcome()
+    touched: dict[str, set[int]] = {}
+    for source, batch in events.items():
+        if not batch:
+            continue
+        policy = policies[source]
+        rows = [event_row(e, user_id, device_id, now_ms) for e in resolve_duplicates(batch, policy)]
+        stored = _stored_events(conn, user_id, source, [r["event_key"] for r in rows])
+        writes: list[dict[str, Any]] = []
+        halves = touched.setdefault(source, set())
+        for row in rows:
+            old = stored.get(row["event_key"])
+            if old is None:
+                outcome.new[source] = outcome.new.get(source, 0) + 1
+            elif _values(row) == _values(old) or not _wins(policy, row, old):
+                continue
+            else:
+                outcome.updated[source] = outcome.updated.get(source, 0) + 1
+                halves.add(int(old["bucket_start"]))
+            halves.add(row["bucket_start"])
+            writes.append(row)
+        if writes:
+            upsert_many(
+                conn, usage_events, writes, ("user_id", "source", "event_key"), EVENT_UPDATE
+            )
+    changed = refresh_buckets(
+        conn, user_id=user_id, device_id=device_id, touched=touched, now_ms=now_ms
+    )
+    outcome.buckets_changed = len(changed)
+    outcome.days = {local_day(start, tz) for start in changed}
+    if outcome.days:
+        rebuild_days(conn, user_id, tz, outcome.days)
+    return outcome
+
+
+def upsert_many(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    key: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """``store.dialect.upsert``, compiled once and sent as one DBAPI ``executemany``.
+
+    A cold scan writes tens of thousands of rows; SQLAlchemy's per-row parameter processing
+    cost more than SQLite's insert itself. The statement is still built by the dialect (no SQL
+    text here); when the dialect is not positional or a column needs a bind processor, the
+    ordinary Core path is used.
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    stmt: Any = insert_for(conn, table).values({c: bindparam(c) for c in columns})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(key), set_={c: stmt.excluded[c] for c in update}
+    )
+    compiled = stmt.compile(dialect=conn.dialect)
+    order = compiled.positiontup
+    if order is None or compiled._bind_processors:
+        upsert(conn, table, rows, key, update)
+        return
+    values = operator.itemgetter(*order)
+    conn.exec_driver_sql(str(compiled), [values(row) for row in rows])
+
+
+def _stored_events(
+    conn: Connection, user_id: int, source: str, keys: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    columns = [usage_events.c.event_key, *(usage_events.c[c] for c in EVENT_VALUES)]
+    columns += [usage_events.c[c] for c in COUNT_COLUMNS]
+    for part in _chunks(keys):
+        query = select(*columns).where(
+            usage_events.c.user_id == user_id,
+            usage_events.c.source == source,
+            usage_events.c.event_key.in_(part),
+        )
+        for row in conn.execute(query).mappings():
+            found[row["event_key"]] = dict(row)
+    return found
+
+
+def refresh_buckets(
+    conn: Connection,
+    *,
+    user_id: int,
+    device_id: int,
+    touched: Mapping[str, Iterable[int]],
+    now_ms: int,
+) -> set[int]:
+    """Recompute the buckets of touched ``(source, half-hour)`` pairs from ``usage_events``.
+
+    Only buckets whose values changed are written, each with a revision above its previous
+    one; a bucket left without events becomes zeros. Returns the half-hours that changed.
+    """
+    changed: set[int] = set()
+    for source, halves in touched.items():
+        for part in _chunks(sorted(set(halves))):
+            sums = _event_sums(conn, user_id, source, part)
+            current = _current_buckets(conn, user_id, device_id, source, part)
+            writes: list[dict[str, Any]] = []
+            for key in sorted(set(sums) | set(current)):
+                model, start = key
+                values = sums.get(key, (0,) * len(COUNT_COLUMNS))
+                old = current.get(key)
+                if old is not None and old[1] == values:
+                    continue
+                if old is None and not any(values):
+                    continue
+                revision = now_ms if old is None else max(now_ms, old[0] + 1)
+                writes.append(
+                    {
+                        "user_id": user_id,
+                        "device_id": device_id,
+                        "source": source,
+                        "model": model,
+                        "bucket_start": start,
+                        "revision": revision,
+                        **dict(zip(COUNT_COLUMNS, values, strict=True)),
+                        "updated_at_ms": now_ms,
+                    }
+                )
+                changed.add(start)
+            if writes:
+                key_columns = ("user_id", "device_id", "source", "model", "bucket_start")
+                upsert_many(conn, usage_buckets, writes, key_columns, BUCKET_VALUE_COLUMNS)
+    return changed
+
+
+def _event_sums(
+    conn: Connection, user_id: int, source: str, starts: Sequence[int]
+) -> dict[tuple[str, int], tuple[int, ...]]:
+    query = (
+        select(
+            usage_events.c.model,
+            usage_events.c.bucket_start,
+            *(func.sum(usage_events.c[c]) for c in COUNT_COLUMNS),
+        )
+        .where(
+            usage_events.c.user_id == user_id,
+            usage_events.c.source == source,
+            usage_events.c.bucket_start.in_(starts),
+        )
+        .group_by(usage_events.c.model, usage_events.c.bucket_start)
+    )
+    return {(str(r[0]), int(r[1])): tuple(int(v or 0) for v in r[2:]) for r in conn.execute(query)}
+
+
+def _current_buckets(
+    conn: Connection, user_id: int, device_id: int, source: str, starts: Sequence[int]
+) -> dict[tuple[str, int], tuple[int, tuple[int, ...]]]:
+    query = select(
+        usage_buckets.c.model,
+        usage_buckets.c.bucket_start,
+        usage_buckets.c.revision,
+        *(usage_buckets.c[c] for c in COUNT_COLUMNS),
+    ).where(
+        usage_buckets.c.user_id == user_id,
+        usage_buckets.c.device_id == device_id,
+        usage_buckets.c.source == source,
+        usage_buckets.c.bucket_start.in_(starts),
+    )
+    return {
+        (str(r[0]), int(r[1])): (int(r[2]), tuple(int(v) for v in r[3:]))
+        for r in conn.execute(query)
+    }
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]

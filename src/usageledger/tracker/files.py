@@ -1,0 +1,272 @@
+"""Reading log files in bounded chunks, and deciding what of a file is new since the last scan.
+
+Memory stays flat whatever the file size: an append-only file is read from its cursor in
+chunks of ``CHUNK_BYTES`` and each chunk goes to the parser, which says how much of it was
+complete (``ParseResult.consumed``, up to the last newline); the cursor moves by exactly that.
+A line longer than a chunk is read whole up to ``MAX_LINE_BYTES``; a longer one is skipped
+(reported as a problem, never held in memory). Files of whole-file formats are read at once,
+up to ``MAX_WHOLE_FILE_BYTES``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from usageledger.sources import ParseResult, Problem, SourceParser, UsageEvent
+
+CHUNK_BYTES = 8 * 1024 * 1024
+#: The parsers' own limit on a line (``sources._common.MAX_LINE_BYTES``): longer lines are
+#: skipped here without being read into memory.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_WHOLE_FILE_BYTES = 256 * 1024 * 1024
+HEAD_BYTES = 4096
+_SKIP_BLOCK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    """What identifies a file's version between scans."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A file's row in ``scan_files``: how far it was read, and how it looked then."""
+
+    source: str
+    inode: int
+    size: int
+    mtime_ns: int
+    offset: int
+    head_sha256: str
+    parser_state: dict[str, Any]
+    problems: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to read of one file: from ``start`` to ``end``, with the parser state to resume."""
+
+    source: str
+    path: Path
+    stat: FileStat
+    head_sha256: str
+    start: int
+    end: int
+    state: dict[str, Any] | None
+    reset: bool
+    problems_before: int
+
+    @property
+    def bytes_to_read(self) -> int:
+        """The bytes this plan reads."""
+        return max(self.end - self.start, 0)
+
+
+@dataclass(slots=True)
+class Chunk:
+    """What one piece of a file yielded: events, problems, the new cursor and parser state."""
+
+    events: list[UsageEvent] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    offset: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
+    bytes_read: int = 0
+
+
+def stat_file(path: Path) -> FileStat:
+    """The file's inode, size and modification time (``OSError`` when it is gone)."""
+    st = os.stat(path)
+    return FileStat(inode=int(st.st_ino), size=int(st.st_size), mtime_ns=int(st.st_mtime_ns))
+
+
+def head_bytes(path: Path, size: int) -> bytes:
+    """The first ``min(HEAD_BYTES, size)`` bytes of the file."""
+    with open(path, "rb") as handle:
+        return handle.read(min(HEAD_BYTES, size))
+
+
+def digest(data: bytes) -> str:
+    """SHA-256 hex of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def plan_file(
+    parser: SourceParser, path: Path, stat: FileStat, cursor: Cursor | None
+) -> Plan | None:
+    """Decide what of ``path`` is new since ``cursor``; None when nothing changed.
+
+    An append-only file is read on from its cursor unless it was replaced (another inode,
+    or its first 4 KiB changed) or shrank, in which case it is read again from byte 0 (the
+    events already stored are recognised by their keys, so nothing counts twice). A
+    whole-file format is read again from 0 whenever its inode, size or mtime changed.
+    """
+    if (
+        cursor is not None
+        and cursor.source == parser.name
+        and (cursor.inode, cursor.size, cursor.mtime_ns) == (stat.inode, stat.size, stat.mtime_ns)
+        and (not parser.incremental or cursor.offset >= stat.size)
+    ):
+        return None
+    head = head_bytes(path, stat.size)
+    fresh = Plan(
+        source=parser.name,
+        path=path,
+        stat=stat,
+        head_sha256=digest(head),
+        start=0,
+        end=stat.size,
+        state=None,
+        reset=True,
+        problems_before=0,
+    )
+    if cursor is None or cursor.source != parser.name or not parser.incremental:
+        return fresh
+    if stat.inode != cursor.inode or stat.size < cursor.size or stat.size < cursor.offset:
+        return fresh
+    if digest(head[: min(HEAD_BYTES, cursor.size)]) != cursor.head_sha256:
+        return fresh
+    return Plan(
+        source=parser.name,
+        path=path,
+        stat=stat,
+        head_sha256=digest(head),
+        start=cursor.offset,
+        end=stat.size,
+        state=cursor.parser_state,
+        reset=False,
+        problems_before=cursor.problems,
+    )
+
+
+def read_plan(
+    parser: SourceParser, plan: Plan, *, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[Chunk]:
+    """Parse what ``plan`` says to read, one chunk at a time; never raises on file content.
+
+    A file that cannot be opened or read yields one chunk with the problem and the cursor
+    where it was.
+    """
+    try:
+        if parser.incremental:
+            yield from _read_lines(parser, plan, chunk_bytes)
+        else:
+            yield _read_whole(parser, plan)
+    except OSError as exc:
+        reason = f"cannot read the file ({exc.strerror or type(exc).__name__})"
+        yield Chunk(
+            problems=[Problem(str(plan.path), None, reason)],
+            offset=plan.start,
+            state=dict(plan.state or {}),
+        )
+
+
+def _read_whole(parser: SourceParser, plan: Plan) -> Chunk:
+    path = str(plan.path)
+    if plan.end > MAX_WHOLE_FILE_BYTES:
+        reason = f"file of {plan.end} bytes is larger than the 256 MiB limit; skipped"
+        return Chunk(problems=[Problem(path, None, reason)], offset=plan.end)
+    with open(plan.path, "rb") as handle:
+        data = handle.read(plan.end)
+    result = _parse(parser, data, path, None)
+    return Chunk(
+        events=result.events,
+        problems=result.problems,
+        offset=min(max(result.consumed, 0), len(data)),
+        state=dict(result.state),
+        bytes_read=len(data),
+    )
+
+
+def _read_lines(parser: SourceParser, plan: Plan, chunk_bytes: int) -> Iterator[Chunk]:
+    path = str(plan.path)
+    state: dict[str, Any] | None = plan.state
+    offset, end = plan.start, plan.end
+    with open(plan.path, "rb") as handle:
+        while offset < end:
+            handle.seek(offset)
+            data = handle.read(min(chunk_bytes, end - offset))
+            if not data:
+                return  # the file shrank while it was read; the next scan starts over
+            if data.rfind(b"\n") < 0:
+                if offset + len(data) >= end:
+                    return  # an unfinished last line: read it when it is complete
+                data += handle.read(min(MAX_LINE_BYTES + 1, end - offset) - len(data))
+                newline = data.find(b"\n")
+                if newline < 0:
+                    if offset + len(data) >= end:
+                        return
+                    skipped = _skip_line(parser, handle, path, offset, end, state)
+                    if skipped is None:
+                        return
+                    state = skipped.state
+                    offset = skipped.offset
+                    yield skipped
+                    continue
+            result = _parse(parser, data, path, state)
+            consumed = min(max(result.consumed, 0), len(data))
+            if consumed == 0:
+                reason = "the parser could not consume a complete line; the rest is not read"
+                yield Chunk(problems=[*result.problems, Problem(path, None, reason)], offset=offset)
+                return
+            state = dict(result.state)
+            offset += consumed
+            yield Chunk(
+                events=result.events,
+                problems=result.problems,
+                offset=offset,
+                state=state,
+                bytes_read=consumed,
+            )
+
+
+def _skip_line(
+    parser: SourceParser,
+    handle: Any,
+    path: str,
+    offset: int,
+    end: int,
+    state: dict[str, Any] | None,
+) -> Chunk | None:
+    """Skip a line longer than ``MAX_LINE_BYTES`` without holding it; None if unfinished."""
+    position = offset + MAX_LINE_BYTES + 1
+    handle.seek(position)
+    while position < end:
+        block = handle.read(min(_SKIP_BLOCK, end - position))
+        if not block:
+            return None
+        newline = block.find(b"\n")
+        if newline >= 0:
+            stop = position + newline  # the index of the line's newline
+            line = (state or {}).get("line")
+            number = line + 1 if isinstance(line, int) and not isinstance(line, bool) else None
+            # A blank line keeps the parser's own line count right without any content.
+            counted = _parse(parser, b"\n", path, state)
+            reason = f"line of {stop - offset} bytes exceeds the 16 MiB limit; skipped"
+            return Chunk(
+                problems=[Problem(path, number, reason)],
+                offset=stop + 1,
+                state=dict(counted.state),
+                bytes_read=stop + 1 - offset,
+            )
+        position += len(block)
+    return None
+
+
+def _parse(
+    parser: SourceParser, data: bytes, path: str, state: dict[str, Any] | None
+) -> ParseResult:
+    """Call the parser; one that breaks its never-raise promise costs the file, not the scan."""
+    try:
+        return parser.parse(data, path=path, state=state)
+    except Exception as exc:  # a parser bug must not stop the scan of every other file
+        reason = f"parser error ({type(exc).__name__}); the rest of the file is not read"
+        return ParseResult(problems=[Problem(path, None, reason)], consumed=0, state=state or {})

@@ -1,0 +1,393 @@
+"""``usageledger report``: usage and cost per day, week, month, model, session or project.
+
+Reports are plain dicts (the JSON shapes of docs/tracker.md); the CLI renders them as tables.
+Every row is priced the same way: each ``(model, local day)`` unit goes through
+``PriceBook.match`` and ``Cost`` once, and that price is added to the row, the breakdown and
+the totals, so a report's rows always add up to its totals, to the femto-dollar.
+
+Where the numbers come from: daily, weekly, monthly and models read ``usage_daily`` when the
+report's time zone is the ledger's, else ``usage_buckets`` (half-hours re-assigned to local
+days in the asked zone). Session and projects read ``usage_events`` grouped by session and
+project (with their half-hour, so every report puts a token on the same local day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, func, select
+
+from usageledger.buckets import COUNT_COLUMNS, day_start, from_epoch, local_day
+from usageledger.ledger.pricing import Cost, Price, PriceBook, format_usd
+from usageledger.store.tables import usage_buckets, usage_daily, usage_events
+from usageledger.tracker.ledger import LocalLedger
+
+KINDS = ("daily", "weekly", "monthly", "session", "models", "projects")
+#: The order counts appear in JSON rows and table columns.
+FIELDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_output_tokens",
+    "total_tokens",
+)
+_INDEX = {name: COUNT_COLUMNS.index(name) for name in FIELDS}
+_TOTAL = COUNT_COLUMNS.index("total_tokens")
+NO_PROJECT = "(no project)"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRequest:
+    """What to report: the kind, an inclusive local-day range, a zone and sources."""
+
+    kind: str
+    time_zone: str
+    since: date | None = None
+    until: date | None = None
+    sources: tuple[str, ...] = ()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The report's time zone."""
+        return ZoneInfo(self.time_zone)
+
+
+@dataclass(slots=True)
+class Tally:
+    """Token counts (``COUNT_COLUMNS`` order) and their exact cost."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * len(COUNT_COLUMNS))
+    cost: Cost = field(default_factory=Cost)
+
+    def add(self, model: str, counts: Sequence[int], price: Price | None) -> None:
+        """Add one priced unit."""
+        for i, value in enumerate(counts):
+            self.counts[i] += value
+        self.cost.add_priced(model, dict(zip(COUNT_COLUMNS, counts, strict=True)), price)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counts, ``cost_usd`` (6 decimals, a string) and the unpriced models."""
+        out: dict[str, Any] = {name: self.counts[_INDEX[name]] for name in FIELDS}
+        out["cost_usd"] = format_usd(self.cost.usd)
+        out["unpriced_models"] = list(self.cost.unpriced_models)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """Tokens of one source and model on one local day (the unit that gets priced)."""
+
+    day: date
+    source: str
+    model: str
+    counts: tuple[int, ...]
+
+
+def build_report(
+    conn: Connection, ledger: LocalLedger, request: ReportRequest, book: PriceBook
+) -> dict[str, Any]:
+    """The report ``request`` asks for, as its JSON shape."""
+    header: dict[str, Any] = {
+        "report": request.kind,
+        "timezone": request.time_zone,
+        "since": request.since.isoformat() if request.since else None,
+        "until": request.until.isoformat() if request.until else None,
+        "sources": list(request.sources) or None,
+    }
+    if request.kind in ("session", "projects"):
+        groups = event_groups(conn, ledger, request)
+        build = session_report if request.kind == "session" else project_report
+        body = build(groups, book, request.tz)
+    elif request.kind == "models":
+        body = model_report(day_units(conn, ledger, request), book)
+    else:
+        body = period_report(day_units(conn, ledger, request), book, request.kind)
+    return {**header, **body}
+
+
+def _range(request: ReportRequest) -> tuple[int | None, int | None]:
+    """``[start, end)`` epoch seconds of the request's local days (None: unbounded)."""
+    start = day_start(request.since, request.tz) if request.since else None
+    end = day_start(request.until + timedelta(days=1), request.tz) if request.until else None
+    return start, end
+
+
+def day_units(conn: Connection, ledger: LocalLedger, request: ReportRequest) -> list[Unit]:
+    """Tokens per local day, source and model in the request's zone and range."""
+    if request.time_zone == ledger.time_zone:
+        daily = usage_daily.c
+        query = (
+            select(
+                daily.day, daily.source, daily.model, *(func.sum(daily[c]) for c in COUNT_COLUMNS)
+            )
+            .where(daily.user_id == ledger.user_id)
+            .group_by(daily.day, daily.source, daily.model)
+        )
+        if request.since:
+            query = query.where(daily.day >= request.since)
+        if request.until:
+            query = query.where(daily.day <= request.until)
+        if request.sources:
+            query = query.where(daily.source.in_(request.sources))
+        units = [
+            Unit(row[0], str(row[1]), str(row[2]), tuple(int(v) for v in row[3:]))
+            for row in conn.execute(query)
+        ]
+        return [u for u in units if u.counts[_TOTAL] > 0]
+    buckets = usage_buckets.c
+    query = (
+        select(
+            buckets.bucket_start,
+            buckets.source,
+            buckets.model,
+            *(func.sum(buckets[c]) for c in COUNT_COLUMNS),
+        )
+        .where(buckets.user_id == ledger.user_id)
+        .group_by(buckets.bucket_start, buckets.source, buckets.model)
+    )
+    start, end = _range(request)
+    if start is not None:
+        query = query.where(buckets.bucket_start >= start)
+    if end is not None:
+        query = query.where(buckets.bucket_start < end)
+    if request.sources:
+        query = query.where(buckets.source.in_(request.sources))
+    sums: dict[tuple[date, str, str], list[int]] = {}
+    days = _DayCache(request.tz)
+    for row in conn.execute(query):
+        acc = sums.setdefault(
+            (days(int(row[0])), str(row[1]), str(row[2])), [0] * len(COUNT_COLUMNS)
+        )
+        for i, value in enumerate(row[3:]):
+            acc[i] += int(value)
+    return [Unit(k[0], k[1], k[2], tuple(v)) for k, v in sorted(sums.items()) if v[_TOTAL] > 0]
+
+
+class _DayCache:
+    """Local day of a half-hour start, memoised (reports see each half-hour many times)."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.days: dict[int, date] = {}
+
+    def __call__(self, start: int) -> date:
+        day = self.days.get(start)
+        if day is None:
+            day = self.days[start] = local_day(start, self.tz)
+        return day
+
+
+@dataclass(frozen=True, slots=True)
+class EventGroup:
+    """Events of one session, project, model and half-hour."""
+
+    source: str
+    session_id: str
+    project: str | None
+    model: str
+    bucket_start: int
+    first_ms: int
+    last_ms: int
+    counts: tuple[int, ...]
+
+
+def event_groups(conn: Connection, ledger: LocalLedger, request: ReportRequest) -> list[EventGroup]:
+    """Sums of ``usage_events`` per session, project, model and half-hour in the range."""
+    ev = usage_events.c
+    query = (
+        select(
+            ev.source,
+            ev.session_id,
+            ev.project,
+            ev.model,
+            ev.bucket_start,
+            func.min(ev.event_ms),
+            func.max(ev.event_ms),
+            *(func.sum(ev[c]) for c in COUNT_COLUMNS),
+        )
+        .where(ev.user_id == ledger.user_id)
+        .group_by(ev.source, ev.session_id, ev.project, ev.model, ev.bucket_start)
+        .order_by(func.min(ev.event_ms))
+    )
+    start, end = _range(request)
+    if start is not None:
+        query = query.where(ev.bucket_start >= start)
+    if end is not None:
+        query = query.where(ev.bucket_start < end)
+    if request.sources:
+        query = query.where(ev.source.in_(request.sources))
+    return [
+        EventGroup(
+            source=str(r[0]),
+            session_id=str(r[1]),
+            project=r[2],
+            model=str(r[3]),
+            bucket_start=int(r[4]),
+            first_ms=int(r[5]),
+            last_ms=int(r[6]),
+            counts=tuple(int(v) for v in r[7:]),
+        )
+        for r in conn.execute(query)
+    ]
+
+
+class _Pricer:
+    """``PriceBook.match`` memoised per (model, day): the single place a unit gets its price."""
+
+    def __init__(self, book: PriceBook) -> None:
+        self.book = book
+        self.cache: dict[tuple[str, date], Price | None] = {}
+
+    def __call__(self, model: str, day: date) -> Price | None:
+        key = (model, day)
+        if key not in self.cache:
+            self.cache[key] = self.book.match(model, day)
+        return self.cache[key]
+
+
+def _period_key(kind: str) -> Callable[[date], tuple[str, dict[str, Any]]]:
+    if kind == "daily":
+        return lambda d: (d.isoformat(), {"day": d.isoformat()})
+    if kind == "weekly":
+
+        def week(d: date) -> tuple[str, dict[str, Any]]:
+            start = d - timedelta(days=d.weekday())
+            year, number, _ = d.isocalendar()
+            return start.isoformat(), {
+                "week": f"{year}-W{number:02d}",
+                "week_start": start.isoformat(),
+            }
+
+        return week
+    return lambda d: (d.strftime("%Y-%m"), {"month": d.strftime("%Y-%m")})
+
+
+def period_report(units: Iterable[Unit], book: PriceBook, kind: str) -> dict[str, Any]:
+    """Usage per local day, ISO week (from Monday) or month, with a per-model breakdown."""
+    key_of = _period_key(kind)
+    price = _Pricer(book)
+    rows: dict[str, tuple[dict[str, Any], Tally, dict[tuple[str, str], Tally]]] = {}
+    totals = Tally()
+    for unit in units:
+        key, label = key_of(unit.day)
+        if key not in rows:
+            rows[key] = (label, Tally(), {})
+        _, tally, models = rows[key]
+        found = price(unit.model, unit.day)
+        tally.add(unit.model, unit.counts, found)
+        models.setdefault((unit.source, unit.model), Tally()).add(unit.model, unit.counts, found)
+        totals.add(unit.model, unit.counts, found)
+    out = []
+    for key in sorted(rows):
+        label, tally, models = rows[key]
+        breakdown = [
+            {"source": s, "model": m, **t.as_dict()} for (s, m), t in sorted(models.items())
+        ]
+        out.append({**label, **tally.as_dict(), "models": breakdown})
+    plural = {"daily": "days", "weekly": "weeks", "monthly": "months"}[kind]
+    return {plural: out, "totals": totals.as_dict()}
+
+
+def model_report(units: Iterable[Unit], book: PriceBook) -> dict[str, Any]:
+    """Usage per source and model, most tokens first."""
+    price = _Pricer(book)
+    rows: dict[tuple[str, str], tuple[Tally, set[date]]] = {}
+    totals = Tally()
+    for unit in units:
+        tally, days = rows.setdefault((unit.source, unit.model), (Tally(), set()))
+        found = price(unit.model, unit.day)
+        tally.add(unit.model, unit.counts, found)
+        totals.add(unit.model, unit.counts, found)
+        days.add(unit.day)
+    out = [
+        {"source": source, "model": model, "days": len(days), **tally.as_dict()}
+        for (source, model), (tally, days) in sorted(
+            rows.items(), key=lambda item: (-item[1][0].counts[_TOTAL], item[0])
+        )
+    ]
+    return {"models": out, "totals": totals.as_dict()}
+
+
+def _iso(ms: int, tz: ZoneInfo) -> str:
+    return from_epoch(ms // 1000).astimezone(tz).isoformat()
+
+
+@dataclass(slots=True)
+class _Group:
+    tally: Tally = field(default_factory=Tally)
+    first_ms: int = 0
+    last_ms: int = 0
+    models: set[str] = field(default_factory=set)
+    sources: set[str] = field(default_factory=set)
+    sessions: set[tuple[str, str]] = field(default_factory=set)
+    project: str | None = None
+
+
+def _grouped(
+    groups: Iterable[EventGroup], book: PriceBook, key: Callable[[EventGroup], Any], tz: ZoneInfo
+) -> tuple[dict[Any, _Group], Tally]:
+    price = _Pricer(book)
+    days = _DayCache(tz)
+    out: dict[Any, _Group] = {}
+    totals = Tally()
+    for g in groups:
+        if g.counts[_TOTAL] <= 0:
+            continue
+        group = out.get(key(g))
+        if group is None:
+            group = out[key(g)] = _Group(first_ms=g.first_ms, last_ms=g.last_ms)
+        found = price(g.model, days(g.bucket_start))
+        group.tally.add(g.model, g.counts, found)
+        totals.add(g.model, g.counts, found)
+        group.first_ms = min(group.first_ms, g.first_ms)
+        group.last_ms = max(group.last_ms, g.last_ms)
+        group.models.add(g.model)
+        group.sources.add(g.source)
+        group.sessions.add((g.source, g.session_id))
+        group.project = group.project or g.project
+    return out, totals
+
+
+def session_report(groups: Sequence[EventGroup], book: PriceBook, tz: ZoneInfo) -> dict[str, Any]:
+    """Usage per ``(source, session_id)``, oldest session first."""
+    grouped, totals = _grouped(groups, book, lambda g: (g.source, g.session_id), tz)
+    rows = [
+        {
+            "source": source,
+            "session_id": session,
+            "project": group.project,
+            "first_event": _iso(group.first_ms, tz),
+            "last_event": _iso(group.last_ms, tz),
+            "models": sorted(group.models),
+            **group.tally.as_dict(),
+        }
+        for (source, session), group in sorted(
+            grouped.items(), key=lambda item: (item[1].first_ms, item[0])
+        )
+    ]
+    return {"sessions": rows, "totals": totals.as_dict()}
+
+
+def project_report(groups: Sequence[EventGroup], book: PriceBook, tz: ZoneInfo) -> dict[str, Any]:
+    """Usage per project (the directory the assistant ran in), most tokens first."""
+    grouped, totals = _grouped(groups, book, lambda g: g.project or NO_PROJECT, tz)
+    rows = [
+        {
+            "project": project,
+            "sources": sorted(group.sources),
+            "sessions": len(group.sessions),
+            "first_event": _iso(group.first_ms, tz),
+            "last_event": _iso(group.last_ms, tz),
+            "models": sorted(group.models),
+            **group.tally.as_dict(),
+        }
+        for project, group in sorted(
+            grouped.items(), key=lambda item: (-item[1].tally.counts[_TOTAL], item[0])
+        )
+    ]
+    return {"projects": rows, "totals": totals.as_dict()}

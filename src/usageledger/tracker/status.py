@@ -1,0 +1,133 @@
+"""``usageledger status``: the ledger, its last scan and push, and per-source health.
+
+Health per source: the files found now, the files the ledger has cursors for, the lines or
+files it could not read (cumulative since each file was last read from its start), the events
+and tokens stored, and a warning when the source's files mention token usage but nothing was
+parsed from them (the sign of a log format the parser no longer understands).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from usageledger.sources import PARSERS
+from usageledger.store.tables import scan_files, usage_events
+from usageledger.tracker.ledger import LocalLedger
+from usageledger.tracker.login import LoginError, load_login
+from usageledger.tracker.push import count_pending
+from usageledger.tracker.scan import discover
+from usageledger.tracker.state import load_state
+
+#: Bytes that appear in a source's files only where they record token usage.
+USAGE_MARKERS: dict[str, tuple[bytes, ...]] = {
+    "codex": (b'"token_count"',),
+    "claude": (b'"usage"',),
+    "gemini": (b'"tokens"',),
+    "opencode": (b'"tokens"',),
+}
+SNIFF_FILES = 20
+SNIFF_BYTES = 1024 * 1024
+
+
+def _iso(ms: Any) -> str | None:
+    if not isinstance(ms, int):
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+def mentions_usage(source: str, paths: list[Path]) -> int:
+    """How many of (up to ``SNIFF_FILES`` of) ``paths`` contain a usage marker of ``source``."""
+    markers = USAGE_MARKERS.get(source, (b'"usage"', b'"tokens"'))
+    hits = 0
+    for path in paths[:SNIFF_FILES]:
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(SNIFF_BYTES)
+        except OSError:
+            continue
+        if any(marker in head for marker in markers):
+            hits += 1
+    return hits
+
+
+def _tracked(conn: Connection, user_id: int) -> dict[str, tuple[int, int]]:
+    query = (
+        select(scan_files.c.source, func.count(), func.sum(scan_files.c.problems))
+        .where(scan_files.c.user_id == user_id)
+        .group_by(scan_files.c.source)
+    )
+    return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in conn.execute(query)}
+
+
+def _stored(conn: Connection, user_id: int) -> dict[str, tuple[int, int]]:
+    query = (
+        select(usage_events.c.source, func.count(), func.sum(usage_events.c.total_tokens))
+        .where(usage_events.c.user_id == user_id)
+        .group_by(usage_events.c.source)
+    )
+    return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in conn.execute(query)}
+
+
+def ledger_status(ledger: LocalLedger, *, env: Mapping[str, str], home: Path) -> dict[str, Any]:
+    """The status as a JSON-ready dict (the shape is in docs/tracker.md)."""
+    state = load_state(ledger.home)
+    try:
+        login = load_login(ledger.home)
+        login_problem = None
+    except LoginError as exc:
+        login, login_problem = None, str(exc)
+
+    def read(conn: Connection) -> tuple[dict[str, Any], dict[str, Any], int]:
+        return (
+            _tracked(conn, ledger.user_id),
+            _stored(conn, ledger.user_id),
+            count_pending(conn, ledger),
+        )
+
+    tracked, stored, pending = ledger.db.read(read)
+    found, discover_problems = discover(PARSERS, env, home)
+    warnings: list[str] = [f"{p.path}: {p.reason}" for p in discover_problems]
+    if login_problem:
+        warnings.append(login_problem)
+    sources = []
+    for name, paths in found.items():
+        files, problems = tracked.get(name, (0, 0))
+        events, tokens = stored.get(name, (0, 0))
+        warning = None
+        if paths and tokens == 0:
+            hits = mentions_usage(name, paths)
+            if hits:
+                warning = (
+                    f"{hits} {name} file(s) mention token usage but no tokens were parsed; "
+                    "the log format may have changed (run `usageledger scan` to see problems)"
+                )
+                warnings.append(warning)
+        if paths and files == 0:
+            warnings.append(f"{name}: {len(paths)} file(s) not scanned yet; run `usageledger scan`")
+        sources.append(
+            {
+                "source": name,
+                "files_found": len(paths),
+                "files_scanned": files,
+                "problems": problems,
+                "events": events,
+                "total_tokens": tokens,
+                "warning": warning,
+            }
+        )
+    return {
+        "ledger": str(ledger.path),
+        "time_zone": ledger.time_zone,
+        "device": ledger.device_name,
+        "last_scan": _iso(state.get("last_scan_ms")),
+        "last_push": _iso(state.get("last_push_ms")),
+        "server": login.server if login else None,
+        "pending_buckets": pending,
+        "sources": sources,
+        "warnings": warnings,
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -150,7 +151,9 @@ def find_files(roots: Iterable[Path], patterns: Iterable[str]) -> list[Path]:
     result is sorted by path string.
     """
     wanted = list(patterns)
-    seen: set[str] = set()
+    # One stat per file: the same real file (a hard link, a symlink, a root listed twice)
+    # has the same (device, inode), so it is returned once.
+    seen: set[tuple[int, int]] = set()
     found: list[Path] = []
     for root in roots:
         if not root.is_dir():
@@ -162,9 +165,13 @@ def find_files(roots: Iterable[Path], patterns: Iterable[str]) -> list[Path]:
                 rel = full.relative_to(root).as_posix()
                 if not any(fnmatchcase(rel, pattern) for pattern in wanted):
                     continue
-                real = os.path.realpath(full)
-                if real in seen or not os.path.isfile(real):
+                try:
+                    info = os.stat(full)
+                except OSError:
                     continue
-                seen.add(real)
+                identity = (info.st_dev, info.st_ino)
+                if identity in seen or not stat.S_ISREG(info.st_mode):
+                    continue
+                seen.add(identity)
                 found.append(full)
     return sorted(found, key=str)

@@ -75,9 +75,9 @@ def _activity(local: datetime, day_index: int, days: int) -> float:
 
 
 def generate(
-    end: date, days: int, tz: ZoneInfo, seed: int
+    end: date, days: int, tz: ZoneInfo, seed: int, until: int | None = None
 ) -> Iterator[tuple[str, list[BucketWrite]]]:
-    """Yield ``(device, writes)`` per device and day, oldest first."""
+    """Yield ``(device, writes)`` per device and day, oldest first; none after ``until``."""
     rng = random.Random(seed)
     first = end - timedelta(days=days - 1)
     for index in range(days):
@@ -87,7 +87,8 @@ def generate(
         per_device: dict[str, list[BucketWrite]] = {}
         for slot in range(start, stop, HALF_HOUR):
             local = datetime.fromtimestamp(slot, UTC).astimezone(tz)
-            chance = 0.0 if vacation else _activity(local, index, days)
+            future = until is not None and slot > until
+            chance = 0.0 if vacation or future else _activity(local, index, days)
             for device, source, model, weight, size in PROFILE:
                 if rng.random() < chance * weight * 2.2:
                     per_device.setdefault(device, []).append(
@@ -114,6 +115,7 @@ def seed_history(
 ) -> DemoSummary:
     """Create ``user`` if needed and write a synthetic history ending ``end`` (default today)."""
     tz = ZoneInfo(time_zone)
+    until = int(datetime.now(UTC).timestamp()) - HALF_HOUR if end is None else None
     end = end or datetime.now(tz).date()
 
     def ensure(conn: Connection) -> tuple[int, str]:
@@ -126,7 +128,7 @@ def seed_history(
     zone = ZoneInfo(zone_name)
     device_ids: dict[str, int] = {}
     buckets = inserted = 0
-    for device, writes in generate(end, days, tz, seed):
+    for device, writes in generate(end, days, tz, seed, until):
         if device not in device_ids:
 
             def register(conn: Connection, name: str = device) -> int:

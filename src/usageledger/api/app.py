@@ -18,10 +18,13 @@ from usageledger.api.ingest import REQUEST_SCHEMA
 from usageledger.api.ingest import router as ingest_router
 from usageledger.api.middleware import M1Middleware
 from usageledger.api.ratelimit import RateLimiter
+from usageledger.api.read import router as read_router
 from usageledger.config import Settings
 from usageledger.m1 import M1Logger
 from usageledger.source_registry import SourceRegistry
 from usageledger.store.engine import Database, make_engine
+from usageledger.web.routes import router as web_router
+from usageledger.web.routes import static_files
 
 health = APIRouter()
 
@@ -71,6 +74,9 @@ def create_app(
     errors.install(app)
     app.include_router(health)
     app.include_router(ingest_router)
+    app.include_router(read_router)
+    app.include_router(web_router)
+    app.mount("/static", static_files(), name="static")
     app.add_middleware(M1Middleware, logger=logger)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -11,6 +11,9 @@ from usageledger.ledger.accounts import Principal, authenticate
 
 bearer = HTTPBearer(auto_error=False, description="A device token (ul_dev_…) or read token.")
 MAX_SECRET = 256
+#: The dashboard's HttpOnly, SameSite=Strict cookie; accepted for GET requests only, so a
+#: cross-site form can never write with it.
+COOKIE = "ul_token"
 
 
 def app_context(request: Request) -> AppContext:
@@ -23,12 +26,15 @@ def principal(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
 ) -> Principal:
     """The caller of a token-protected route; 401 for a missing, unknown or revoked token."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        secret = credentials.credentials.strip()
+    elif request.method == "GET" and request.cookies.get(COOKIE):
+        secret = request.cookies[COOKIE].strip()
+    else:
         raise Unauthenticated(
             "missing token: send Authorization: Bearer <token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    secret = credentials.credentials.strip()
     if not secret or len(secret) > MAX_SECRET:
         raise Unauthenticated("unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
     ctx = app_context(request)

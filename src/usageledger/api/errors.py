@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -16,6 +18,41 @@ from usageledger.errors import ErrorCode, LedgerError
 from usageledger.store.engine import to_database_error
 
 log = logging.getLogger("usageledger.api")
+
+
+class ErrorDetail(BaseModel):
+    """One problem of a rejected request."""
+
+    loc: str = Field(description="Where: a field such as buckets[3].input_tokens, or query.tz.")
+    message: str = Field(description="What is wrong there.")
+    code: ErrorCode | None = Field(default=None, description="The problem's own code, if any.")
+
+
+class ErrorBody(BaseModel):
+    """The error itself."""
+
+    code: ErrorCode = Field(description="A code from the closed enum (docs/api.md).")
+    message: str = Field(description="A client-safe explanation (never database text).")
+    request_id: str = Field(description="The request's id, also in X-Request-Id and M1 lines.")
+    details: list[ErrorDetail] = Field(description="Every problem found (may be empty).")
+
+
+class ErrorResponse(BaseModel):
+    """Every error response has this one shape."""
+
+    error: ErrorBody
+
+
+def documented(descriptions: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each error status with its description and the error shape.
+
+    A 500 (a bug) is possible on every route and is added to each.
+    """
+    statuses = {**descriptions, 500: "A bug (INTERNAL_ERROR); the details are in the log."}
+    return {
+        status: {"model": ErrorResponse, "description": text}
+        for status, text in sorted(statuses.items())
+    }
 
 
 def error_response(
@@ -58,6 +95,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(err.get("type") == "json_invalid" for err in exc.errors()):
+            # A body that is not JSON is a 400 on every route, as on ingest.
+            return error_response(400, ErrorCode.INVALID_JSON, "the request body is not valid JSON")
         details = [
             {"loc": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
             for err in exc.errors()
@@ -68,15 +108,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {
+            400: ErrorCode.INVALID_JSON,  # FastAPI's "error parsing the body"
             404: ErrorCode.NOT_FOUND,
             405: ErrorCode.METHOD_NOT_ALLOWED,
             401: ErrorCode.UNAUTHENTICATED,
             403: ErrorCode.FORBIDDEN,
         }
         code = codes.get(exc.status_code, ErrorCode.VALIDATION_FAILED)
-        message = {404: "no such endpoint", 405: "method not allowed"}.get(
-            exc.status_code, str(exc.detail)
-        )
+        message = {
+            400: "the request body is not valid JSON",
+            404: "no such endpoint",
+            405: "method not allowed",
+        }.get(exc.status_code, str(exc.detail))
         return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
 
     @app.exception_handler(SQLAlchemyError)

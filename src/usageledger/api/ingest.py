@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
@@ -11,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from usageledger.api.auth import app_context, device_principal
 from usageledger.api.context import name_function, request_context
+from usageledger.api.errors import documented
 from usageledger.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from usageledger.ledger.accounts import Principal
 from usageledger.ledger.receipts import ingest_request
@@ -18,18 +17,20 @@ from usageledger.wire import IngestResponse, IngestV1, IngestV2
 
 router = APIRouter()
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Not JSON, or an empty body (INVALID_JSON)."},
-    401: {"description": "Missing, unknown or revoked token (UNAUTHENTICATED)."},
-    403: {"description": "A read token cannot upload (FORBIDDEN)."},
-    409: {"description": "The same Idempotency-Key is still in flight."},
-    413: {"description": "Over 1 MiB or 500 buckets (PAYLOAD_TOO_LARGE)."},
-    415: {"description": "Content-Type is not application/json."},
-    422: {"description": "A rule is broken; `details` names each bucket index and field."},
-    429: {"description": "Too many requests for this token; see Retry-After."},
-    503: {"description": "The database is unavailable; retry after Retry-After."},
-    504: {"description": "The database timed out; retry after Retry-After."},
-}
+ERROR_RESPONSES = documented(
+    {
+        400: "Not JSON, or an empty body (INVALID_JSON).",
+        401: "Missing, unknown or revoked token (UNAUTHENTICATED).",
+        403: "A read token cannot upload (FORBIDDEN).",
+        409: "The same Idempotency-Key is still in flight; see Retry-After.",
+        413: "Over 1 MiB or 500 buckets (PAYLOAD_TOO_LARGE).",
+        415: "Content-Type is not application/json (UNSUPPORTED_MEDIA_TYPE).",
+        422: "A rule is broken; `details` names each bucket index and field.",
+        429: "Too many requests for this token (RATE_LIMITED); see Retry-After.",
+        503: "The database is unavailable; retry after Retry-After.",
+        504: "The database timed out; retry after Retry-After.",
+    }
+)
 
 REQUEST_SCHEMA = TypeAdapter(IngestV1 | IngestV2).json_schema(
     ref_template="#/components/schemas/{model}"

@@ -18,6 +18,7 @@ Errors::
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -398,6 +399,7 @@ def _cost_femto(counts: Counts, price: Price) -> int:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of distinct prices, converted for every row
 def _nanos(value: Decimal) -> int:
     """A validated price as an exact integer of nano-dollars per million tokens."""
     _, digits, exponent = value.as_tuple()

@@ -1,0 +1,438 @@
+"""The read API: usage views, devices, the caller's profile and the leaderboard.
+
+Routes are thin: authenticate (a read or device token; the user comes only from the token),
+refuse undeclared query parameters, resolve and cap the range, then call one function of
+``usageledger.ledger`` inside one read transaction and render its result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import Connection
+
+from usageledger.api import read_models as m
+from usageledger.api.auth import app_context, principal
+from usageledger.api.context import name_function
+from usageledger.api.errors import documented
+from usageledger.errors import ValidationFailed
+from usageledger.ledger import leaderboard, profile, queries, windows
+from usageledger.ledger.accounts import Principal
+from usageledger.ledger.prices_store import PriceBooks
+from usageledger.ledger.queries import Filters
+from usageledger.ledger.windows import Window
+
+T = TypeVar("T")
+router = APIRouter(tags=["read"])
+
+_READ_ERRORS = {
+    401: "Missing, unknown or revoked token (UNAUTHENTICATED).",
+    422: "A bad or unknown query parameter, `from` after `to`, an unknown time zone or device "
+    "(VALIDATION_FAILED), or a range over its cap (RANGE_TOO_LARGE).",
+    429: "Too many requests for this token; see Retry-After (RATE_LIMITED).",
+    503: "The database is unavailable; retry after Retry-After (DATABASE_UNAVAILABLE).",
+    504: "The database timed out; retry after Retry-After (DATABASE_TIMEOUT).",
+}
+READ_ERRORS = documented(_READ_ERRORS)
+PATCH_ERRORS = documented({**_READ_ERRORS, 400: "The body is not JSON (INVALID_JSON)."})
+
+From = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        description="First local day, YYYY-MM-DD (default: 29 days before `to`).",
+        json_schema_extra={"format": "date"},
+    ),
+]
+To = Annotated[
+    str | None,
+    Query(
+        description="Last local day, YYYY-MM-DD, inclusive (default: today in `tz`).",
+        json_schema_extra={"format": "date"},
+    ),
+]
+Tz = Annotated[
+    str | None,
+    Query(
+        description="IANA time zone of the local days (default: yours). Another zone is served "
+        f"from half-hour buckets and capped at {windows.FOREIGN_TZ_CAP_DAYS} days.",
+        max_length=64,
+    ),
+]
+Source = Annotated[str | None, Query(description="Only this source (e.g. codex).", max_length=32)]
+Model = Annotated[
+    str | None, Query(description="Only this model, exactly as logged.", max_length=128)
+]
+Device = Annotated[
+    str | None,
+    Query(description="Only this device of yours, by name (see /v1/devices).", max_length=64),
+]
+RANGE_PARAMS = ("from", "to", "tz", "source", "model", "device")
+
+
+def clock() -> datetime:
+    """The current time (a dependency, so tests can freeze it)."""
+    return datetime.now(UTC)
+
+
+Now = Annotated[datetime, Depends(clock)]
+
+
+def price_books(request: Request) -> PriceBooks:
+    """The app's price-book cache, created on first use."""
+    books: PriceBooks | None = getattr(request.app.state, "price_books", None)
+    if books is None:
+        books = request.app.state.price_books = PriceBooks()
+    return books
+
+
+def check_query(request: Request, allowed: frozenset[str]) -> None:
+    """Refuse a ``user_id``, undeclared or repeated parameters and control characters."""
+    seen: set[str] = set()
+    for key in request.query_params:
+        if key == "user_id":
+            _refuse(key, "user_id is not accepted: the user is always the token's owner")
+        if key not in allowed:
+            accepted = ", ".join(sorted(allowed)) or "none"
+            _refuse(key, f"unknown query parameter {key!r}; this endpoint accepts: {accepted}")
+    for key, value in request.query_params.multi_items():
+        if key in seen:
+            _refuse(key, f"query parameter {key!r} is given more than once")
+        if not value.isprintable():  # control characters (NUL above all) never reach SQL
+            _refuse(key, f"query parameter {key!r} contains control characters")
+        seen.add(key)
+
+
+def _refuse(key: str, message: str) -> NoReturn:
+    raise ValidationFailed(
+        message, details=[{"loc": f"query.{key}", "message": message, "code": "VALIDATION_FAILED"}]
+    )
+
+
+def caller(*params: str) -> Any:
+    """Depends: the token's principal, after refusing query parameters other than ``params``."""
+    allowed = frozenset(params)
+
+    def dependency(request: Request, who: Principal = Depends(principal)) -> Principal:
+        check_query(request, allowed)
+        return who
+
+    return Depends(dependency)
+
+
+def _read(
+    request: Request,
+    who: Principal,
+    resolve: Callable[[str], Window],
+    run: Callable[[Connection, Window, PriceBooks], T],
+) -> T:
+    """Check the range before touching the database, then run ``run`` in one transaction."""
+    resolve(who.time_zone)  # a bad or oversized range never reaches the database
+    books = price_books(request)
+
+    def go(conn: Connection) -> T:
+        window = resolve(queries.user_time_zone(conn, who.user_id))
+        return run(conn, window, books)
+
+    return app_context(request).db.read(go)
+
+
+@router.get(
+    "/v1/usage/summary",
+    response_model=m.SummaryResponse,
+    responses=READ_ERRORS,
+    summary="Totals and per-model lines of a range of local days (≤ 800 days)",
+)
+def usage_summary(
+    request: Request,
+    now: Now,
+    from_: From = None,
+    to: To = None,
+    tz: Tz = None,
+    source: Source = None,
+    model: Model = None,
+    device: Device = None,
+    who: Principal = caller(*RANGE_PARAMS),
+) -> m.SummaryResponse:
+    """Totals and one line per source and model, with cost and unpriced models."""
+    name_function("usage_summary")
+    filters = Filters(source, model, device)
+    result = _read(
+        request,
+        who,
+        lambda zone: windows.day_window(
+            "summary", user_zone=zone, tz=tz, first=from_, last=to, now=now
+        ),
+        lambda conn, w, books: queries.summary(conn, who.user_id, w, filters, books.current(conn)),
+    )
+    return m.render_summary(result)
+
+
+@router.get(
+    "/v1/usage/daily",
+    response_model=m.DailyResponse,
+    responses=READ_ERRORS,
+    summary="One line per local day of a range, zero days included (≤ 800 days)",
+)
+def usage_daily(
+    request: Request,
+    now: Now,
+    from_: From = None,
+    to: To = None,
+    tz: Tz = None,
+    source: Source = None,
+    model: Model = None,
+    device: Device = None,
+    who: Principal = caller(*RANGE_PARAMS),
+) -> m.DailyResponse:
+    """Every local day of the range with counts and cost, and the range's totals."""
+    name_function("usage_daily")
+    filters = Filters(source, model, device)
+    result = _read(
+        request,
+        who,
+        lambda zone: windows.day_window(
+            "daily", user_zone=zone, tz=tz, first=from_, last=to, now=now
+        ),
+        lambda conn, w, books: queries.daily(conn, who.user_id, w, filters, books.current(conn)),
+    )
+    return m.render_daily(result)
+
+
+@router.get(
+    "/v1/usage/hourly",
+    response_model=m.HourlyResponse,
+    responses=READ_ERRORS,
+    summary="Every half-hour of one local day (46, 48 or 50 slots)",
+)
+def usage_hourly(
+    request: Request,
+    now: Now,
+    day: Annotated[
+        str | None,
+        Query(
+            description="The local day, YYYY-MM-DD (default: today in `tz`).",
+            json_schema_extra={"format": "date"},
+        ),
+    ] = None,
+    tz: Tz = None,
+    source: Source = None,
+    model: Model = None,
+    device: Device = None,
+    who: Principal = caller("day", "tz", "source", "model", "device"),
+) -> m.HourlyResponse:
+    """Every half-hour slot of the day with its UTC start, local label, counts and cost."""
+    name_function("usage_hourly")
+    filters = Filters(source, model, device)
+    result = _read(
+        request,
+        who,
+        lambda zone: windows.hour_window(user_zone=zone, tz=tz, day=day, now=now),
+        lambda conn, w, books: queries.hourly(conn, who.user_id, w, filters, books.current(conn)),
+    )
+    return m.render_hourly(result)
+
+
+@router.get(
+    "/v1/usage/monthly",
+    response_model=m.MonthlyResponse,
+    responses=READ_ERRORS,
+    summary="One line per calendar month of local days (≤ 36 months)",
+)
+def usage_monthly(
+    request: Request,
+    now: Now,
+    from_: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            description="First month, YYYY-MM (default: the month of 29 days ago).",
+        ),
+    ] = None,
+    to: Annotated[
+        str | None, Query(description="Last month, YYYY-MM, inclusive (default: this month).")
+    ] = None,
+    tz: Tz = None,
+    source: Source = None,
+    model: Model = None,
+    device: Device = None,
+    who: Principal = caller(*RANGE_PARAMS),
+) -> m.MonthlyResponse:
+    """Every month of the range with counts and cost."""
+    name_function("usage_monthly")
+    filters = Filters(source, model, device)
+    result = _read(
+        request,
+        who,
+        lambda zone: windows.month_window(user_zone=zone, tz=tz, first=from_, last=to, now=now),
+        lambda conn, w, books: queries.monthly(conn, who.user_id, w, filters, books.current(conn)),
+    )
+    return m.render_monthly(result)
+
+
+@router.get(
+    "/v1/usage/heatmap",
+    response_model=m.HeatmapResponse,
+    responses=READ_ERRORS,
+    summary="Day cells with a 0–4 level and streaks (≤ 104 weeks)",
+)
+def usage_heatmap(
+    request: Request,
+    now: Now,
+    to: To = None,
+    weeks: Annotated[
+        int | None,
+        Query(
+            description=f"Weeks to show, 1–{windows.WEEK_CAP} (default: "
+            f"{windows.DEFAULT_WEEKS}; {windows.DEFAULT_FOREIGN_WEEKS} in another time zone)."
+        ),
+    ] = None,
+    tz: Tz = None,
+    source: Source = None,
+    model: Model = None,
+    device: Device = None,
+    who: Principal = caller("to", "weeks", "tz", "source", "model", "device"),
+) -> m.HeatmapResponse:
+    """Total tokens per local day with a level, active days and streaks."""
+    name_function("usage_heatmap")
+    filters = Filters(source, model, device)
+    result = _read(
+        request,
+        who,
+        lambda zone: windows.heatmap_window(user_zone=zone, tz=tz, last=to, weeks=weeks, now=now),
+        lambda conn, w, _: queries.heatmap(
+            conn, who.user_id, w, filters, today=windows.today_in(w.tz, now)
+        ),
+    )
+    return m.render_heatmap(result)
+
+
+@router.get(
+    "/v1/usage/models",
+    response_model=m.ModelsResponse,
+    responses=READ_ERRORS,
+    summary="Usage by source and model with shares of the total (≤ 800 days)",
+)
+def usage_models(
+    request: Request,
+    now: Now,
+    from_: From = None,
+    to: To = None,
+    tz: Tz = None,
+    source: Source = None,
+    model: Model = None,
+    device: Device = None,
+    who: Principal = caller(*RANGE_PARAMS),
+) -> m.ModelsResponse:
+    """Counts, share of total tokens and cost per source and model, and per source."""
+    name_function("usage_models")
+    filters = Filters(source, model, device)
+    result = _read(
+        request,
+        who,
+        lambda zone: windows.day_window(
+            "models", user_zone=zone, tz=tz, first=from_, last=to, now=now
+        ),
+        lambda conn, w, books: queries.models(conn, who.user_id, w, filters, books.current(conn)),
+    )
+    return m.render_models(result)
+
+
+@router.get(
+    "/v1/devices",
+    response_model=m.DevicesResponse,
+    responses=READ_ERRORS,
+    summary="Your devices with their first and last bucket and last upload",
+)
+def list_devices(request: Request, who: Principal = caller()) -> m.DevicesResponse:
+    """Every device of the caller, by name."""
+    name_function("devices")
+
+    def go(conn: Connection) -> m.DevicesResponse:
+        zone = queries.user_time_zone(conn, who.user_id)
+        return m.render_devices(zone, profile.device_spans(conn, who.user_id, zone))
+
+    return app_context(request).db.read(go)
+
+
+@router.get(
+    "/v1/me",
+    response_model=m.MeResponse,
+    responses=READ_ERRORS,
+    summary="Your profile: time zone, display name, leaderboard opt-in",
+)
+def get_me(request: Request, who: Principal = caller()) -> m.MeResponse:
+    """The caller's profile."""
+    name_function("me")
+    found = app_context(request).db.read(lambda conn: profile.get_profile(conn, who.user_id))
+    return m.render_me(found, who)
+
+
+@router.patch(
+    "/v1/me",
+    response_model=m.MePatchResponse,
+    responses=PATCH_ERRORS,
+    summary="Change your time zone, display name or leaderboard opt-in",
+)
+def patch_me(request: Request, body: m.MePatch, who: Principal = caller()) -> m.MePatchResponse:
+    """Apply the given fields; a new time zone rebuilds your rollups in the same transaction."""
+    name_function("me_update")
+    given = body.model_fields_set
+    if not given:
+        _refuse_body("send at least one of time_zone, display_name, leaderboard_opt_in")
+    if "time_zone" in given and body.time_zone is None:
+        _refuse_body("time_zone cannot be null")
+    if "leaderboard_opt_in" in given and body.leaderboard_opt_in is None:
+        _refuse_body("leaderboard_opt_in cannot be null")
+    changes: dict[str, Any] = {
+        "time_zone": body.time_zone,
+        "leaderboard_opt_in": body.leaderboard_opt_in,
+    }
+    if "display_name" in given:
+        changes["display_name"] = body.display_name
+    found, rebuilt = app_context(request).db.write(
+        lambda conn: profile.update_profile(conn, who.user_id, **changes), user_id=who.user_id
+    )
+    return m.render_me_patch(found, who, rebuilt)
+
+
+def _refuse_body(message: str) -> NoReturn:
+    raise ValidationFailed(
+        message, details=[{"loc": "body", "message": message, "code": "VALIDATION_FAILED"}]
+    )
+
+
+@router.get(
+    "/v1/leaderboard",
+    response_model=m.LeaderboardResponse,
+    responses=READ_ERRORS,
+    summary="A page of the latest leaderboard snapshot (opted-in users only)",
+)
+def get_leaderboard(
+    request: Request,
+    period: Annotated[
+        str, Query(description="`week` (UTC ISO week), `month` (UTC calendar month) or `all`.")
+    ] = "week",
+    limit: Annotated[int, Query(ge=1, le=100, description="Entries per page, 1–100.")] = 50,
+    offset: Annotated[
+        int, Query(ge=0, le=1_000_000, description="Entries to skip (for paging).")
+    ] = 0,
+    who: Principal = caller("period", "limit", "offset"),
+) -> m.LeaderboardResponse:
+    """Ranked display names with totals and cost; never a user name or id."""
+    name_function("leaderboard")
+    if period not in leaderboard.PERIODS:
+        message = f"period must be one of {', '.join(leaderboard.PERIODS)}, got {period!r}"
+        raise ValidationFailed(
+            f"period: {message}",
+            details=[{"loc": "query.period", "message": message, "code": "VALIDATION_FAILED"}],
+        )
+    board = app_context(request).db.read(
+        lambda conn: leaderboard.read_board(
+            conn, period, limit=limit, offset=offset, user_id=who.user_id
+        )
+    )
+    return m.render_leaderboard(board, limit=limit, offset=offset)

@@ -1,0 +1,137 @@
+"""Dashboard routes: ``/`` (sign-in or dashboard), ``/leaderboard``, ``/login``, ``/logout``.
+
+A person signs in with a read token through a form POST; the token is kept in an HttpOnly,
+SameSite=Strict cookie (never in a URL) that the read API accepts for GET requests only.
+Every asset is served from the package: no CDN, no external font, no chart library.
+"""
+
+from __future__ import annotations
+
+import html
+from importlib import resources
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from usageledger.api.auth import COOKIE, app_context
+from usageledger.api.context import name_function
+from usageledger.ledger.accounts import authenticate
+
+router = APIRouter(include_in_schema=False)
+STATIC = Path(str(resources.files("usageledger.web") / "static"))
+MAX_FORM = 4096
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def static_files() -> StaticFiles:
+    """The dashboard's assets."""
+    return StaticFiles(directory=STATIC)
+
+
+def _page(name: str, *, message: str = "", status: int = 200) -> HTMLResponse:
+    text = (STATIC / name).read_text(encoding="utf-8")
+    notice = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
+    return HTMLResponse(
+        text.replace("<!--MESSAGE-->", notice), status_code=status, headers=SECURITY_HEADERS
+    )
+
+
+async def _signed_in(request: Request) -> bool:
+    token = request.cookies.get(COOKIE)
+    if not token or len(token) > 256:
+        return False
+    ctx = app_context(request)
+    found = await run_in_threadpool(ctx.db.read, lambda conn: authenticate(conn, token))
+    return found is not None
+
+
+@router.get("/")
+async def index(request: Request) -> Response:
+    """The dashboard when signed in, else the sign-in form."""
+    name_function("web_index")
+    if await _signed_in(request):
+        return _page("dashboard.html")
+    return _page("login.html")
+
+
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    '<rect width="16" height="16" rx="3" fill="#2f6fed"/>'
+    '<rect x="3" y="8" width="2" height="5" fill="#fff"/><rect x="7" y="5" width="2" height="8" '
+    'fill="#fff"/><rect x="11" y="3" width="2" height="10" fill="#fff"/></svg>'
+)
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """A small SVG icon (so browsers do not log a 404)."""
+    name_function("web_favicon")
+    return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
+@router.get("/leaderboard")
+async def leaderboard(request: Request) -> Response:
+    """The leaderboard page (signed in), else the sign-in form."""
+    name_function("web_leaderboard")
+    if await _signed_in(request):
+        return _page("leaderboard.html")
+    return _page("login.html")
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    """Check a read token from the form and keep it in an HttpOnly cookie."""
+    name_function("web_login")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            return _page("login.html", message="That form was too large.", status=413)
+    fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=5)
+    token = (fields.get("token") or [""])[0].strip()
+    if not token or len(token) > 256:
+        return _page("login.html", message="Enter a read token (ul_read_…).", status=401)
+    ctx = app_context(request)
+    found = await run_in_threadpool(ctx.db.read, lambda conn: authenticate(conn, token))
+    if found is None:
+        return _page("login.html", message="That token is unknown or revoked.", status=401)
+    if found.kind != "read":
+        return _page(
+            "login.html",
+            message="That is a device token. Sign in with a read token "
+            "(usageledger tokens issue --user NAME --kind read).",
+            status=401,
+        )
+    response = RedirectResponse("/", status_code=303, headers=SECURITY_HEADERS)
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+        max_age=30 * 86400,
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout() -> Response:
+    """Forget the cookie."""
+    name_function("web_logout")
+    response = RedirectResponse("/", status_code=303, headers=SECURITY_HEADERS)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response

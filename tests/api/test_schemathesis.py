@@ -1,0 +1,322 @@
+"""Every operation of our OpenAPI schema, fuzzed by schemathesis on SQLite and PostgreSQL.
+
+Schemathesis reads ``/openapi.json`` from the real app (over the test database of the
+``client`` fixture) and, per operation, sends the schema's examples, its coverage cases and
+fuzzed requests, valid and invalid (``GenerationMode.POSITIVE`` and ``NEGATIVE``). Each request
+carries a real token: a device token for ``POST /v1/ingest``, a read token elsewhere, so the
+fuzzer reaches the handlers instead of bouncing off 401. The checks then require: no 5xx, every
+status and content type declared, every body matching its declared schema (errors included),
+invalid input refused with a 4xx, and auth enforced (the ``ignored_auth`` check re-sends without
+and with a bogus token and expects 401).
+
+Generation is derandomized (a fixed seed per operation), so a failure reproduces on re-run.
+Requests a fuzzer does not produce (other media types, bodies over 1 MiB, header bytes outside
+ASCII, an Idempotency-Key in flight, a rate-limited token) are sent by hand below, and their
+responses are validated against the same schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from sqlalchemy import Engine
+
+from tests.conftest import Persona
+from tests.factories import bucket
+from usageledger.api.app import create_app
+from usageledger.api.ratelimit import RateLimiter
+from usageledger.config import Settings
+from usageledger.store.tables import ingest_receipts
+
+#: Fuzzed examples per operation, valid and invalid together (the coverage phase adds its own
+#: deterministic cases: every parameter missing, of the wrong type, at its bounds …).
+MAX_EXAMPLES = 200
+
+#: What every response must satisfy, whoever produced the request.
+SHAPE_CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    ignored_auth,
+]
+
+
+def load_schema() -> Any:
+    """Our OpenAPI schema, read from an app whose database is never opened."""
+    app = create_app(
+        Settings(home=Path(tempfile.gettempdir()), database_url="sqlite://", log_file="off")
+    )
+    loaded = schemathesis.openapi.from_asgi("/openapi.json", app)
+    loaded.config.generation.update(
+        modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+        max_examples=MAX_EXAMPLES,
+        deterministic=True,
+        # Tokens come from AliceTokens; random Authorization values would only meet 401.
+        with_security_parameters=False,
+    )
+    return loaded
+
+
+schema = load_schema()
+
+#: Stand-ins the auth provider sets; the test swaps in Alice's real tokens just before sending.
+#: (Schemathesis builds some cases while pytest collects, before any database exists.)
+DEVICE_TOKEN, READ_TOKEN = "alice-device-token", "alice-read-token"
+
+
+@schema.auth(refresh_interval=None)
+class AliceTokens:
+    """A device token for ingest, a read token elsewhere; absent when a case drops the header."""
+
+    def get(self, case: Any, context: Any) -> str:
+        """The stand-in for this operation's token."""
+        return DEVICE_TOKEN if case.path == "/v1/ingest" else READ_TOKEN
+
+    def set(self, case: Any, data: str, context: Any) -> None:
+        """Send it as a bearer token."""
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+
+def with_real_token(case: Any, who: Persona) -> None:
+    """Replace the stand-in token of ``case`` (if it has one) with the persona's real one."""
+    real = {DEVICE_TOKEN: who.device_token, READ_TOKEN: who.read_token}
+    headers = case.headers or {}
+    scheme, _, secret = str(headers.get("Authorization", "")).partition(" ")
+    if scheme == "Bearer" and secret in real:
+        headers["Authorization"] = f"Bearer {real[secret]}"
+
+
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_every_operation_honours_its_schema(case: Any, client: TestClient, alice: Persona) -> None:
+    """No request, valid or hostile, gets a 5xx or a response its schema does not declare."""
+    with_real_token(case, alice)
+    case.call_and_validate(checks=CHECKS, app=client.app)
+
+
+def test_the_fuzzed_schema_is_the_one_the_test_app_serves(client: TestClient) -> None:
+    """The schema was loaded from a database-less app; the app under test serves the same."""
+    assert client.get("/openapi.json").json() == schema.raw_schema
+
+
+def bucket_body(count: int = 1) -> bytes:
+    """A valid v2 batch of ``count`` buckets, as JSON bytes."""
+    items = [bucket(slot=i) for i in range(count)]
+    return orjson.dumps({"schema_version": 2, "buckets": items})
+
+
+JSON = {"Content-Type": "application/json"}
+
+#: (name, method, path, token kind, extra headers, body, status, code) of requests the fuzzer
+#: cannot produce: other media types, oversized bodies, hostile header bytes.
+EDGES: list[tuple[str, str, str, str | None, dict[str, Any], bytes | None, int, str]] = [
+    (
+        "text/plain",
+        "POST",
+        "/v1/ingest",
+        "device",
+        {"Content-Type": "text/plain"},
+        bucket_body(),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    ),
+    (
+        "no content type",
+        "POST",
+        "/v1/ingest",
+        "device",
+        {},
+        bucket_body(),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    ),
+    (
+        "json with charset",
+        "POST",
+        "/v1/ingest",
+        "device",
+        {"Content-Type": "Application/JSON; charset=utf-8"},
+        bucket_body(),
+        200,
+        "",
+    ),
+    (
+        "two mebibytes",
+        "POST",
+        "/v1/ingest",
+        "device",
+        JSON,
+        b'{"schema_version": 2, "buckets": [], "pad": "' + b"x" * 2_097_152 + b'"}',
+        413,
+        "PAYLOAD_TOO_LARGE",
+    ),
+    (
+        "501 buckets",
+        "POST",
+        "/v1/ingest",
+        "device",
+        JSON,
+        bucket_body(501),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    ),
+    ("not json", "POST", "/v1/ingest", "device", JSON, b"{nope", 400, "INVALID_JSON"),
+    ("not utf-8", "POST", "/v1/ingest", "device", JSON, b"\xff\xfe{", 400, "INVALID_JSON"),
+    ("read token uploads", "POST", "/v1/ingest", "read", JSON, bucket_body(), 403, "FORBIDDEN"),
+    (
+        "idempotency key of 256",
+        "POST",
+        "/v1/ingest",
+        "device",
+        {**JSON, "Idempotency-Key": "k" * 256},
+        bucket_body(),
+        422,
+        "VALIDATION_FAILED",
+    ),
+    (
+        "idempotency key with C1 byte",
+        "POST",
+        "/v1/ingest",
+        "device",
+        {**JSON, "Idempotency-Key": b"a\x85b"},
+        bucket_body(),
+        422,
+        "VALIDATION_FAILED",
+    ),
+    (
+        "token with latin-1 bytes",
+        "GET",
+        "/v1/me",
+        None,
+        {"Authorization": b"Bearer ul_read_\xe9\xff"},
+        None,
+        401,
+        "UNAUTHENTICATED",
+    ),
+    (
+        "basic auth",
+        "GET",
+        "/v1/devices",
+        None,
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        None,
+        401,
+        "UNAUTHENTICATED",
+    ),
+    (
+        "oversized token",
+        "GET",
+        "/v1/usage/daily",
+        None,
+        {"Authorization": "Bearer " + "x" * 5000},
+        None,
+        401,
+        "UNAUTHENTICATED",
+    ),
+    (
+        "range over the cap",
+        "GET",
+        "/v1/usage/daily?from=2020-01-01&to=2026-01-01",
+        "read",
+        {},
+        None,
+        422,
+        "RANGE_TOO_LARGE",
+    ),
+    ("patch with bad json", "PATCH", "/v1/me", "read", JSON, b"{nope", 400, "INVALID_JSON"),
+    ("patch not utf-8", "PATCH", "/v1/me", "read", JSON, b"\xff\xfe{", 400, "INVALID_JSON"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "kind", "headers", "body", "status", "code"),
+    EDGES,
+    ids=[edge[0] for edge in EDGES],
+)
+def test_hostile_edges_are_answered_as_the_schema_declares(
+    client: TestClient,
+    alice: Persona,
+    name: str,
+    method: str,
+    path: str,
+    kind: str | None,
+    headers: dict[str, Any],
+    body: bytes | None,
+    status: int,
+    code: str,
+) -> None:
+    """Media types, oversized bodies and hostile header bytes get their documented answer."""
+    sent = dict(headers)
+    if kind is not None:
+        sent.update(alice.headers(read=kind == "read"))
+    response = client.request(method, path, content=body, headers=sent)
+    assert response.status_code == status, response.text
+    if code:
+        assert response.json()["error"]["code"] == code
+    operation = schema[path.split("?")[0]][method]
+    operation.Case().validate_response(response, checks=SHAPE_CHECKS)
+
+
+def test_an_in_flight_key_and_a_rate_limit_are_answered_as_declared(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """409 IDEMPOTENCY_KEY_IN_FLIGHT and 429 RATE_LIMITED conform to the schema too."""
+    raw = bucket_body()
+    with engine.begin() as conn:  # a first request that claimed the key and is still working
+        conn.execute(
+            ingest_receipts.insert().values(
+                user_id=alice.user_id,
+                request_id="first",
+                device_id=1,
+                idempotency_key_hash=hashlib.sha256(b"busy").hexdigest(),
+                body_sha256=hashlib.sha256(raw).hexdigest(),
+                state="in_flight",
+                created_at_ms=int(time.time() * 1000),
+            )
+        )
+    operation = schema["/v1/ingest"]["POST"]
+    busy = client.post(
+        "/v1/ingest", content=raw, headers={**JSON, "Idempotency-Key": "busy", **alice.headers()}
+    )
+    assert busy.status_code == 409
+    assert busy.headers["retry-after"] == "1"
+    operation.Case().validate_response(busy, checks=SHAPE_CHECKS)
+
+    client.app.state.ctx.limiter = RateLimiter(60, 1, clock=lambda: 0.0)
+    assert client.post("/v1/ingest", content=raw, headers={**JSON, **alice.headers()}).is_success
+    limited = client.post("/v1/ingest", content=raw, headers={**JSON, **alice.headers()})
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+    operation.Case().validate_response(limited, checks=SHAPE_CHECKS)

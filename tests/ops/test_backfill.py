@@ -1,0 +1,254 @@
+"""Backfill as plan → apply → rollback: refusals, snapshots, new revisions, exact restores."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
+
+from tests.conftest import Persona
+from tests.factories import batch, bucket, iso
+from tests.helpers import bucket_rows, daily_rows, m1_lines
+from tests.ops.conftest import Cli
+from tests.ops.support import (
+    FROM,
+    INSIDE,
+    LISTED,
+    NEW,
+    TO,
+    counts,
+    document,
+    parse,
+    post,
+    seed_history,
+)
+from usageledger.errors import NotFound, ValidationFailed
+from usageledger.ops.backfill import (
+    PlanRefused,
+    apply_plan,
+    create_plan,
+    get_plan,
+    rollback_plan,
+)
+from usageledger.ops.verify import verify
+from usageledger.store.engine import Database
+from usageledger.store.tables import bucket_revisions
+
+
+def now_ms() -> int:
+    """The wall clock in ms (revisions of a backfill are at least this)."""
+    return int(time.time() * 1000)
+
+
+def nonzero(rows: dict[tuple[Any, ...], tuple[int, ...]], skip: int = 0) -> dict[Any, Any]:
+    """Rows whose counts are not all zero (a zero bucket counts as absent), revisions dropped."""
+    return {k: v[skip:] for k, v in rows.items() if any(v[skip:])}
+
+
+def revision_count(engine: Engine) -> int:
+    """Rows in the revision log."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(bucket_revisions)).scalar_one())
+
+
+@pytest.fixture
+def history(client: TestClient, alice: Persona, bob: Persona) -> tuple[Persona, Persona]:
+    """Alice and Bob with three weeks of uploads."""
+    seed_history(client, alice)
+    seed_history(client, bob)
+    return alice, bob
+
+
+def key(who: Persona, when: Any, model: str, source: str = "codex") -> tuple[Any, ...]:
+    """A bucket key of the persona's laptop."""
+    return (who.user_id, 1, source, model, int(when.timestamp()))
+
+
+def test_plan_apply_rollback_returns_every_count_to_its_value_before_the_plan(
+    history: tuple[Persona, Persona], db: Database, engine: Engine
+) -> None:
+    """The full cycle: verify is clean after apply and after rollback; all counts come back."""
+    alice, bob = history
+    facts_before, daily_before = bucket_rows(engine), daily_rows(engine)
+    log_before = revision_count(engine)
+
+    plan = create_plan(db, parse(document()), reason="codex double count", now_ms=now_ms())
+    assert plan.state == "planned"
+    assert plan.affected_keys == 11  # one set, one added, nine zeroed
+    assert (bucket_rows(engine), revision_count(engine)) == (facts_before, log_before)
+
+    applied = apply_plan(db, plan.plan_id, now_ms=now_ms())
+    assert applied.written == 11
+    facts = bucket_rows(engine)
+    assert facts[key(alice, LISTED, "gpt-5-codex")][1:] == tuple(counts(7, 0, 3, 1).values())
+    assert facts[key(alice, NEW, "sonnet", "claude")][1:4] == (11, 2, 5)
+    assert facts[key(alice, INSIDE, "o3")][1:] == (0,) * 6
+    assert nonzero({k: v for k, v in facts.items() if k[0] == bob.user_id}, 1) == nonzero(
+        {k: v for k, v in facts_before.items() if k[0] == bob.user_id}, 1
+    )
+    assert verify(db).clean
+    with engine.connect() as conn:
+        origins = conn.execute(
+            select(bucket_revisions.c.origin, func.count()).group_by(bucket_revisions.c.origin)
+        ).all()
+    assert (f"backfill:{plan.plan_id}", 11) in [tuple(o) for o in origins]
+    record = db.read(lambda conn: get_plan(conn, plan.plan_id))
+    assert record["state"] == "applied"
+    assert record["checksum_after"] == record["checksum_expected_after"]
+    assert record["checksum_after"] != record["checksum_before"]
+    assert len(record["snapshot"]["buckets"]) == 11
+
+    rolled = rollback_plan(db, plan.plan_id, now_ms=now_ms())
+    assert rolled.state == "rolled_back"
+    assert verify(db).clean
+    assert nonzero(bucket_rows(engine), 1) == nonzero(facts_before, 1)
+    assert nonzero(daily_rows(engine)) == nonzero(daily_before)
+    assert bucket_rows(engine)[key(alice, NEW, "sonnet", "claude")][1:] == (0,) * 6
+    assert revision_count(engine) == log_before + 22  # the log keeps both steps
+
+
+def test_apply_refuses_after_an_upload_changed_the_planned_range(
+    history: tuple[Persona, Persona], client: TestClient, db: Database, engine: Engine
+) -> None:
+    """An upload elsewhere is fine; one inside the range makes apply refuse and change nothing."""
+    alice, bob = history
+    plan = create_plan(db, parse(document()), reason="fix", now_ms=now_ms())
+    post(client, bob, batch(bucket(start=INSIDE, model="o3", inp=50, revision=9)))
+    post(client, alice, batch(bucket(start=TO, model="o3", inp=50, revision=9)))  # after `to`
+    post(client, alice, batch(bucket(start=INSIDE, model="o3", inp=50, revision=9)))
+    facts = bucket_rows(engine)
+    with pytest.raises(PlanRefused, match="changed since it was planned"):
+        apply_plan(db, plan.plan_id, now_ms=now_ms())
+    assert bucket_rows(engine) == facts
+    assert db.read(lambda conn: get_plan(conn, plan.plan_id))["state"] == "planned"
+
+
+def test_a_plan_applies_once_and_rolls_back_once(
+    history: tuple[Persona, Persona], db: Database
+) -> None:
+    """Applying twice, rolling back a planned or rolled-back plan, re-applying: all refused."""
+    plan = create_plan(db, parse(document()), reason="fix", now_ms=now_ms())
+    with pytest.raises(PlanRefused, match="not applied"):
+        rollback_plan(db, plan.plan_id, now_ms=now_ms())
+    apply_plan(db, plan.plan_id, now_ms=now_ms())
+    with pytest.raises(PlanRefused, match="is applied, not planned"):
+        apply_plan(db, plan.plan_id, now_ms=now_ms())
+    rollback_plan(db, plan.plan_id, now_ms=now_ms())
+    with pytest.raises(PlanRefused, match="is rolled_back, not applied"):
+        rollback_plan(db, plan.plan_id, now_ms=now_ms())
+    with pytest.raises(PlanRefused, match="is rolled_back, not planned"):
+        apply_plan(db, plan.plan_id, now_ms=now_ms())
+    with pytest.raises(NotFound, match="no backfill plan"):
+        apply_plan(db, "no-such-plan", now_ms=now_ms())
+
+
+def test_rollback_refuses_when_the_device_uploaded_into_the_range_after_apply(
+    history: tuple[Persona, Persona], client: TestClient, db: Database, engine: Engine
+) -> None:
+    """Rolling back would overwrite a newer upload, so it is refused and nothing changes."""
+    alice, _ = history
+    plan = create_plan(db, parse(document()), reason="fix", now_ms=now_ms())
+    apply_plan(db, plan.plan_id, now_ms=now_ms())
+    post(client, alice, batch(bucket(start=INSIDE, model="o3", inp=42, revision=10**15)))
+    facts = bucket_rows(engine)
+    with pytest.raises(PlanRefused, match="changed since it was applied"):
+        rollback_plan(db, plan.plan_id, now_ms=now_ms())
+    assert bucket_rows(engine) == facts
+    assert verify(db).clean
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"owner": "alice"}, "Extra inputs are not permitted"),
+        ({"from": "2026-10-21T00:10:00Z"}, "from: must be an ISO 8601 instant"),
+        ({"to": "2026-10-21"}, "to: must be an ISO 8601 instant"),
+        ({"to": iso(FROM - timedelta(hours=1))}, "to: must be after from"),
+        ({"to": iso(FROM + timedelta(days=94))}, "limited to 93 days"),
+        ({"buckets": [], "zero_missing": False}, "needs buckets to set or zero_missing"),
+        ({"buckets": [bucket(start=TO)]}, "outside [from, to)"),
+        ({"buckets": [{**bucket(start=FROM), "total_tokens": 1}]}, "total_tokens"),
+        ({"buckets": [bucket(start=FROM, source="cursor")]}, "unknown source 'cursor'"),
+        ({"buckets": [bucket(start=FROM), bucket(start=FROM)]}, "the same bucket twice"),
+    ],
+)
+def test_a_bad_plan_file_is_refused_with_the_place_of_the_problem(
+    change: dict[str, Any], message: str
+) -> None:
+    """Plan files follow the ingest rules; every problem is named."""
+    plan = document(**change)
+    for item in plan["buckets"]:
+        item.pop("revision", None)
+    with pytest.raises(ValidationFailed) as caught:
+        parse(plan)
+    text = caught.value.message + " ".join(str(d) for d in caught.value.details)
+    assert message in text
+
+
+def test_a_plan_that_changes_nothing_or_names_no_device_is_refused(
+    history: tuple[Persona, Persona], db: Database
+) -> None:
+    """Setting values a bucket already has, or an unknown device, is an error."""
+    same = bucket(start=LISTED, model="gpt-5-codex", inp=125)
+    same.pop("revision")
+    with pytest.raises(ValidationFailed, match="changes nothing"):
+        create_plan(db, parse(document(buckets=[same], zero_missing=False)), reason="x", now_ms=1)
+    with pytest.raises(NotFound, match="no device named 'phone'"):
+        create_plan(db, parse(document(device="phone")), reason="x", now_ms=1)
+    with pytest.raises(ValidationFailed, match="--reason"):
+        create_plan(db, parse(document()), reason=" ", now_ms=1)
+
+
+def test_the_backfill_commands_plan_show_apply_and_roll_back_with_m1_lines(
+    history: tuple[Persona, Persona], cli: Cli, tmp_path: Path
+) -> None:
+    """The CLI walks the cycle, refuses a second apply with exit 1, and logs every step."""
+    path = tmp_path / "fix.json"
+    path.write_bytes(orjson.dumps(document()))
+    planned = cli("backfill", "plan", "--file", str(path), "--reason", "codex double count")
+    assert planned.exit_code == 0, planned.output
+    plan_id = planned.stdout.strip()
+    listed = cli("plans", "list", "--user", "alice")
+    assert plan_id in listed.stdout
+    assert "planned" in listed.stdout
+    shown = cli("plans", "show", plan_id)
+    assert "codex double count" in shown.stdout
+    assert "(not applied)" in shown.stdout
+    assert cli("backfill", "apply", plan_id).exit_code == 0
+    again = cli("backfill", "apply", plan_id)
+    assert again.exit_code == 1
+    assert "a plan is applied once" in again.output
+    assert "absent" in cli("plans", "show", plan_id).stdout  # the added bucket's snapshot
+    assert cli("verify").exit_code == 0
+    rolled = cli("backfill", "rollback", plan_id)
+    assert rolled.exit_code == 0, rolled.output
+    assert cli("verify").exit_code == 0
+    steps = [
+        (line["stage"], line["status"], line["error_code"], line.get("plan_id"))
+        for line in m1_lines(cli.m1_path)
+        if line["function"] == "backfill"
+    ]
+    assert steps == [
+        ("plan", 200, None, plan_id),
+        ("apply", 200, None, plan_id),
+        ("apply", 409, "VALIDATION_FAILED", plan_id),
+        ("rollback", 200, None, plan_id),
+    ]
+
+
+def test_planning_from_a_malformed_file_prints_every_problem(cli: Cli, tmp_path: Path) -> None:
+    """Each problem of the file is listed under the error, with exit status 1."""
+    path = tmp_path / "bad.json"
+    path.write_bytes(
+        orjson.dumps(document(to="soon", buckets=[bucket(start=TO, source="x", revision=None)]))
+    )
+    result = cli("backfill", "plan", "--file", str(path), "--reason", "r")
+    assert result.exit_code == 1
+    assert "to: must be an ISO 8601 instant" in result.output
+    assert "unknown source 'x'" in result.output

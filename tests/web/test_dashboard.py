@@ -1,0 +1,233 @@
+"""The dashboard in Debian's chromium (Playwright): sign in, numbers, range, zone, day, sign out."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+
+from tests.conftest import Persona
+from usageledger.api.app import create_app
+from usageledger.config import Settings
+from usageledger.demo import seed_history
+from usageledger.ledger import accounts
+from usageledger.m1 import M1Logger
+from usageledger.store.engine import Database
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(
+    os.environ.get("USAGELEDGER_SCREENSHOTS", Path(__file__).parent.parent / "screenshots")
+)
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    # The dashboard only reads the API, whose engines are covered elsewhere: SQLite suffices.
+    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason="browser tests skipped: Debian's chromium is missing (apt-get install chromium)",
+    ),
+]
+
+
+@pytest.fixture
+def live(settings: Settings, engine: Engine, db: Database) -> Iterator[tuple[str, str]]:
+    """A real server on loopback over seeded data; yields (base URL, read token)."""
+    seed_history(db, user="demo", days=120, end=date.today(), now_ms=1)
+    token, _ = db.write(
+        lambda c: accounts.issue_token(c, "demo", kind="read", device_name=None, now_ms=1)
+    )
+    logger = M1Logger(settings.log_file)
+    app = create_app(settings, engine=engine, m1=logger)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield base, token
+    server.should_exit = True
+    thread.join(timeout=10)
+    logger.close()
+
+
+@pytest.fixture
+def page(live: tuple[str, str]) -> Iterator[Any]:
+    """A fresh chromium page."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+def api(base: str, token: str, path: str, **params: Any) -> Any:
+    """The read API's answer for comparison with what the page shows."""
+    response = httpx.get(
+        f"{base}{path}", params=params, headers={"Authorization": f"Bearer {token}"}
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def sign_in(page: Any, base: str, token: str) -> None:
+    """Submit the sign-in form and wait for the charts."""
+    page.goto(base + "/")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#daily svg")
+    page.wait_for_selector("#heatmap svg")
+
+
+def metric(page: Any, label: str) -> str:
+    """The exact number under a totals card."""
+    return str(page.locator(f'[data-metric="{label}"] .exact').inner_text())
+
+
+def test_a_person_signs_in_and_sees_the_api_numbers(page: Any, live: tuple[str, str]) -> None:
+    """The totals shown equal the read API's summary; the token is kept in an HttpOnly cookie."""
+    base, token = live
+    sign_in(page, base, token)
+    summary = api(base, token, "/v1/usage/summary")
+    assert metric(page, "Total tokens") == f"{summary['totals']['total_tokens']:,}"
+    assert metric(page, "Cost") == summary["totals"]["cost_usd"]
+    cookies = page.context.cookies()
+    assert [(c["name"], c["httpOnly"], c["sameSite"]) for c in cookies] == [
+        ("ul_token", True, "Strict")
+    ]
+    assert token not in page.url
+    assert (
+        page.locator("#models tr").count()
+        == len(api(base, token, "/v1/usage/models")["models"]) + 1
+    )
+    me = api(base, token, "/v1/me")
+    heat = api(
+        base, token, "/v1/usage/heatmap", to=page.input_value("#to"), weeks=52, tz=me["time_zone"]
+    )
+    assert page.locator("#heatmap rect.cell").count() == len(heat["cells"])
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(SHOTS / "dashboard-phone.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+
+
+def test_changing_range_and_time_zone_reloads_the_numbers(page: Any, live: tuple[str, str]) -> None:
+    """A 90-day range in another zone shows that range's API totals."""
+    base, token = live
+    sign_in(page, base, token)
+    page.select_option("#preset", "90")
+    page.select_option("#tz", "America/New_York")
+    page.click("#apply")
+    to = page.input_value("#to")
+    start = page.input_value("#from")
+    summary = api(
+        base, token, "/v1/usage/summary", **{"from": start, "to": to, "tz": "America/New_York"}
+    )
+    page.wait_for_function(
+        "expected => document.querySelector('[data-metric=\"Total tokens\"] .exact')"
+        ".textContent === expected",
+        arg=f"{summary['totals']['total_tokens']:,}",
+    )
+    assert page.locator("#daily rect.bar[data-total]").count() == 90
+
+
+def test_clicking_a_day_opens_its_half_hours(page: Any, live: tuple[str, str]) -> None:
+    """The day detail shows every half-hour of the clicked day and its API total."""
+    base, token = live
+    sign_in(page, base, token)
+    bar = page.locator("#daily rect.bar[data-total]").nth(-2)
+    day = bar.get_attribute("data-day")
+    bar.click()
+    page.wait_for_selector("#hourly svg")
+    hourly = api(base, token, "/v1/usage/hourly", day=day)
+    assert page.locator("#hourly svg").get_attribute("data-slots") == str(len(hourly["slots"]))
+    assert f"{hourly['totals']['total_tokens']:,} tokens" in page.inner_text("#day-title")
+    page.screenshot(path=str(SHOTS / "day.png"), full_page=True)
+
+
+def test_signing_out_forgets_the_cookie(page: Any, live: tuple[str, str]) -> None:
+    """After sign-out the sign-in form is back and the API refuses the old session."""
+    base, token = live
+    sign_in(page, base, token)
+    page.click("#signout")
+    page.wait_for_selector("#token")
+    assert page.context.cookies() == []
+    page.goto(base + "/leaderboard")
+    assert page.locator("#token").count() == 1
+
+
+def test_the_leaderboard_page_lists_only_opted_in_people(
+    page: Any, live: tuple[str, str], db: Database, alice: Persona
+) -> None:
+    """The leaderboard shows display names of opted-in users after a refresh."""
+    from sqlalchemy import update
+
+    from usageledger.ledger.leaderboard import refresh
+    from usageledger.ledger.pricing import PriceBook
+    from usageledger.store.tables import users
+
+    base, token = live
+    db.write(
+        lambda c: c.execute(
+            update(users)
+            .where(users.c.name == "demo")
+            .values(display_name="Demo Dana", leaderboard_opt_in=True)
+        )
+    )
+    db.write(lambda c: refresh(c, PriceBook.load_default(), now=datetime.now(UTC)))
+    sign_in(page, base, token)
+    page.goto(base + "/leaderboard")
+    page.wait_for_selector("#board tr >> nth=1")
+    page.screenshot(path=str(SHOTS / "leaderboard.png"), full_page=True)
+    board = page.inner_text("#board")
+    assert "Demo Dana" in board
+    assert "alice" not in board
+
+
+@pytest.mark.parametrize("bad", ["ul_read_nope", "", "ul_dev_x" * 50])
+def test_a_wrong_token_shows_a_clear_message_and_nothing_else(
+    page: Any, live: tuple[str, str], bad: str
+) -> None:
+    """An unknown token: a message on the sign-in page, no cookie, no data."""
+    base, _ = live
+    page.goto(base + "/")
+    page.fill("#token", bad)
+    page.evaluate("document.querySelector('#token').removeAttribute('required')")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#token")
+    if bad:
+        assert "unknown or revoked" in page.inner_text(".error") or "read token" in page.inner_text(
+            ".error"
+        )
+    else:
+        assert "Enter a read token" in page.inner_text(".error")
+    assert page.context.cookies() == []
+    assert page.locator("#totals").count() == 0

@@ -43,6 +43,20 @@ def test_every_setting_is_documented(field: str) -> None:
     assert f"`USAGELEDGER_{field.upper()}`" in text
 
 
+@pytest.mark.parametrize(
+    "module", ["usageledger.cli_ops", "usageledger.cli_tracker", "usageledger.cli_read"]
+)
+def test_every_command_a_module_exports_is_registered(module: str) -> None:
+    """The lazy command table names every command of each command module."""
+    import importlib
+
+    from usageledger.cli import COMMANDS
+
+    exported = importlib.import_module(module).commands
+    registered = {getattr(importlib.import_module(m), a) for m, a in COMMANDS.values()}
+    assert set(exported) <= registered
+
+
 def test_the_quick_start_has_exactly_two_commands() -> None:
     """The README's quick start block holds the run command and the test command."""
     readme = (ROOT / "README.md").read_text()

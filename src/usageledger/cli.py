@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 from rich.console import Console
@@ -71,7 +71,56 @@ def run(fn: Callable[[], T]) -> T:
         sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+#: Every command: name -> (module, attribute). Modules load only when their command runs, so
+#: a quick command (``scan``, ``status``) does not pay for the server's imports.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("usageledger.cli_serve", "serve"),
+    "demo": ("usageledger.cli_serve", "demo"),
+    "db": ("usageledger.cli_admin", "db"),
+    "users": ("usageledger.cli_admin", "users"),
+    "tokens": ("usageledger.cli_admin", "tokens"),
+    "attribute": ("usageledger.cli_attribute", "attribute"),
+    "replay": ("usageledger.cli_ops", "replay"),
+    "verify": ("usageledger.cli_ops", "verify"),
+    "backfill": ("usageledger.cli_ops", "backfill"),
+    "plans": ("usageledger.cli_ops", "plans"),
+    "retention": ("usageledger.cli_ops", "retention"),
+    "scan": ("usageledger.cli_tracker", "scan"),
+    "report": ("usageledger.cli_tracker", "report"),
+    "login": ("usageledger.cli_tracker", "login"),
+    "push": ("usageledger.cli_tracker", "push"),
+    "status": ("usageledger.cli_tracker", "status"),
+    "pricing": ("usageledger.cli_read", "pricing_group"),
+    "leaderboard": ("usageledger.cli_read", "leaderboard_group"),
+}
+#: Modules that add subcommands to a group defined elsewhere (``db copy`` lives with the ops).
+EXTENDS: dict[str, tuple[str, ...]] = {"db": ("usageledger.cli_ops",)}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, sorted."""
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import the command's module (and any module extending it) and return it."""
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            import importlib
+
+            module, attribute = COMMANDS[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            for extension in EXTENDS.get(cmd_name, ()):
+                importlib.import_module(extension)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="usageledger")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -83,34 +132,3 @@ def main(ctx: click.Context) -> None:
     """
     env = ctx.ensure_object(Env)
     ctx.call_on_close(env.close)
-
-
-def _register() -> None:
-    from usageledger.cli_admin import db, tokens, users
-    from usageledger.cli_serve import demo, serve
-
-    for command in (serve, demo, db, users, tokens):
-        main.add_command(command)
-    # Commands of optional feature modules, each owning its own file.
-    for module, name in (
-        ("usageledger.cli_attribute", "attribute"),
-        ("usageledger.cli_ops", "commands"),
-        ("usageledger.cli_tracker", "commands"),
-        ("usageledger.cli_read", "commands"),
-    ):
-        _optional(module, name)
-
-
-def _optional(module: str, name: str) -> None:
-    import importlib
-
-    try:
-        loaded: Any = importlib.import_module(module)
-    except ModuleNotFoundError:
-        return
-    found = getattr(loaded, name)
-    for command in found if isinstance(found, list | tuple) else [found]:
-        main.add_command(command)
-
-
-_register()

@@ -98,8 +98,8 @@ def rebuild_range(conn: Connection, user_id: int, tz: ZoneInfo, first: date, las
         )
     )
     result = conn.execute(
-        insert(usage_daily).from_select(
-            ["user_id", "day", "device_id", "source", "model", *COUNT_COLUMNS], source
-        )
+        insert(usage_daily)
+        .from_select(["user_id", "day", "device_id", "source", "model", *COUNT_COLUMNS], source)
+        .execution_options(preserve_rowcount=True)
     )
     return max(result.rowcount or 0, 0)

@@ -27,7 +27,8 @@ lint: install-dev
 
 ## Set up everything and run the whole test suite (PostgreSQL tests included when reachable).
 test: lint
-	$(BIN)/pytest
+	rm -rf .test-logs
+	USAGELEDGER_TEST_LOG_DIR=$(CURDIR)/.test-logs $(BIN)/pytest
 
 bench: install-dev
 	$(BIN)/python -m bench

@@ -18,8 +18,11 @@ DOCS = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "do
 def commands(
     group: click.Group, prefix: str = "usageledger"
 ) -> Iterator[tuple[str, click.Command]]:
-    """Every command path of the CLI with its command object."""
-    for name, command in sorted(group.commands.items()):
+    """Every command path of the CLI with its command object (loading lazy commands)."""
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = f"{prefix} {name}"
         yield path, command
         if isinstance(command, click.Group):

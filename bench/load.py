@@ -392,6 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pg-workers", type=int, default=2)
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--quick", action="store_true", help="200 devices, 2 half-hours, no docs")
+    parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args(argv)
     fleets = [
         Fleet(
@@ -428,7 +429,7 @@ def main(argv: list[str] | None = None) -> None:
             print(row(result), flush=True)
     table = "\n".join(HEADER + [row(r) for r in results])
     print(table)
-    if args.quick:
+    if args.quick or args.no_docs:
         return
     command = "python -m bench.load" + "".join(
         f" {flag} {value}"

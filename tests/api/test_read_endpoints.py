@@ -619,8 +619,8 @@ def test_every_read_request_writes_one_m1_line_named_after_its_route(
         "usage_monthly",
         "usage_heatmap",
         "usage_models",
-        "devices",
-        "me",
-        "leaderboard",
+        "list_devices",
+        "get_me",
+        "get_leaderboard",
     ]
     assert all(line["upstream_status"] == 200 for line in m1_lines(m1_path)[-len(ROUTES) :])

@@ -349,7 +349,7 @@ def usage_models(
 )
 def list_devices(request: Request, who: Principal = caller()) -> m.DevicesResponse:
     """Every device of the caller, by name."""
-    name_function("devices")
+    name_function("list_devices")
 
     def go(conn: Connection) -> m.DevicesResponse:
         zone = queries.user_time_zone(conn, who.user_id)
@@ -366,7 +366,7 @@ def list_devices(request: Request, who: Principal = caller()) -> m.DevicesRespon
 )
 def get_me(request: Request, who: Principal = caller()) -> m.MeResponse:
     """The caller's profile."""
-    name_function("me")
+    name_function("get_me")
     found = app_context(request).db.read(lambda conn: profile.get_profile(conn, who.user_id))
     return m.render_me(found, who)
 
@@ -379,7 +379,7 @@ def get_me(request: Request, who: Principal = caller()) -> m.MeResponse:
 )
 def patch_me(request: Request, body: m.MePatch, who: Principal = caller()) -> m.MePatchResponse:
     """Apply the given fields; a new time zone rebuilds your rollups in the same transaction."""
-    name_function("me_update")
+    name_function("patch_me")
     given = body.model_fields_set
     if not given:
         _refuse_body("send at least one of time_zone, display_name, leaderboard_opt_in")
@@ -423,7 +423,7 @@ def get_leaderboard(
     who: Principal = caller("period", "limit", "offset"),
 ) -> m.LeaderboardResponse:
     """Ranked display names with totals and cost; never a user name or id."""
-    name_function("leaderboard")
+    name_function("get_leaderboard")
     if period not in leaderboard.PERIODS:
         message = f"period must be one of {', '.join(leaderboard.PERIODS)}, got {period!r}"
         raise ValidationFailed(

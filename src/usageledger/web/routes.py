@@ -100,7 +100,10 @@ async def login(request: Request) -> Response:
         body += chunk
         if len(body) > MAX_FORM:
             return _page("login.html", message="That form was too large.", status=413)
-    fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=5)
+    try:
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=5)
+    except ValueError:  # more fields than a sign-in form has
+        return _page("login.html", message="That form has too many fields.", status=400)
     token = (fields.get("token") or [""])[0].strip()
     if not token or len(token) > 256:
         return _page("login.html", message="Enter a read token (ul_read_…).", status=401)

@@ -8,6 +8,7 @@ import sys
 import click
 import uvicorn
 from rich.console import Console
+from sqlalchemy import Connection
 
 from usageledger.cli import Env, now_ms, pass_env
 from usageledger.demo import seed_history
@@ -20,19 +21,19 @@ DEMO_USER = "demo"
 DEMO_DEVICE = "demo-laptop"
 
 
-def ensure_demo(database: Database) -> str:
-    """Create the demo user if needed and issue a fresh device token; return its secret."""
+def ensure_demo(database: Database) -> tuple[str, str]:
+    """Create the demo user if needed; issue a fresh device token and read token (secrets)."""
 
-    def go(conn: object) -> str:
-        from sqlalchemy import Connection
-
-        assert isinstance(conn, Connection)
+    def go(conn: Connection) -> tuple[str, str]:
         if accounts.find_user(conn, DEMO_USER) is None:
             accounts.create_user(conn, DEMO_USER, time_zone="UTC", now_ms=now_ms())
-        secret, _ = accounts.issue_token(
+        device, _ = accounts.issue_token(
             conn, DEMO_USER, kind="device", device_name=DEMO_DEVICE, now_ms=now_ms()
         )
-        return secret
+        read, _ = accounts.issue_token(
+            conn, DEMO_USER, kind="read", device_name=None, now_ms=now_ms()
+        )
+        return device, read
 
     return database.write(go)
 
@@ -119,11 +120,12 @@ def serve(env: Env, host: str, port: int, workers: int, demo: bool) -> None:
     if demo:
         database = Database(engine)
         summary = seed_history(database, user=DEMO_USER, now_ms=now_ms())
-        secret = ensure_demo(database)
+        secret, read_secret = ensure_demo(database)
         err.print(f"demo history: {summary.buckets:,} buckets over {summary.days} days")
         base = f"http://{host}:{port}"
         err.print(f"[bold]usageledger[/bold] on {base} — database {url}")
         err.print(f"demo user [bold]{DEMO_USER}[/bold], device token (shown once): {secret}")
+        err.print(f"dashboard: open {base}/ and sign in with the read token {read_secret}")
         err.print("try an upload:\n")
         print(curl_example(base, secret), flush=True)
         print(flush=True)

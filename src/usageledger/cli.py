@@ -63,11 +63,15 @@ def now_ms() -> int:
 
 
 def run(fn: Callable[[], T]) -> T:
-    """Run a domain call; a domain error becomes a red message and exit status 1."""
+    """Run a domain call; a domain error becomes its message (and details) and exit status 1."""
     try:
         return fn()
     except LedgerError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
+        console.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
+        for detail in exc.details[1:]:
+            console.print(
+                f"  {detail.get('loc')}: {detail.get('message')}", highlight=False, soft_wrap=True
+            )
         sys.exit(1)
 
 

@@ -21,9 +21,8 @@ from rich.progress import Progress as RichBar
 from rich.table import Table
 
 from usageledger.buckets import COUNT_COLUMNS, iso_utc
-from usageledger.cli import Env, now_ms, pass_env
+from usageledger.cli import Env, now_ms, pass_env, run
 from usageledger.cli_admin import database, db
-from usageledger.errors import LedgerError
 from usageledger.m1 import M1Logger
 from usageledger.ops import backfill as backfill_ops
 from usageledger.ops.copy import DEFAULT_BATCH, copy_database, database_url
@@ -44,19 +43,6 @@ out = Console()
 err = Console(stderr=True)
 #: Ops jobs are not request handlers: a copy or a big chunk may need minutes.
 OFFLINE_TIMEOUT_MS = 600_000
-
-
-def _run(fn: Callable[[], T]) -> T:
-    """Run a job; a domain error becomes its message (and details) and exit status 1."""
-    try:
-        return fn()
-    except LedgerError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
-        for detail in exc.details[1:]:
-            err.print(
-                f"  {detail.get('loc')}: {detail.get('message')}", highlight=False, soft_wrap=True
-            )
-        sys.exit(1)
 
 
 @contextmanager
@@ -146,7 +132,7 @@ def replay(
     """
     database_ = database(env)
     with _m1(env) as logger, _progress("user") as bar:
-        report = _run(
+        report = run(
             lambda: run_replay(
                 database_,
                 user=user_name,
@@ -188,7 +174,7 @@ def verify(
     """
     database_ = database(env)
     with _m1(env) as logger, _progress("user") as bar:
-        report = _run(
+        report = run(
             lambda: run_verify(
                 database_,
                 user=user_name,
@@ -256,7 +242,7 @@ def backfill_plan(env: Env, path: Path, reason: str) -> None:
     """
     settings = env.settings
     database_ = database(env)
-    spec = _run(
+    spec = run(
         lambda: parse_plan_file(
             path.read_bytes(),
             registry=SourceRegistry(settings.extra_source_names),
@@ -264,7 +250,7 @@ def backfill_plan(env: Env, path: Path, reason: str) -> None:
         )
     )
     with _m1(env) as logger:
-        result = _run(
+        result = run(
             lambda: backfill_ops.create_plan(
                 database_, spec, reason=reason, now_ms=now_ms(), m1=logger
             )
@@ -290,7 +276,7 @@ def backfill_apply(env: Env, plan_id: str) -> None:
     """
     database_ = database(env)
     with _m1(env) as logger:
-        result = _run(
+        result = run(
             lambda: backfill_ops.apply_plan(database_, plan_id, now_ms=now_ms(), m1=logger)
         )
     click.echo(
@@ -311,7 +297,7 @@ def backfill_rollback(env: Env, plan_id: str) -> None:
     """
     database_ = database(env)
     with _m1(env) as logger:
-        result = _run(
+        result = run(
             lambda: backfill_ops.rollback_plan(database_, plan_id, now_ms=now_ms(), m1=logger)
         )
     click.echo(
@@ -344,7 +330,7 @@ def plans_list(env: Env, user_name: str | None) -> None:
     Example:
       usageledger plans list
     """
-    rows = _run(lambda: database(env).read(lambda c: backfill_ops.list_plans(c, user_name)))
+    rows = run(lambda: database(env).read(lambda c: backfill_ops.list_plans(c, user_name)))
     # Plain lines: the id is copied into `backfill apply`, a table would wrap it.
     click.echo("plan\tstate\tuser\tdevice\trange (UTC)\tbuckets\tcreated (UTC)\treason")
     for row in rows:
@@ -371,7 +357,7 @@ def plans_show(env: Env, plan_id: str) -> None:
     Example:
       usageledger plans show 0b6f2c1e-…
     """
-    plan = _run(lambda: database(env).read(lambda c: backfill_ops.get_plan(c, plan_id)))
+    plan = run(lambda: database(env).read(lambda c: backfill_ops.get_plan(c, plan_id)))
     fields = [
         ("plan", plan["plan_id"]),
         ("user", plan["user"]),
@@ -438,7 +424,7 @@ def retention() -> None:
     help="Rows deleted per transaction.",
 )
 @pass_env
-def retention_run(
+def retentionrun(
     env: Env, dry_run: bool, receipts_days: int, revisions_days: int, batch_size: int
 ) -> None:
     """Delete old ingest receipts and old superseded revisions, in bounded batches.
@@ -453,7 +439,7 @@ def retention_run(
     """
     database_ = database(env)
     with _m1(env) as logger, _progress("user") as bar:
-        report = _run(
+        report = run(
             lambda: run_retention(
                 database_,
                 now_ms=now_ms(),
@@ -497,14 +483,14 @@ def db_copy_command(env: Env, target_url: str, batch_size: int) -> None:
     Example:
       usageledger db copy --to postgresql://ledger@127.0.0.1:5432/ledger
     """
-    url = _run(lambda: database_url(target_url))
+    url = run(lambda: database_url(target_url))
     source = make_engine(
         env.settings.resolved_database_url, statement_timeout_ms=OFFLINE_TIMEOUT_MS
     )
     target = make_engine(url, statement_timeout_ms=OFFLINE_TIMEOUT_MS)
     try:
         with _m1(env) as logger, _progress("table") as bar:
-            report = _run(
+            report = run(
                 lambda: copy_database(
                     source, target, batch_size=batch_size, m1=logger, progress=bar
                 )

@@ -156,6 +156,10 @@ def test_changing_range_and_time_zone_reloads_the_numbers(page: Any, live: tuple
         ".textContent === expected",
         arg=f"{summary['totals']['total_tokens']:,}",
     )
+    # The totals render before the daily chart's own requests finish: wait for the chart too.
+    page.wait_for_function(
+        "() => document.querySelectorAll('#daily rect.bar[data-total]').length === 90"
+    )
     assert page.locator("#daily rect.bar[data-total]").count() == 90
 
 

@@ -182,13 +182,19 @@ async function openDay(day) {
   } catch (error) { showError(error); }
 }
 
+let loadGeneration = 0;
+
 async function loadDashboard() {
   showError(null);
+  // A newer load (the user applied again) wins: an older one stops rendering when it resumes.
+  const generation = ++loadGeneration;
+  const stale = () => generation !== loadGeneration;
   const params = { from: state.from, to: state.to, tz: state.tz };
   try {
     const [summary, models, devices] = await Promise.all([
       api("/v1/usage/summary", params), api("/v1/usage/models", params), api("/v1/devices"),
     ]);
+    if (stale()) return;
     renderTotals(summary.totals);
     table($("models"), [["Source"], ["Model"], ["Tokens", true], ["Share", true], ["Cost (USD)", true]],
       models.models.map((m) => [m.source, m.model, full.format(m.total_tokens),
@@ -205,10 +211,12 @@ async function loadDashboard() {
     }));
     const rest = daily.days.map((d, i) => d.total_tokens - series.reduce((a, s) => a + (s.values[i] || 0), 0));
     if (rest.some((v) => v > 0)) series.push({ label: "other", values: rest });
+    if (stale()) return;
     renderDaily(daily.days, series);
     const heat = await api("/v1/usage/heatmap", { to: state.to, weeks: 52, tz: state.me.time_zone });
+    if (stale()) return;
     renderHeatmap(heat);
-  } catch (error) { showError(error); }
+  } catch (error) { if (!stale()) showError(error); }
 }
 
 function applyPreset() {

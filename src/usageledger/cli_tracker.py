@@ -24,17 +24,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from usageledger.config import Settings, SettingsError, check_time_zone, load_settings
 from usageledger.errors import LedgerError
-from usageledger.ledger.pricing import PriceBook
 from usageledger.sources import PARSERS
 from usageledger.tracker import render
 from usageledger.tracker.ledger import LocalLedger, open_ledger
 from usageledger.tracker.login import LoginError, load_login, save_login
-from usageledger.tracker.push import PushError
-from usageledger.tracker.push import push as push_buckets
-from usageledger.tracker.report import KINDS, ReportRequest, build_report
+from usageledger.tracker.report import KINDS
 from usageledger.tracker.scan import ScanSummary
 from usageledger.tracker.scan import scan as scan_logs
-from usageledger.tracker.status import ledger_status
+
+# ``push`` (httpx), ``status`` and the report's price book load inside their commands, so
+# ``scan`` — the command a shell prompt or a cron job runs — starts without them.
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -191,6 +190,9 @@ def report(
     with opened() as ledger:
         if not no_scan:
             _note_problems(_run_scan(ledger))
+        from usageledger.ledger.pricing import PriceBook
+        from usageledger.tracker.report import ReportRequest, build_report
+
         request = ReportRequest(
             kind=kind,
             time_zone=_zone(time_zone) or ledger.time_zone,
@@ -260,6 +262,9 @@ def push(no_scan: bool, as_json: bool) -> None:
       usageledger push
       usageledger push --no-scan --json
     """
+    from usageledger.tracker.push import PushError
+    from usageledger.tracker.push import push as push_buckets
+
     with opened() as ledger:
         try:
             saved = load_login(ledger.home)
@@ -305,6 +310,8 @@ def status(as_json: bool) -> None:
       usageledger status
       usageledger status --json
     """
+    from usageledger.tracker.status import ledger_status
+
     with opened() as ledger:
         result = ledger_status(ledger, env=os.environ, home=Path.home())
     if as_json:

@@ -71,3 +71,42 @@ def test_an_empty_sqlite_file_migrates_from_nothing(tmp_path: Path, name: str) -
     upgrade(eng)
     assert current_revision(eng) == head_revision()
     eng.dispose()
+
+
+def test_head_revision_without_alembic_equals_alembics_own_head() -> None:
+    """The quick head lookup (no Alembic import) agrees with Alembic's ScriptDirectory."""
+    from alembic.script import ScriptDirectory
+
+    from usageledger.store.migrate import alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_current_revision_reads_the_version_table_like_alembic(engine: Engine) -> None:
+    """Our reading of alembic_version equals Alembic's MigrationContext on both engines."""
+    with engine.connect() as conn:
+        theirs = MigrationContext.configure(conn).get_current_revision()
+    assert current_revision(engine) == theirs == head_revision()
+
+
+def test_opening_a_current_ledger_does_not_import_alembic(tmp_path: Path) -> None:
+    """A quick command on a migrated ledger skips Alembic's import (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    from usageledger.store.engine import make_engine
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    eng = make_engine(url)
+    upgrade(eng)
+    eng.dispose()
+    probe = (
+        "import sys\n"
+        "from usageledger.store.engine import make_engine\n"
+        "from usageledger.store.migrate import current_revision, head_revision\n"
+        f"assert current_revision(make_engine({url!r})) == head_revision()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -17,7 +17,6 @@ from sqlalchemy import (
     text,
     type_coerce,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 #: Advisory-lock namespace of per-user write serialization on PostgreSQL.
@@ -44,9 +43,17 @@ def lock_user(conn: Connection, user_id: int) -> None:
 
 
 def insert_for(conn: Connection, table: Table) -> Insert:
-    """A dialect-specific INSERT that supports ``on_conflict_*``."""
+    """A dialect-specific INSERT that supports ``on_conflict_*``.
+
+    The dialect modules load on first use: the engine has loaded its own dialect already, and
+    a SQLite-only command (``scan``) does not pay for importing PostgreSQL's.
+    """
     if is_sqlite(conn):
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table)
+    from sqlalchemy.dialects import postgresql
+
     return postgresql.insert(table)
 
 

@@ -1,20 +1,31 @@
-"""Run the Alembic tree programmatically (``usageledger db upgrade``)."""
+"""Run the Alembic tree programmatically (``usageledger db upgrade``).
+
+Alembic is imported only when a migration runs: opening a database that is already at the
+newest revision (every quick CLI command does) reads ``alembic_version`` and the revision ids
+of the packaged files, which costs a few milliseconds instead of Alembic's import.
+"""
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version"
+_ASSIGNMENT = re.compile(r"""^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$""", re.M)
 
 
 def alembic_config(url: str = "sqlite://") -> Config:
     """An Alembic config pointing at the packaged migrations."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url)
@@ -23,6 +34,8 @@ def alembic_config(url: str = "sqlite://") -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database to ``revision`` (default: the newest)."""
+    from alembic import command
+
     config = alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
@@ -32,11 +45,40 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(rows) > 1:
+        raise RuntimeError(f"{VERSION_TABLE} holds {len(rows)} heads; the tree must be linear")
+    return str(rows[0]) if rows else None
 
 
+def _literal(value: str) -> str | None:
+    if value == "None":
+        return None
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    raise ValueError(f"not a plain string literal: {value}")
+
+
+@cache
 def head_revision() -> str:
-    """The newest revision of the tree."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    """The newest revision of the tree, read from the migration files' ``revision`` lines.
+
+    The tree is linear (``store.migration_lint`` refuses a merge), so the head is the one
+    revision no other names as its ``down_revision``. ``tests/store/test_migrate.py`` checks
+    the answer equals Alembic's own ``ScriptDirectory.get_current_head()``.
+    """
+    revisions: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        found = dict(_ASSIGNMENT.findall(path.read_text(encoding="utf-8")))
+        if "revision" not in found:
+            continue
+        revision = _literal(found["revision"])
+        if revision is None:
+            raise ValueError(f"{path.name}: revision is None")
+        revisions[revision] = _literal(found.get("down_revision", "None"))
+    heads = set(revisions) - {down for down in revisions.values() if down is not None}
+    if len(heads) != 1:
+        raise RuntimeError(f"the migration tree has {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()

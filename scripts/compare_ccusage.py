@@ -40,7 +40,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from usageledger.sources import PARSERS, Problem, UsageEvent, resolve_duplicates  # noqa: E402
+from usageledger.sources import (  # noqa: E402
+    PARSERS,
+    Problem,
+    UsageEvent,
+    parse_whole,
+    resolve_duplicates,
+)
 
 CCUSAGE = "ccusage@20.0.24"
 FIELDS = ("inputTokens", "cacheCreationTokens", "cacheReadTokens", "outputTokens", "totalTokens")
@@ -68,7 +74,7 @@ def our_totals(env: Mapping[str, str], home: Path) -> tuple[Totals, list[Problem
     for name, parser in PARSERS.items():
         events: list[UsageEvent] = []
         for path in parser.discover(env, home):
-            result = parser.parse(path.read_bytes(), path=str(path), state=None)
+            result = parse_whole(parser, path)
             events.extend(result.events)
             problems.extend(result.problems)
         for event in resolve_duplicates(events, parser.duplicate_policy):

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from usageledger.sources import Problem, SourceParser, UsageEvent, resolve_duplicates
+from usageledger.sources import Problem, SourceParser, UsageEvent, parse_whole, resolve_duplicates
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -42,7 +42,7 @@ def sample_env() -> dict[str, str]:
 
 def parse_path(parser: SourceParser, path: Path) -> tuple[list[UsageEvent], list[Problem]]:
     """Parse one whole file from byte 0."""
-    result = parser.parse(path.read_bytes(), path=str(path), state=None)
+    result = parse_whole(parser, path)
     return result.events, result.problems
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import orjson
 import pytest
 
 from usageledger.sources import resolve_duplicates
-from usageledger.sources.opencode import OpencodeParser, map_tokens
+from usageledger.sources.opencode import DatabaseUnavailableError, OpencodeParser, map_tokens
 
 from ._support import Sums, by_day, sample_env, scan
 
@@ -191,3 +192,134 @@ def test_it_keeps_no_prompt_or_reply_text() -> None:
     text = repr(parse(raw).events)
     assert "interactive CLI" not in text
     assert "auth module" not in text
+
+
+# --- opencode >= 1.2.0: the SQLite database ---------------------------------------------
+
+SCHEMA = (
+    "CREATE TABLE message (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, "
+    "time_created INTEGER NOT NULL, time_updated INTEGER NOT NULL, data TEXT NOT NULL)"
+)
+
+
+def db_data(toks: Any, **extra: Any) -> str:
+    """A ``message.data`` value: the message JSON without ``id`` and ``sessionID``."""
+    msg = orjson.loads(message(toks, **extra))
+    del msg["id"], msg["sessionID"]
+    return orjson.dumps(msg).decode()
+
+
+def make_db(path: Path, rows: list[tuple[str, str, int, str]]) -> sqlite3.Connection:
+    """An opencode-shaped database in WAL mode; the writer stays open (as opencode's does)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # rows stay in the -wal file
+    conn.execute(SCHEMA)
+    insert_rows(conn, rows)
+    return conn
+
+
+def insert_rows(conn: sqlite3.Connection, rows: list[tuple[str, str, int, str]]) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO message VALUES (?, ?, ?, ?, ?)",
+        [(mid, ses, created, created, data) for mid, ses, created, data in rows],
+    )
+
+
+def test_discover_finds_the_databases_of_each_data_dir(tmp_path: Path) -> None:
+    """opencode.db and opencode-<channel>.db, not their -wal/-shm files or other databases."""
+    root = tmp_path / "oc"
+    for name in ("opencode.db", "opencode-canary.db", "opencode.db-wal", "other.db"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+    found = PARSER.discover({"OPENCODE_DATA_DIR": str(root)}, tmp_path)
+    assert found == [root / "opencode-canary.db", root / "opencode.db"]
+
+
+def test_the_database_rows_map_like_the_message_files(tmp_path: Path) -> None:
+    """Ids and sessions come from the row's columns; user and empty messages yield nothing."""
+    path = tmp_path / "opencode.db"
+    created = 1757926800000
+    conn = make_db(
+        path,
+        [
+            ("msg_u", SES, created, db_data(None, role="user")),
+            ("msg_a", SES, created + 1, db_data(tokens(12, 300, 0, 20000, 1500))),
+            ("msg_z", SES, created + 2, db_data(tokens(0, 0, 0, 0, 0))),
+        ],
+    )
+    try:
+        result = PARSER.read_database(str(path))
+    finally:
+        conn.close()
+    (event,) = result.events
+    assert result.problems == []
+    assert (event.event_key, event.session_id, event.project) == (
+        "msg_a",
+        SES,
+        "/home/alice/proj-o",
+    )
+    assert (event.input_tokens, event.cached_input_tokens, event.output_tokens) == (
+        1512,
+        20000,
+        300,
+    )
+    assert event.timestamp == datetime(2025, 9, 15, 9, 0, tzinfo=UTC)
+    # The same message as a (pre-1.2) file gives the same event: one key for both copies.
+    (from_file,) = parse(message(tokens(12, 300, 0, 20000, 1500), id="msg_a")).events
+    assert from_file == event
+
+
+def test_rows_still_in_the_write_ahead_log_are_read(tmp_path: Path) -> None:
+    """opencode's writer keeps new rows in -wal until a checkpoint; a read-only read sees them."""
+    path = tmp_path / "opencode.db"
+    conn = make_db(path, [("msg_1", SES, 1757926800000, db_data(tokens(1, 2, 0, 0, 0)))])
+    try:
+        insert_rows(conn, [("msg_2", SES, 1757926900000, db_data(tokens(3, 4, 0, 0, 0)))])
+        assert Path(f"{path}-wal").stat().st_size > 0
+        keys = [e.event_key for e in PARSER.read_database(str(path)).events]
+    finally:
+        conn.close()
+    assert keys == ["msg_1", "msg_2"]
+
+
+def test_a_closed_database_is_read_read_only_without_changing_it(tmp_path: Path) -> None:
+    """With opencode not running (no -wal/-shm), the read opens nothing for writing."""
+    path = tmp_path / "opencode.db"
+    make_db(path, [("msg_1", SES, 1757926800000, db_data(tokens(1, 2, 0, 0, 0)))]).close()
+    before = path.read_bytes()
+    assert [e.event_key for e in PARSER.read_database(str(path)).events] == ["msg_1"]
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ('{"role": "assistant", "tokens": {"input": 1', "malformed JSON"),
+        ('["assistant"]', "not an object"),
+        (db_data(tokens(-1, 2, 0, 0, 0)), "tokens.input"),
+    ],
+)
+def test_a_bad_row_is_a_problem_naming_its_message(tmp_path: Path, data: str, reason: str) -> None:
+    """Each unusable row is reported with its message id; the other rows still count."""
+    path = tmp_path / "opencode.db"
+    good = db_data(tokens(1, 2, 0, 0, 0))
+    make_db(path, [("msg_bad", SES, 1, data), ("msg_ok", SES, 2, good)]).close()
+    result = PARSER.read_database(str(path))
+    assert [e.event_key for e in result.events] == ["msg_ok"]
+    (problem,) = result.problems
+    assert problem.path == str(path)
+    assert problem.reason.startswith("message msg_bad: ")
+    assert reason in problem.reason
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database at all" * 100])
+def test_a_file_that_is_not_an_opencode_database_cannot_be_read_now(
+    tmp_path: Path, content: bytes
+) -> None:
+    """No message table, or not SQLite: DatabaseUnavailableError (the scanner retries)."""
+    path = tmp_path / "opencode.db"
+    path.write_bytes(content)
+    with pytest.raises(DatabaseUnavailableError, match="cannot read the database"):
+        PARSER.read_database(str(path))

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from usageledger.buckets import COUNT_COLUMNS
-from usageledger.sources import PARSERS, UsageEvent, resolve_duplicates
+from usageledger.sources import PARSERS, UsageEvent, parse_whole, resolve_duplicates
 from usageledger.store.tables import usage_buckets, usage_daily, usage_events
 from usageledger.tracker.ledger import LocalLedger
 from usageledger.tracker.scan import ScanSummary, scan
@@ -30,7 +30,7 @@ def parsed_events(env: Mapping[str, str], home: Path) -> dict[str, list[UsageEve
     for name, parser in PARSERS.items():
         events: list[UsageEvent] = []
         for path in parser.discover(env, home):
-            events += parser.parse(path.read_bytes(), path=str(path), state=None).events
+            events += parse_whole(parser, path).events
         out[name] = events
     return out
 

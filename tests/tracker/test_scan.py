@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -474,3 +475,80 @@ def test_a_source_that_cannot_be_listed_keeps_its_cursors(
     ]
     assert summary.sources["claude"].files_gone == 0
     assert cursor_paths(ledger) == before
+
+
+def opencode_db(root: Path) -> sqlite3.Connection:
+    """An opencode >= 1.2 database under ``root``, in WAL mode, its writer left open."""
+    root.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(root / "opencode.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute(
+        "CREATE TABLE message (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, "
+        "time_created INTEGER NOT NULL, time_updated INTEGER NOT NULL, data TEXT NOT NULL)"
+    )
+    return conn
+
+
+def opencode_row(conn: sqlite3.Connection, mid: str, created: int, output: int) -> None:
+    data = {
+        "role": "assistant",
+        "modelID": "gpt-5",
+        "time": {"created": created},
+        "tokens": {"input": 10, "output": output, "reasoning": 0, "cache": {"read": 0, "write": 0}},
+    }
+    conn.execute(
+        "INSERT OR REPLACE INTO message VALUES (?, 'ses_db', ?, ?, ?)",
+        (mid, created, created, orjson.dumps(data).decode()),
+    )
+
+
+def test_an_opencode_database_counts_with_its_leftover_files_once(
+    ledger: LocalLedger, logs: Path, empty_home: Path, clock: Clock
+) -> None:
+    """A message in both a frozen JSON file and opencode.db counts once (the database's copy);
+    a row still in the write-ahead log is found by the next scan."""
+    env = logs_env(logs)
+    leftover = next((logs / "opencode").rglob("msg_a00000000003*.json"))
+    mid = orjson.loads(leftover.read_bytes())["id"]
+    conn = opencode_db(logs / "opencode")
+    try:
+        opencode_row(conn, mid, 1757926800000, output=5000)  # the same message, finished
+        opencode_row(conn, "msg_db_only", 1757926900000, output=70)
+        first = run_scan(ledger, env, empty_home, clock)
+        assert [p for p in first.problems if p.path.endswith(".db")] == []
+        assert_layers(ledger, expected(env, empty_home))
+        opencode_row(conn, "msg_db_later", 1757927000000, output=30)  # lands in the -wal file
+        again = run_scan(ledger, env, empty_home, clock)
+    finally:
+        conn.close()
+    assert again.sources["opencode"].files_read == 1
+    assert (again.events_new, again.events_updated) == (1, 0)
+    assert_layers(ledger, expected(env, empty_home))
+    keys = {e.event_key for e in resolved(parsed_events(env, empty_home)) if e.source == "opencode"}
+    assert {mid, "msg_db_only", "msg_db_later"} <= keys
+
+
+def test_an_unreadable_opencode_database_is_tried_again_next_scan(
+    ledger: LocalLedger, env: dict[str, str], empty_home: Path, clock: Clock, tmp_path: Path
+) -> None:
+    """A database that cannot be read now is a problem each scan until it can be read."""
+    root = tmp_path / "opencode"
+    env = {**env, "OPENCODE_DATA_DIR": str(root)}
+    root.mkdir()
+    (root / "opencode.db").write_bytes(b"half-written" * 100)
+    for _ in range(2):
+        summary = run_scan(ledger, env, empty_home, clock)
+        (problem,) = summary.problems
+        assert problem.path == str(root / "opencode.db")
+        assert "cannot read the database" in problem.reason
+    (root / "opencode.db").unlink()
+    conn = opencode_db(root)
+    try:
+        opencode_row(conn, "msg_1", 1757926800000, output=70)
+        summary = run_scan(ledger, env, empty_home, clock)
+    finally:
+        conn.close()
+    assert summary.problems == []
+    assert summary.events_new == 1
+    assert_layers(ledger, expected(env, empty_home))

@@ -7,7 +7,8 @@ work on parser output directly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from usageledger.sources.base import ParseResult, Problem, SourceParser, UsageEvent
 from usageledger.sources.claude import ClaudeParser
@@ -21,7 +22,10 @@ __all__ = [
     "Problem",
     "SourceParser",
     "UsageEvent",
+    "database_reader",
     "get_parser",
+    "is_database",
+    "parse_whole",
     "resolve_duplicates",
 ]
 
@@ -62,3 +66,25 @@ def resolve_duplicates(events: Iterable[UsageEvent], policy: str) -> list[UsageE
 
 def _size(event: UsageEvent) -> tuple[int, int]:
     return event.total_tokens, event.output_tokens
+
+
+def is_database(path: Path) -> bool:
+    """True for a SQLite database (opencode's), which its parser reads with SQL."""
+    return path.suffix == ".db"
+
+
+def database_reader(parser: SourceParser, path: Path) -> Callable[[str], ParseResult] | None:
+    """The parser's ``read_database`` when ``path`` is a database it reads, else None."""
+    reader: Callable[[str], ParseResult] | None = getattr(parser, "read_database", None)
+    return reader if reader is not None and is_database(path) else None
+
+
+def parse_whole(parser: SourceParser, path: Path) -> ParseResult:
+    """Parse one discovered file from its start: a database with SQL, other files' bytes.
+
+    May raise ``OSError`` (a file or database that cannot be read now).
+    """
+    reader = database_reader(parser, path)
+    if reader is not None:
+        return reader(str(path))
+    return parser.parse(path.read_bytes(), path=str(path), state=None)

@@ -1,15 +1,21 @@
-"""Opencode: one JSON file per message under ``storage/message/<sessionID>/``.
+"""Opencode: one JSON file per message under ``storage/message/<sessionID>/`` (before
+1.2.0), or one row per message in the SQLite database ``opencode.db`` (1.2.0 and later).
 
-Opencode rewrites a message file while the response streams and when it finishes, so
-the message id is the key and the last copy read wins. Only assistant messages carry
-``tokens``. Opencode stores input *net* of the cache (``input``, ``cache.read`` and
-``cache.write`` are disjoint) and, in current versions, ``output`` *without*
-``reasoning``; a stored ``total`` tells the older shape (reasoning inside output) apart.
+Opencode rewrites a message while the response streams and when it finishes, so the message
+id is the key and the last copy read wins; the frozen JSON files an upgrade leaves behind
+hold the same ids as the database rows, so a message found in both counts once. Only
+assistant messages carry ``tokens``. Opencode stores input *net* of the cache (``input``,
+``cache.read`` and ``cache.write`` are disjoint) and, in current versions, ``output``
+*without* ``reasoning``; a stored ``total`` tells the older shape (reasoning inside output)
+apart.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,20 @@ from usageledger.sources._common import (
 from usageledger.sources.base import ParseResult, Problem, UsageEvent
 
 UNKNOWN_MODEL = "unknown"
+#: The database of opencode >= 1.2.0 (``opencode-<channel>.db`` for other release channels).
+DATABASE = "opencode.db"
+DATABASE_PREFIX = "opencode-"
+#: Assistant rows only; ``data`` is the message JSON without its ``id`` and ``sessionID``.
+MESSAGES_SQL = (
+    "SELECT id, session_id, time_created, data FROM message "
+    "WHERE data LIKE '%assistant%' ORDER BY time_created, id"
+)
+#: How long a read waits for opencode's own writer before giving up until the next scan.
+BUSY_TIMEOUT_S = 5.0
+
+
+class DatabaseUnavailableError(OSError):
+    """The database could not be read now (locked, missing, not opencode's): try again later."""
 
 
 def map_tokens(tokens: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
@@ -59,7 +79,8 @@ class OpencodeParser:
     duplicate_policy = "last"
 
     def discover(self, env: Mapping[str, str], home: Path) -> list[Path]:
-        """Return ``storage/message/**/*.json`` under each opencode data dir.
+        """Return ``storage/message/**/*.json`` and the ``opencode*.db`` databases of each
+        opencode data dir.
 
         ``OPENCODE_DATA_DIR`` (comma-separated) wins; else ``$XDG_DATA_HOME/opencode``;
         else ``~/.local/share/opencode``.
@@ -68,7 +89,8 @@ class OpencodeParser:
         if not roots:
             xdg = env_dirs(env, "XDG_DATA_HOME", home)
             roots = [(xdg[0] if xdg else home / ".local" / "share") / "opencode"]
-        return find_files([root / "storage" / "message" for root in roots], ["*.json"])
+        files = find_files([root / "storage" / "message" for root in roots], ["*.json"])
+        return files + [db for root in roots for db in _databases(root)]
 
     def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
         """Parse one message file; a user message or one without usage yields nothing."""
@@ -90,6 +112,58 @@ class OpencodeParser:
             if event is not None:
                 result.events.append(event)
         return result
+
+    def read_database(self, path: str) -> ParseResult:
+        """Read every assistant message of an opencode database, read-only.
+
+        Unlike ``parse`` this does I/O: the rows still in the write-ahead log (opencode keeps
+        the database in WAL mode) are only visible through SQLite itself. A row that cannot
+        be used is a problem naming its message id; a database that cannot be read now
+        raises ``DatabaseUnavailableError`` so that the scanner tries it again next time.
+        """
+        result = ParseResult()
+        try:
+            uri = Path(path).absolute().as_uri() + "?mode=ro"
+            with closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)) as conn:
+                conn.execute("PRAGMA query_only = ON")
+                rows = conn.execute(MESSAGES_SQL).fetchall()
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailableError(f"cannot read the database ({exc})") from exc
+        for message_id, session_id, created, data in rows:
+            where = f"message {message_id}"
+            try:
+                raw = data.encode() if isinstance(data, str) else bytes(data)
+                obj = dict(mapping(orjson.loads(raw), "message data"))
+                obj.setdefault("id", message_id)
+                obj.setdefault("sessionID", session_id)
+                if not isinstance(obj.get("time"), dict) and created is not None:
+                    obj["time"] = {"created": created}
+                event = _event(obj, Path(path))
+            except orjson.JSONDecodeError as exc:
+                result.problems.append(Problem(path, None, f"{where}: {decode_reason(raw, exc)}"))
+            except InvalidRecordError as exc:
+                result.problems.append(Problem(path, None, f"{where}: {exc}"))
+            except Exception as exc:  # a parser never raises on content; report and go on
+                reason = f"{where}: unreadable message ({type(exc).__name__})"
+                result.problems.append(Problem(path, None, reason))
+            else:
+                if event is not None:
+                    result.events.append(event)
+        return result
+
+
+def _databases(root: Path) -> list[Path]:
+    """``opencode.db`` and ``opencode-<channel>.db`` directly in ``root``, sorted."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    found = [
+        root / name
+        for name in names
+        if name == DATABASE or (name.startswith(DATABASE_PREFIX) and name.endswith(".db"))
+    ]
+    return sorted(path for path in found if path.is_file())
 
 
 def _event(message: Any, path: Path) -> UsageEvent | None:

@@ -5,19 +5,26 @@ chunks of ``CHUNK_BYTES`` and each chunk goes to the parser, which says how much
 complete (``ParseResult.consumed``, up to the last newline); the cursor moves by exactly that.
 A line longer than a chunk is read whole up to ``MAX_LINE_BYTES``; a longer one is skipped
 (reported as a problem, never held in memory). Files of whole-file formats are read at once,
-up to ``MAX_WHOLE_FILE_BYTES``.
+up to ``MAX_WHOLE_FILE_BYTES``. A SQLite database (opencode's) is read by its parser with SQL.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from usageledger.sources import ParseResult, Problem, SourceParser, UsageEvent
+from usageledger.sources import (
+    ParseResult,
+    Problem,
+    SourceParser,
+    UsageEvent,
+    database_reader,
+    is_database,
+)
 
 CHUNK_BYTES = 8 * 1024 * 1024
 #: The parsers' own limit on a line (``sources._common.MAX_LINE_BYTES``): longer lines are
@@ -80,12 +87,28 @@ class Chunk:
     offset: int = 0
     state: dict[str, Any] = field(default_factory=dict)
     bytes_read: int = 0
+    #: The file could not be read now (a database locked by its writer): keep the old cursor,
+    #: so that the next scan tries again.
+    retry: bool = False
 
 
 def stat_file(path: Path) -> FileStat:
-    """The file's inode, size and modification time (``OSError`` when it is gone)."""
+    """The file's inode, size and modification time (``OSError`` when it is gone).
+
+    A SQLite database (``*.db``) changes in its write-ahead log before the main file does, so
+    its ``-wal`` file's size and modification time count as the database's.
+    """
     st = os.stat(path)
-    return FileStat(inode=int(st.st_ino), size=int(st.st_size), mtime_ns=int(st.st_mtime_ns))
+    size, mtime_ns = int(st.st_size), int(st.st_mtime_ns)
+    if is_database(path):
+        try:
+            wal = os.stat(f"{path}-wal")
+        except FileNotFoundError:
+            pass
+        else:
+            size += int(wal.st_size)
+            mtime_ns = max(mtime_ns, int(wal.st_mtime_ns))
+    return FileStat(inode=int(st.st_ino), size=size, mtime_ns=mtime_ns)
 
 
 def head_bytes(path: Path, size: int) -> bytes:
@@ -155,6 +178,10 @@ def read_plan(
     A file that cannot be opened or read yields one chunk with the problem and the cursor
     where it was.
     """
+    reader = database_reader(parser, plan.path)
+    if reader is not None:
+        yield _read_database(reader, plan)
+        return
     try:
         if parser.incremental:
             yield from _read_lines(parser, plan, chunk_bytes)
@@ -167,6 +194,25 @@ def read_plan(
             offset=plan.start,
             state=dict(plan.state or {}),
         )
+
+
+def _read_database(reader: Callable[[str], ParseResult], plan: Plan) -> Chunk:
+    """Every row of a database, read with SQL (it is not loaded into memory)."""
+    path = str(plan.path)
+    try:
+        result = reader(path)
+    except OSError as exc:
+        return Chunk(problems=[Problem(path, None, str(exc))], offset=plan.start, retry=True)
+    except Exception as exc:  # a reader never stops the scan; report and go on
+        reason = f"cannot read the database ({type(exc).__name__})"
+        return Chunk(problems=[Problem(path, None, reason)], offset=plan.start, retry=True)
+    return Chunk(
+        events=result.events,
+        problems=result.problems,
+        offset=plan.end,
+        state=dict(result.state),
+        bytes_read=plan.end,
+    )
 
 
 def _read_whole(parser: SourceParser, plan: Plan) -> Chunk:

@@ -305,6 +305,12 @@ class _Scanner:
         batch.cursors[key] = self._cursor_row(plan, plan.start, plan.state, problems)
         read = 0
         for chunk in read_plan(self.parsers[plan.source], plan, chunk_bytes=self.chunk_bytes):
+            if chunk.retry:
+                # Not readable now: leave its stored cursor as it was, so the next scan
+                # sees the file as changed and reads it again.
+                batch.cursors.pop(key, None)
+                source.problems.extend(chunk.problems)
+                break
             batch.events.setdefault(plan.source, []).extend(chunk.events)
             batch.n_events += len(chunk.events)
             batch.n_bytes += chunk.bytes_read

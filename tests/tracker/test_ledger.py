@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.tracker.conftest import Clock, new_ledger
 from tests.tracker.support import layer_sums, sums, table_sums
 from usageledger.sources import UsageEvent, resolve_duplicates
+from usageledger.store.engine import make_engine
 from usageledger.store.migrate import current_revision, head_revision
 from usageledger.store.tables import devices, usage_buckets, usage_daily, users
 from usageledger.tracker.events import clean_model, short_key, store_events
@@ -221,3 +222,18 @@ def test_bucket_revisions_only_grow(ledger: LocalLedger) -> None:
     with ledger.engine.connect() as conn:
         revisions = conn.execute(select(usage_buckets.c.revision)).scalars().all()
     assert revisions == [5_002]
+
+
+def test_the_local_ledger_syncs_at_checkpoints_and_the_server_on_every_commit(
+    ledger: LocalLedger, tmp_path: Path
+) -> None:
+    """synchronous=NORMAL (1) for the local ledger; a server engine keeps FULL (2)."""
+    with ledger.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 1
+        assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+    server = make_engine(f"sqlite:///{tmp_path / 'server.db'}")
+    try:
+        with server.connect() as conn:
+            assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 2
+    finally:
+        server.dispose()

@@ -153,28 +153,42 @@ def find_files(roots: Iterable[Path], patterns: Iterable[str]) -> list[Path]:
     # One compiled pattern and string paths: discovery runs over every file on every scan,
     # so its cost per file (not the parsing) bounds how fast a rescan of a big history is.
     wanted = re.compile("|".join(f"(?:{translate(p)})" for p in patterns), re.S)
-    # One stat per file: the same real file (a hard link, a symlink, a root listed twice)
-    # has the same (device, inode), so it is returned once.
-    seen: set[tuple[int, int]] = set()
-    found: list[str] = []
+    # The same real file (a hard link, a symlink, a root listed twice) has the same (device,
+    # inode), so it is returned once, under its first path in sort order. A regular file's
+    # inode comes with its directory entry and its device is its directory's: only symlinks
+    # cost a stat here.
+    found: dict[tuple[int, int], str] = {}
     for root in roots:
         if not root.is_dir():
             continue
         top = str(root)
-        for dirpath, _dirnames, filenames in os.walk(top):
-            prefix = dirpath[len(top) :].lstrip(os.sep).replace(os.sep, "/")
-            for filename in filenames:
-                if not wanted.match(f"{prefix}/{filename}" if prefix else filename):
-                    continue
-                full = os.path.join(dirpath, filename)
+        pending = [(top, "")]
+        while pending:
+            directory, prefix = pending.pop()
+            try:
+                device = os.stat(directory).st_dev
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue
+            for entry in entries:
+                rel = f"{prefix}/{entry.name}" if prefix else entry.name
                 try:
-                    info = os.stat(full)
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append((entry.path, rel))  # a symlinked directory is not entered
+                        continue
+                    if not wanted.match(rel):
+                        continue
+                    if entry.is_symlink():
+                        info = os.stat(entry.path)
+                        if not stat.S_ISREG(info.st_mode):
+                            continue
+                        identity = (info.st_dev, info.st_ino)
+                    elif entry.is_file(follow_symlinks=False):
+                        identity = (device, entry.inode())
+                    else:
+                        continue
                 except OSError:
-                    continue
-                identity = (info.st_dev, info.st_ino)
-                if identity in seen or not stat.S_ISREG(info.st_mode):
-                    continue
-                seen.add(identity)
-                found.append(full)
-    found.sort()
-    return [Path(path) for path in found]
+                    continue  # gone since listing, or a broken link
+                if identity not in found or entry.path < found[identity]:
+                    found[identity] = entry.path
+    return [Path(path) for path in sorted(found.values())]

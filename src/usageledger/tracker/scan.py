@@ -156,20 +156,33 @@ def scan_lock(home: Path) -> Iterator[None]:
 def load_cursors(conn: Connection, user_id: int) -> dict[str, Cursor]:
     """Every file cursor of the ledger, by path."""
     cursors: dict[str, Cursor] = {}
-    for row in conn.execute(select(scan_files).where(scan_files.c.user_id == user_id)).mappings():
+    c = scan_files.c
+    query = select(
+        c.path,
+        c.source,
+        c.inode,
+        c.size,
+        c.mtime_ns,
+        c.offset,
+        c.head_sha256,
+        c.parser_state,
+        c.problems,
+    )
+    rows = conn.execute(query.where(c.user_id == user_id))
+    for path, source, inode, size, mtime_ns, offset, head, parser_state, problems in rows:
         try:
-            state = orjson.loads(row["parser_state"] or "{}")
+            state = orjson.loads(parser_state or "{}")
         except orjson.JSONDecodeError:
             state = {}
-        cursors[row["path"]] = Cursor(
-            source=row["source"],
-            inode=int(row["inode"]),
-            size=int(row["size"]),
-            mtime_ns=int(row["mtime_ns"]),
-            offset=int(row["offset"]),
-            head_sha256=row["head_sha256"],
+        cursors[path] = Cursor(
+            source=source,
+            inode=int(inode),
+            size=int(size),
+            mtime_ns=int(mtime_ns),
+            offset=int(offset),
+            head_sha256=head,
             parser_state=state if isinstance(state, dict) else {},
-            problems=int(row["problems"]),
+            problems=int(problems),
         )
     return cursors
 

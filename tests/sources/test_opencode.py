@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from usageledger.sources import resolve_duplicates
+from usageledger.sources import parse_whole, resolve_duplicates
 from usageledger.sources.opencode import DatabaseUnavailableError, OpencodeParser, map_tokens
 
 from ._support import Sums, by_day, sample_env, scan
@@ -227,6 +227,11 @@ def insert_rows(conn: sqlite3.Connection, rows: list[tuple[str, str, int, str]])
     )
 
 
+def read_db(path: Path) -> Any:
+    """All pages of a database read, as one result."""
+    return parse_whole(PARSER, path)
+
+
 def test_discover_finds_the_databases_of_each_data_dir(tmp_path: Path) -> None:
     """opencode.db and opencode-<channel>.db, not their -wal/-shm files or other databases."""
     root = tmp_path / "oc"
@@ -250,7 +255,7 @@ def test_the_database_rows_map_like_the_message_files(tmp_path: Path) -> None:
         ],
     )
     try:
-        result = PARSER.read_database(str(path))
+        result = read_db(path)
     finally:
         conn.close()
     (event,) = result.events
@@ -278,7 +283,7 @@ def test_rows_still_in_the_write_ahead_log_are_read(tmp_path: Path) -> None:
     try:
         insert_rows(conn, [("msg_2", SES, 1757926900000, db_data(tokens(3, 4, 0, 0, 0)))])
         assert Path(f"{path}-wal").stat().st_size > 0
-        keys = [e.event_key for e in PARSER.read_database(str(path)).events]
+        keys = [e.event_key for e in read_db(path).events]
     finally:
         conn.close()
     assert keys == ["msg_1", "msg_2"]
@@ -289,7 +294,7 @@ def test_a_closed_database_is_read_read_only_without_changing_it(tmp_path: Path)
     path = tmp_path / "opencode.db"
     make_db(path, [("msg_1", SES, 1757926800000, db_data(tokens(1, 2, 0, 0, 0)))]).close()
     before = path.read_bytes()
-    assert [e.event_key for e in PARSER.read_database(str(path)).events] == ["msg_1"]
+    assert [e.event_key for e in read_db(path).events] == ["msg_1"]
     assert path.read_bytes() == before
 
 
@@ -306,7 +311,7 @@ def test_a_bad_row_is_a_problem_naming_its_message(tmp_path: Path, data: str, re
     path = tmp_path / "opencode.db"
     good = db_data(tokens(1, 2, 0, 0, 0))
     make_db(path, [("msg_bad", SES, 1, data), ("msg_ok", SES, 2, good)]).close()
-    result = PARSER.read_database(str(path))
+    result = read_db(path)
     assert [e.event_key for e in result.events] == ["msg_ok"]
     (problem,) = result.problems
     assert problem.path == str(path)
@@ -322,4 +327,37 @@ def test_a_file_that_is_not_an_opencode_database_cannot_be_read_now(
     path = tmp_path / "opencode.db"
     path.write_bytes(content)
     with pytest.raises(DatabaseUnavailableError, match="cannot read the database"):
-        PARSER.read_database(str(path))
+        list(PARSER.read_database(str(path)))
+
+
+def test_pages_hold_every_row_once_in_creation_order(tmp_path: Path) -> None:
+    """A database read in pages of two rows gives the rows of one read, in order."""
+    path = tmp_path / "opencode.db"
+    rows = [
+        (f"msg_{n}", SES, 1757926800000 + n, db_data(tokens(n + 1, 1, 0, 0, 0))) for n in range(5)
+    ]
+    make_db(path, rows).close()
+    pages = list(PARSER.read_database(str(path), page_rows=2))
+    assert [len(page.events) for page in pages] == [2, 2, 1]
+    assert [e.event_key for page in pages for e in page.events] == [r[0] for r in rows]
+
+
+def test_an_older_schema_with_created_at_is_read(tmp_path: Path) -> None:
+    """Early opencode databases name the creation column ``created_at``; a row whose JSON
+    has no ``time`` takes its time from that column."""
+    path = tmp_path / "opencode.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE message (id TEXT PRIMARY KEY, session_id TEXT, created_at INTEGER, data TEXT)"
+    )
+    data = orjson.loads(db_data(tokens(1, 2, 0, 0, 0)))
+    del data["time"]
+    conn.execute(
+        "INSERT INTO message VALUES ('msg_1', 'ses_1', 1757926800000, ?)",
+        (orjson.dumps(data).decode(),),
+    )
+    conn.commit()
+    conn.close()
+    (event,) = read_db(path).events
+    assert (event.event_key, event.session_id) == ("msg_1", "ses_1")
+    assert event.timestamp == datetime(2025, 9, 15, 9, 0, tzinfo=UTC)

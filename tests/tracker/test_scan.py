@@ -23,6 +23,7 @@ from tests.tracker.support import (
     run_scan,
     sums,
 )
+from usageledger.sources import opencode as opencode_module
 from usageledger.store.tables import scan_files, usage_buckets
 from usageledger.tracker import scan as scan_module
 from usageledger.tracker.ledger import LocalLedger
@@ -552,3 +553,44 @@ def test_an_unreadable_opencode_database_is_tried_again_next_scan(
     assert summary.problems == []
     assert summary.events_new == 1
     assert_layers(ledger, expected(env, empty_home))
+
+
+def test_a_crash_between_pages_of_a_database_reads_it_again(
+    ledger: LocalLedger,
+    env: dict[str, str],
+    empty_home: Path,
+    clock: Clock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pages committed before a crash leave the database unfinished: the next scan of the
+    unchanged database reads it again, and every message counts once."""
+    monkeypatch.setattr(opencode_module, "PAGE_ROWS", 2)
+    monkeypatch.setattr(scan_module, "BATCH_EVENTS", 2)
+    root = tmp_path / "opencode"
+    env = {**env, "OPENCODE_DATA_DIR": str(root)}
+    conn = opencode_db(root)
+    try:
+        for n in range(7):
+            opencode_row(conn, f"msg_{n}", 1757926800000 + n * 60_000, output=10 + n)
+        batches = 0
+
+        def crash(_conn: Connection) -> None:
+            nonlocal batches
+            batches += 1
+            if batches == 2:
+                raise Crash
+
+        with pytest.raises(Crash):
+            run_scan(ledger, env, empty_home, clock, after_write=crash)
+        assert event_count(ledger) == 2  # the first page's batch was committed
+        summary = run_scan(ledger, env, empty_home, clock)
+        unchanged = run_scan(ledger, env, empty_home, clock)
+    finally:
+        conn.close()  # a checkpoint: the database changes on disk, not in content
+    assert summary.sources["opencode"].files_read == 1
+    assert unchanged.sources["opencode"].files_read == 0
+    assert event_count(ledger) == 7
+    assert_layers(ledger, expected(env, empty_home))
+    after_checkpoint = run_scan(ledger, env, empty_home, clock)
+    assert (after_checkpoint.events_new, after_checkpoint.events_updated) == (0, 0)

@@ -73,9 +73,11 @@ def is_database(path: Path) -> bool:
     return path.suffix == ".db"
 
 
-def database_reader(parser: SourceParser, path: Path) -> Callable[[str], ParseResult] | None:
-    """The parser's ``read_database`` when ``path`` is a database it reads, else None."""
-    reader: Callable[[str], ParseResult] | None = getattr(parser, "read_database", None)
+def database_reader(
+    parser: SourceParser, path: Path
+) -> Callable[[str], Iterable[ParseResult]] | None:
+    """The parser's ``read_database`` (pages of results) when ``path`` is a database it reads."""
+    reader: Callable[[str], Iterable[ParseResult]] | None = getattr(parser, "read_database", None)
     return reader if reader is not None and is_database(path) else None
 
 
@@ -85,6 +87,10 @@ def parse_whole(parser: SourceParser, path: Path) -> ParseResult:
     May raise ``OSError`` (a file or database that cannot be read now).
     """
     reader = database_reader(parser, path)
-    if reader is not None:
-        return reader(str(path))
-    return parser.parse(path.read_bytes(), path=str(path), state=None)
+    if reader is None:
+        return parser.parse(path.read_bytes(), path=str(path), state=None)
+    whole = ParseResult()
+    for page in reader(str(path)):
+        whole.events += page.events
+        whole.problems += page.problems
+    return whole

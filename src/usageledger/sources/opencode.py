@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,13 @@ UNKNOWN_MODEL = "unknown"
 #: The database of opencode >= 1.2.0 (``opencode-<channel>.db`` for other release channels).
 DATABASE = "opencode.db"
 DATABASE_PREFIX = "opencode-"
-#: Assistant rows only; ``data`` is the message JSON without its ``id`` and ``sessionID``.
-MESSAGES_SQL = (
-    "SELECT id, session_id, time_created, data FROM message "
-    "WHERE data LIKE '%assistant%' ORDER BY time_created, id"
-)
+#: Rows read per page: a page's events are handed on before the next page is read.
+PAGE_ROWS = 5_000
 #: How long a read waits for opencode's own writer before giving up until the next scan.
 BUSY_TIMEOUT_S = 5.0
+#: Where the message's creation time is, by schema generation (the JSON's ``time.created``
+#: wins when present).
+CREATED_COLUMNS = ("time_created", "created_at")
 
 
 class DatabaseUnavailableError(OSError):
@@ -113,43 +113,66 @@ class OpencodeParser:
                 result.events.append(event)
         return result
 
-    def read_database(self, path: str) -> ParseResult:
-        """Read every assistant message of an opencode database, read-only.
+    def read_database(self, path: str, *, page_rows: int | None = None) -> Iterator[ParseResult]:
+        """Read every assistant message of an opencode database, read-only, page by page.
 
         Unlike ``parse`` this does I/O: the rows still in the write-ahead log (opencode keeps
-        the database in WAL mode) are only visible through SQLite itself. A row that cannot
-        be used is a problem naming its message id; a database that cannot be read now
-        raises ``DatabaseUnavailableError`` so that the scanner tries it again next time.
+        the database in WAL mode) are only visible through SQLite itself. The ``message``
+        table's columns are looked up first, since they differ between opencode versions. A
+        row that cannot be used is a problem naming its message id; a database that cannot be
+        read now raises ``DatabaseUnavailableError`` so that the scanner tries it again.
         """
-        result = ParseResult()
         try:
             uri = Path(path).absolute().as_uri() + "?mode=ro"
             with closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)) as conn:
                 conn.execute("PRAGMA query_only = ON")
-                rows = conn.execute(MESSAGES_SQL).fetchall()
+                cursor = conn.execute(_messages_sql(conn))
+                while rows := cursor.fetchmany(page_rows or PAGE_ROWS):
+                    yield _page(path, rows)
         except sqlite3.Error as exc:
             raise DatabaseUnavailableError(f"cannot read the database ({exc})") from exc
-        for message_id, session_id, created, data in rows:
-            where = f"message {message_id}"
-            try:
-                raw = data.encode() if isinstance(data, str) else bytes(data)
-                obj = dict(mapping(orjson.loads(raw), "message data"))
-                obj.setdefault("id", message_id)
-                obj.setdefault("sessionID", session_id)
-                if not isinstance(obj.get("time"), dict) and created is not None:
-                    obj["time"] = {"created": created}
-                event = _event(obj, Path(path))
-            except orjson.JSONDecodeError as exc:
-                result.problems.append(Problem(path, None, f"{where}: {decode_reason(raw, exc)}"))
-            except InvalidRecordError as exc:
-                result.problems.append(Problem(path, None, f"{where}: {exc}"))
-            except Exception as exc:  # a parser never raises on content; report and go on
-                reason = f"{where}: unreadable message ({type(exc).__name__})"
-                result.problems.append(Problem(path, None, reason))
-            else:
-                if event is not None:
-                    result.events.append(event)
-        return result
+
+
+def _messages_sql(conn: sqlite3.Connection) -> str:
+    """The query for this database's ``message`` table (assistant rows, in creation order)."""
+    columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(message)")}
+    missing = {"id", "session_id", "data"} - columns
+    if missing:
+        raise sqlite3.DatabaseError(
+            f"no opencode message table (missing: {', '.join(sorted(missing))})"
+        )
+    created = next((c for c in CREATED_COLUMNS if c in columns), "NULL")
+    return (
+        f"SELECT id, session_id, {created}, data FROM message "
+        f"WHERE data LIKE '%assistant%' ORDER BY {created}, id"
+    )
+
+
+def _page(path: str, rows: list[Any]) -> ParseResult:
+    """The events and problems of one page of ``(id, session_id, created, data)`` rows."""
+    result = ParseResult()
+    for message_id, session_id, created, data in rows:
+        where = f"message {message_id}"
+        raw = b""
+        try:
+            raw = data.encode() if isinstance(data, str) else bytes(data)
+            obj = dict(mapping(orjson.loads(raw), "message data"))
+            obj.setdefault("id", message_id)
+            obj.setdefault("sessionID", session_id)
+            if not isinstance(obj.get("time"), dict) and created is not None:
+                obj["time"] = {"created": created}
+            event = _event(obj, Path(path))
+        except orjson.JSONDecodeError as exc:
+            result.problems.append(Problem(path, None, f"{where}: {decode_reason(raw, exc)}"))
+        except InvalidRecordError as exc:
+            result.problems.append(Problem(path, None, f"{where}: {exc}"))
+        except Exception as exc:  # a parser never raises on content; report and go on
+            reason = f"{where}: unreadable message ({type(exc).__name__})"
+            result.problems.append(Problem(path, None, reason))
+        else:
+            if event is not None:
+                result.events.append(event)
+    return result
 
 
 def _databases(root: Path) -> list[Path]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,7 +136,7 @@ def plan_file(
         cursor is not None
         and cursor.source == parser.name
         and (cursor.inode, cursor.size, cursor.mtime_ns) == (stat.inode, stat.size, stat.mtime_ns)
-        and (not parser.incremental or cursor.offset >= stat.size)
+        and ((not parser.incremental and not is_database(path)) or cursor.offset >= stat.size)
     ):
         return None
     head = head_bytes(path, stat.size)
@@ -180,7 +180,7 @@ def read_plan(
     """
     reader = database_reader(parser, plan.path)
     if reader is not None:
-        yield _read_database(reader, plan)
+        yield from _read_database(reader, plan)
         return
     try:
         if parser.incremental:
@@ -196,23 +196,24 @@ def read_plan(
         )
 
 
-def _read_database(reader: Callable[[str], ParseResult], plan: Plan) -> Chunk:
-    """Every row of a database, read with SQL (it is not loaded into memory)."""
+def _read_database(reader: Callable[[str], Iterable[ParseResult]], plan: Plan) -> Iterator[Chunk]:
+    """A database's rows, a page per chunk, read with SQL (never loaded whole into memory).
+
+    Every chunk but the last keeps the cursor's offset at 0, below the database's size, so a
+    scan that stops half-way (a crash between batches) reads the database again next time.
+    """
     path = str(plan.path)
     try:
-        result = reader(path)
+        for page in reader(path):
+            yield Chunk(events=page.events, problems=page.problems, offset=0)
     except OSError as exc:
-        return Chunk(problems=[Problem(path, None, str(exc))], offset=plan.start, retry=True)
-    except Exception as exc:  # a reader never stops the scan; report and go on
+        yield Chunk(problems=[Problem(path, None, str(exc))], offset=0, retry=True)
+        return
+    except Exception as exc:  # a reader never stops the scan; report and try again later
         reason = f"cannot read the database ({type(exc).__name__})"
-        return Chunk(problems=[Problem(path, None, reason)], offset=plan.start, retry=True)
-    return Chunk(
-        events=result.events,
-        problems=result.problems,
-        offset=plan.end,
-        state=dict(result.state),
-        bytes_read=plan.end,
-    )
+        yield Chunk(problems=[Problem(path, None, reason)], offset=0, retry=True)
+        return
+    yield Chunk(offset=plan.end, bytes_read=plan.end)
 
 
 def _read_whole(parser: SourceParser, plan: Plan) -> Chunk:

@@ -6,17 +6,21 @@ and two models each, one bucket per hour, and a second revision for every tenth 
 in one run:
 
 * **replay, from empty** — ``usage_buckets`` and ``usage_daily`` emptied, then
-  :func:`usageledger.ops.replay.replay` (per user, chunks of local days, one transaction each);
+  :func:`usageledger.ops.replay.replay` (per user, chunks of local days, one transaction each;
+  an empty chunk is filled by one ordered insert);
 * **replay, consistent** — the same again over correct tables (what an operator runs);
 * **rollup stage alone** — :func:`usageledger.ledger.rollups.rebuild_range` over the same chunks;
 * **baseline** — one ``INSERT … SELECT … GROUP BY`` of the same 1M (or N) buckets into a scratch
   table shaped like ``usage_daily`` (same columns, same primary key), by UTC day: the cost of
   reading the buckets once and writing the aggregate, with no chunking, no time zones and no
-  per-user lock — the database's own limit;
+  per-user lock — the database's own limit, as the issue states it;
 * **baseline, buckets** — one ``INSERT … SELECT`` of the winning revisions into a scratch table
-  shaped like ``usage_buckets``: the same limit for the other derived table.
+  shaped like ``usage_buckets``: the same limit for the other derived table;
+* **log baseline** — one ``INSERT … SELECT … GROUP BY`` of daily sums over the winning
+  revisions read from ``bucket_revisions``: the least a rebuild from the source of truth must
+  read (the log, once) and write (the aggregate), with no ``usage_buckets`` at all.
 
-Ratios are replay time over the baseline. Run::
+Ratios are replay time over the baseline and over the log baseline. Run::
 
     .venv/bin/python -m bench.replay --sizes 1000000
     .venv/bin/python -m bench.replay --quick
@@ -53,10 +57,10 @@ from sqlalchemy import (
     text,
 )
 
-from usageledger.buckets import COUNT_COLUMNS
+from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS
 from usageledger.ledger.rollups import rebuild_range
 from usageledger.ops.replay import replay as run_replay
-from usageledger.ops.replay import winners
+from usageledger.ops.replay import span, winners
 from usageledger.ops.scope import resolve_scopes
 from usageledger.store.dialect import epoch_day_to_date
 from usageledger.store.engine import Database, make_engine
@@ -80,10 +84,12 @@ class Result:
     revisions: int = 0
     seed_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    load_start: str = "?"
+    load_end: str = "?"
 
-    def ratio(self, name: str) -> float:
-        """A timing over the baseline."""
-        return self.timings[name] / self.timings["baseline"]
+    def ratio(self, name: str, over: str = "baseline") -> float:
+        """A timing over a baseline (the daily sums from usage_buckets by default)."""
+        return self.timings[name] / self.timings[over]
 
 
 @contextmanager
@@ -227,14 +233,55 @@ def baseline_daily(engine: Engine) -> None:
 
 
 def baseline_buckets(engine: Engine) -> None:
-    """One INSERT … SELECT of every key's highest revision into a usage_buckets-shaped table."""
+    """One INSERT … SELECT of every key's highest revision into a usage_buckets-shaped table.
+
+    Per user (the winners query takes a user), in one transaction, with replay's own winners
+    query: the cost of writing the other derived table once, with no comparison and no chunks.
+    """
     table = scratch(usage_buckets, "scratch_buckets")
     table.drop(engine, checkfirst=True)
     table.create(engine)
     with engine.begin() as conn:
         for user_id in conn.execute(text("SELECT user_id FROM users")).scalars():
-            query = winners(int(user_id), 0, 2**40)
+            query = winners(conn, span(conn, int(user_id), 0, 2**40))
             conn.execute(insert(table).from_select([c.name for c in table.columns], query))
+    table.drop(engine)
+
+
+def baseline_log(engine: Engine) -> None:
+    """One INSERT … SELECT … GROUP BY of daily sums over the winning revisions of the log.
+
+    The least a rebuild from the source of truth must do: read every revision once, keep each
+    key's highest, write the daily sums — one statement, UTC days, each engine's cheapest
+    winner plan (the ones replay uses), no usage_buckets at all.
+    """
+    table = scratch(usage_daily, "scratch_daily")
+    table.drop(engine, checkfirst=True)
+    table.create(engine)
+    r = bucket_revisions.c
+    key = [r[name] for name in BUCKET_KEY]
+    counts = [r[name] for name in COUNT_COLUMNS]
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            best = select(*key, func.max(r.revision), *counts).group_by(*key).subquery("best")
+        else:
+            ranked = select(
+                *key,
+                *counts,
+                func.lead(r.revision).over(partition_by=key, order_by=r.revision).label("next"),
+            ).subquery("ranked")
+            best = select(ranked).where(ranked.c.next.is_(None)).subquery("best")
+        b = best.c
+        day = b.bucket_start // literal_column("86400")
+        query = select(
+            b.user_id,
+            epoch_day_to_date(day, conn),
+            b.device_id,
+            b.source,
+            b.model,
+            *(func.sum(b[c]) for c in COUNT_COLUMNS),
+        ).group_by(b.user_id, day, b.device_id, b.source, b.model)
+        conn.execute(insert(table).from_select([c.name for c in table.columns], query))
     table.drop(engine)
 
 
@@ -287,7 +334,7 @@ def bench(
     kind: str, size: int, chunk_days: int, workdir: Path, log: Callable[[str], None]
 ) -> Result:
     """Seed, then time every operation once, in a fixed order."""
-    result = Result(kind, size)
+    result = Result(kind, size, load_start=load())
     users, hours = shape(size)
     with database(kind, workdir) as url:
         engine = make_engine(url, statement_timeout_ms=TIMEOUT_MS)
@@ -314,9 +361,13 @@ def bench(
                 baseline_daily(engine)
             with timed(t, "baseline_buckets"):
                 baseline_buckets(engine)
+            with timed(t, "baseline_log"):
+                baseline_log(engine)
+            result.load_end = load()
             log(
                 f"{kind} {size:,}: "
                 + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in t.items())
+                + f" (load {result.load_start} / {result.load_end})"
             )
         finally:
             engine.dispose()
@@ -357,6 +408,8 @@ LABELS = {
     "rollups_only": "rollup stage of replay alone",
     "baseline": "**baseline**: one INSERT … SELECT … GROUP BY (daily sums)",
     "baseline_buckets": "one INSERT … SELECT of the winning revisions",
+    "baseline_log": "**log baseline**: one INSERT … SELECT … GROUP BY (daily sums of the winning "
+    "revisions, read from bucket_revisions)",
 }
 
 
@@ -382,19 +435,21 @@ def markdown(results: list[Result], info: dict[str, str]) -> str:
         info["free -g"],
         "```",
         "",
-        "| engine | buckets | revisions | operation | seconds | × baseline |",
-        "|---|---:|---:|---|---:|---:|",
+        "| engine | buckets | revisions | load avg (start / end) | operation | seconds "
+        "| × baseline | × log baseline |",
+        "|---|---:|---:|---|---|---:|---:|---:|",
     ]
     for r in results:
+        head = f"| {r.engine} | {r.size:,} | {r.revisions:,} | {r.load_start} / {r.load_end} |"
         for name, label in LABELS.items():
             lines.append(
-                f"| {r.engine} | {r.size:,} | {r.revisions:,} | {label} | "
-                f"{r.timings[name]:.2f} | {r.ratio(name):.2f} |"
+                f"{head} {label} | {r.timings[name]:.2f} | {r.ratio(name):.2f} "
+                f"| {r.ratio(name, 'baseline_log'):.2f} |"
             )
         both = r.timings["baseline"] + r.timings["baseline_buckets"]
         lines.append(
-            f"| {r.engine} | {r.size:,} | {r.revisions:,} | replay from empty ÷ both one-statement "
-            f"rebuilds | | {r.timings['replay_from_empty'] / both:.2f} |"
+            f"{head} replay from empty ÷ (winners INSERT … SELECT + baseline) | | "
+            f"{r.timings['replay_from_empty'] / both:.2f} | |"
         )
     return "\n".join(lines)
 
@@ -442,13 +497,39 @@ def main(argv: list[str] | None = None) -> int:
 
 
 NOTES = """\
-What the numbers mean. The baseline reads every bucket once and writes the daily sums with a
-single statement — no chunks, no per-user lock, UTC days: the database's own limit for that
-aggregate, and the target (≤ 1.5×) applies to replay's rollup stage, which does the same work
-through the one rebuild path ingest uses. A full replay also rebuilds `usage_buckets` from the
-log (every revision read, each key's highest picked by a window function and compared with the
-stored bucket), about three reads of the data where the baseline does one. On a shared machine
-seconds move from run to run: compare ratios within one run."""
+**Two baselines.** The **baseline** is the issue's limit: one `INSERT … SELECT … GROUP BY` of
+the daily sums over `usage_buckets` — it reads the buckets once and writes the aggregate, with
+no chunks, no per-user lock and UTC days. But `usage_buckets` is one of the two tables a full
+rebuild rebuilds; a rebuild cannot start from it. The **log baseline** (added) is the least a
+rebuild from the source of truth must do in one statement: read every revision of
+`bucket_revisions` once, keep each key's highest, write the daily sums. Neither writes
+`usage_buckets`; into empty derived tables that write cannot be avoided, so the last row of
+each block compares replay from empty with the two one-statement rebuilds together.
+
+**Against the target (≤ 1.5×): a full replay misses it against either baseline.** Over correct
+tables (the routine case) replay takes **1.8–2.0× the log baseline on SQLite (2.9–3.0× the
+baseline)** and **3.4–3.6× on PostgreSQL (4.7–7.1×)**. Into empty tables it takes **1.08–1.13×
+the two one-statement rebuilds on SQLite** — within the target on that measure only — and
+**1.7× on PostgreSQL**; against the baseline alone that is 2.8–2.9× and 8.1–11.2×, because
+writing the buckets into `usage_buckets` and its two indexes costs PostgreSQL 3.7–5.7× the
+baseline by itself. The rollup stage alone, the one rebuild path ingest uses, is 1.05–1.65×
+the baseline (1.65× at 1M on PostgreSQL, where the baseline takes 0.84 s). Where the rest goes:
+replay reads the log (winners) and the stored buckets (the comparison), then the buckets again
+for the rollups (`usage_daily` is derived from `usage_buckets`, as ingest does) — three reads
+where the log baseline does one — in 62-day chunks, each its own transaction under the user's
+write lock with its own commit (100 chunks at 1M, 1,000 at 10M).
+
+**Before this change** (a `max()` window, a `NOT IN` comparison, and a time range that made
+every chunk walk the user's whole log): run alternately with the new code on one 1M database
+(load average 0.5–2.6), replay took 7.4–8.4 s → 4.6–5.2 s over correct tables and 7.8–8.0 s →
+4.4–4.5 s into empty ones on SQLite; 5.7–6.1 s → 5.0–5.9 s (one outlier of 7.5 s) and
+11.8–18.4 s → 10.8–14.5 s on PostgreSQL. The previous run of this benchmark (load 3–6) had
+7.00× / 19.36× the baseline into empty tables at 1M (SQLite / PostgreSQL) and 2.64× / 16.65×
+at 10M (396 s on PostgreSQL, 93 s now). Replay into empty tables on PostgreSQL is the noisiest
+row — it is WAL- and fsync-bound, and the 1M case took 7.0 s, 9.5 s, 11.8 s and 9.4 s in four
+runs today as this change evolved. Largest size measured: 10M buckets (11M revisions); this
+whole run, seeding included, took 9 minutes. Seconds move with the machine's load: compare
+ratios within one run."""
 
 
 if __name__ == "__main__":

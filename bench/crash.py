@@ -79,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             "that never carried that key (*duplicated*), one completed receipt per "
             "acknowledged Idempotency-Key, and `ops.verify` (rebuild and compare). *replayed* "
             "counts retries answered from a stored receipt (the kill came after the commit); "
-            "*409 in flight* counts retries that met a claim left by a killed request (the "
-            "audit sets `USAGELEDGER_IDEMPOTENCY_IN_FLIGHT_SECONDS=5`; the default is 120). "
+            "*409 in flight* counts retries answered 409 because their Idempotency-Key was "
+            "still being applied (an upload's key is claimed in the server's memory and "
+            "written with the batch in one transaction, so a killed request leaves no claim "
+            "behind). "
             "The machine was shared with other jobs, so times are indicative only.\n\n"
             + "\n".join(table),
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,9 @@ from usageledger.store.engine import Database, make_engine
 from usageledger.store.migrate import upgrade
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
+#: The repeat phase is short (a fraction of a second directly): the median of this many runs,
+#: on both paths alike, so that one stall of a shared machine does not decide the ratio.
+REPEATS = 3
 MODELS = ("gpt-5-codex", "claude-sonnet-4-5", "gemini-2.5-pro", "o3")
 
 
@@ -165,12 +169,13 @@ def measure(kind: str, url_for: Any, clients: int, per_client: int, workers: int
     total = clients * per_client * 500
     rows = []
     results: dict[str, dict[str, float]] = {}
+    load = os.getloadavg()[0]
     for path in ("direct", "http"):
         with url_for(f"{kind}_{path}") as url:
             users = setup_users(url, clients)
             if path == "direct":
                 new = run_direct(url, users, batches)
-                repeat = run_direct(url, users, batches)
+                repeat = statistics.median(run_direct(url, users, batches) for _ in range(REPEATS))
             else:
                 env = {
                     "USAGELEDGER_DATABASE_URL": url,
@@ -181,16 +186,33 @@ def measure(kind: str, url_for: Any, clients: int, per_client: int, workers: int
                 with server(env, workers=workers) as base:
                     tokens = [u[2] for u in users]
                     new = run_http(base, tokens, batches)
-                    repeat = run_http(base, tokens, batches)
+                    repeat = statistics.median(
+                        run_http(base, tokens, batches) for _ in range(REPEATS)
+                    )
             results[path] = {"new": total / new, "repeat": total / repeat}
+    loads = f"{load:.1f} → {os.getloadavg()[0]:.1f}"
     for phase in ("new", "repeat"):
         direct, http = results["direct"][phase], results["http"][phase]
         rows.append(
             f"| {kind} | {phase} keys | {clients} | {total:,} | {direct:,.0f} | {http:,.0f} | "
-            f"{http / direct:.2f} |"
+            f"{http / direct:.2f} | {loads} |"
         )
         print(rows[-1], flush=True)
     return rows
+
+
+READING = (
+    "Where the time of an HTTP request goes (repeat keys on SQLite; py-spy, and the CPU time "
+    "of the server's threads, 2026-11-28): about 6 ms of server CPU per 500-bucket request — "
+    "validation about 1.5 ms (pydantic straight from the bytes, then every rule in one pass), "
+    "the write transaction about 2.5 ms (the part *direct* measures), HTTP and the event loop "
+    "about 0.9 ms, the token check, receipt and body hash about 0.3 ms, threads the rest — "
+    "plus about 1.5 ms of the benchmark's own httpx client on the same two cores. When every "
+    "bucket is `unchanged` the database does little, and reading and checking 500 buckets "
+    "costs about as much again as the database's part, so the repeat ratio on SQLite stays "
+    "near 0.3–0.4 on this machine; with new keys, where the database does real work, HTTP "
+    "keeps well above half of the direct rate on both databases."
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,8 +233,8 @@ def main(argv: list[str] | None = None) -> None:
 
     header = [
         "| database | phase | clients | buckets | direct buckets/s | HTTP buckets/s "
-        "| HTTP / direct |",
-        "|---|---|---|---|---|---|---|",
+        "| HTTP / direct | load avg (start → end) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(header))
     rows = measure("sqlite", sqlite_url, args.clients, per_client, workers=1)
@@ -231,8 +253,9 @@ def main(argv: list[str] | None = None) -> None:
             "validation); *HTTP* posts the same batches as JSON to a real `usageledger serve` "
             "on loopback (SQLite: 1 worker; PostgreSQL: 2 workers), with the clients in the "
             "same process as the timer. *new keys* inserts every bucket; *repeat* sends the "
-            "same batches again (every bucket `unchanged`). Target: HTTP / direct ≥ 0.5.\n\n"
-            + "\n".join(header + rows),
+            "same batches again (every bucket `unchanged`; the median of 3 runs on each path). "
+            "The load average (1 min) is the machine's, shared with other jobs. "
+            "Target: HTTP / direct ≥ 0.5.\n\n" + "\n".join(header + rows) + "\n\n" + READING,
         )
     os.environ.pop("_", None)
 

@@ -632,7 +632,8 @@ def audit(kind: str, url: str, options: Options, workdir: Path) -> Tally:
         "USAGELEDGER_LOG_FILE": str(workdir / f"m1-{kind}.log"),
         "USAGELEDGER_RATE_PER_MINUTE": "1000000",
         "USAGELEDGER_RATE_BURST": "100000",
-        # A claim whose request died with the server blocks its key this long (default 120 s).
+        # Only an `in_flight` receipt written by an older version blocks a key this long
+        # (default 120 s); current servers write none.
         "USAGELEDGER_IDEMPOTENCY_IN_FLIGHT_SECONDS": "5",
     }
     workers = options.sqlite_workers if kind == "sqlite" else options.postgres_workers

@@ -121,13 +121,16 @@ def db(engine: Engine) -> Database:
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Settings:
-    """Settings for a test server on ``db_url`` with a generous rate limit."""
+    """Settings for a test server on ``db_url`` with generous rate limits (tests that probe
+    bad tokens by the hundred, such as schemathesis, must not meet the per-address budget)."""
     return Settings(
         home=tmp_path / "home",
         database_url=db_url.replace("postgresql+psycopg://", "postgresql://"),
         log_file=str(tmp_path / "m1.log"),
         rate_per_minute=60_000,
         rate_burst=10_000,
+        auth_failures_per_minute=60_000,
+        auth_failure_burst=10_000,
     )
 
 

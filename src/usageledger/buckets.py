@@ -70,6 +70,41 @@ class Counts:
 ZERO = Counts()
 
 
+@dataclass(frozen=True, slots=True)
+class BucketWrite:
+    """A bucket value to apply for one device (the wire's buckets, a backfill's, a replay's)."""
+
+    source: str
+    model: str
+    bucket_start: int
+    revision: int
+    counts: dict[str, int]
+
+
+_new = object.__new__
+_set_source, _set_model, _set_start, _set_revision, _set_counts = (
+    BucketWrite.__dict__[name].__set__
+    for name in ("source", "model", "bucket_start", "revision", "counts")
+)
+
+
+def new_write(
+    source: str, model: str, bucket_start: int, revision: int, counts: dict[str, int]
+) -> BucketWrite:
+    """``BucketWrite(...)`` at half the cost, for the ingest hot path (500 per request).
+
+    A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` for each field; this
+    fills the same slots directly. The result is an ordinary, equal, frozen ``BucketWrite``.
+    """
+    write: BucketWrite = _new(BucketWrite)
+    _set_source(write, source)
+    _set_model(write, model)
+    _set_start(write, bucket_start)
+    _set_revision(write, revision)
+    _set_counts(write, counts)
+    return write
+
+
 def sum_counts(items: Iterable[Counts]) -> Counts:
     """Add up counts."""
     total = ZERO

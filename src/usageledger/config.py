@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     #: Per-token budget: a burst of ``rate_burst`` requests, refilled at ``rate_per_minute``.
     rate_per_minute: float = Field(default=120.0, gt=0)
     rate_burst: int = Field(default=60, ge=1)
+    #: Per-client-address budget of failed token look-ups (unknown or revoked tokens).
+    auth_failures_per_minute: float = Field(default=30.0, gt=0)
+    auth_failure_burst: int = Field(default=30, ge=1)
 
     @field_validator("default_time_zone")
     @classmethod

@@ -4,7 +4,8 @@ Every line carries the eight fields of the seed's protocol — ``request_id``, `
 ``stage``, ``status``, ``latency_ms``, ``error_code``, ``upstream_status``,
 ``upstream_latency_ms`` — plus ``ts``. The upstream is the database: its status and time
 come from the instrumented engine (:mod:`usageledger.store.engine`), never from a guess. A
-request that made no database call has a null ``upstream_status``. No token, body or
+request that made no database call has a null ``upstream_status``. ``db_wait_ms`` is the time
+spent queued in the process for SQLite's single write lock (not database time). No token, body or
 idempotency key is ever logged: callers pass only the fields below.
 """
 
@@ -97,6 +98,8 @@ class M1Logger:
             error_code=error_code,
             upstream_status=db.worst_status,
             upstream_latency_ms=round(db.elapsed_ms, 3) if db.worst_status is not None else None,
+            # Queued in this process for SQLite's single write lock: the application's time.
+            db_wait_ms=round(db.wait_ms, 3),
             **extra,
         )
 

@@ -439,3 +439,111 @@ def test_the_plaintext_secret_is_stored_nowhere(
             for row in conn.execute(select(table)):
                 assert alice.device_token not in repr(tuple(row))
                 assert alice.read_token not in repr(tuple(row))
+
+
+def test_an_upload_with_an_idempotency_key_is_one_write_transaction(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """The key's lookup, the batch, the receipt and the token check commit together: one
+    COMMIT per push (one fsync on SQLite), and no separate read for the token."""
+    from sqlalchemy import event
+
+    post(client, alice, batch(bucket()))  # the token is now known to this process
+    commits: list[int] = []
+    begins: list[int] = []
+
+    def on_commit(_conn: Any) -> None:
+        commits.append(1)
+
+    def on_begin(_conn: Any) -> None:
+        begins.append(1)
+
+    event.listen(engine, "commit", on_commit)
+    event.listen(engine, "begin", on_begin)
+    try:
+        response = post(client, alice, batch(bucket(slot=1)), **{"Idempotency-Key": "one-tx"})
+    finally:
+        event.remove(engine, "commit", on_commit)
+        event.remove(engine, "begin", on_begin)
+    assert response.status_code == 200
+    assert len(begins) == 1
+    assert len(commits) == 1
+
+
+def test_a_duplicate_of_a_running_request_gets_409_at_once(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """While this process is applying a key, the same key again is refused with 409 and
+    Retry-After, without waiting for the first; afterwards it replays."""
+    from usageledger.ledger.receipts import _sha256
+
+    body = batch(bucket())
+    claims = client.app.state.ctx.claims  # type: ignore[attr-defined]
+    with claims.hold(alice.user_id, _sha256(b"busy")):
+        started = datetime.now(UTC)
+        refused = post(client, alice, body, **{"Idempotency-Key": "busy"})
+        assert (datetime.now(UTC) - started).total_seconds() < 5
+    assert_error(refused, 409, "IDEMPOTENCY_KEY_IN_FLIGHT")
+    assert refused.headers["retry-after"] == "1"
+    assert written_rows(engine)[0] == 0
+    first = post(client, alice, body, **{"Idempotency-Key": "busy"})
+    again = post(client, alice, body, **{"Idempotency-Key": "busy"})
+    assert first.status_code == again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+def test_a_failed_upload_leaves_no_claim_on_its_key(
+    client: TestClient, alice: Persona, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push that fails inside its transaction rolls everything back, the key included: the
+    client's retry with the same key is applied at once (no 409, no expiry to wait for)."""
+    from usageledger.ledger import receipts
+    from usageledger.store.tables import ingest_receipts
+
+    real = receipts.apply_batch
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(receipts, "apply_batch", broken)
+    failed = post(client, alice, batch(bucket()), **{"Idempotency-Key": "retry-me"})
+    assert failed.status_code == 500
+    with engine.connect() as conn:
+        assert conn.execute(select(ingest_receipts.c.request_id)).first() is None
+    monkeypatch.setattr(receipts, "apply_batch", real)
+    retried = post(client, alice, batch(bucket()), **{"Idempotency-Key": "retry-me"})
+    assert retried.status_code == 200
+    assert retried.json()["inserted"] == 1
+
+
+def test_a_token_revoked_while_remembered_writes_nothing(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """Ingest may take a token from memory, but its transaction checks it again: a token
+    revoked since its last upload gets 401 and nothing of the batch (or its key) is stored."""
+    from usageledger.ledger.accounts import hash_secret, revoke_token
+
+    assert post(client, alice, batch(bucket())).status_code == 200
+    before = written_rows(engine)
+    with engine.begin() as conn:
+        token_id = conn.execute(
+            select(api_tokens.c.token_id).where(
+                api_tokens.c.token_hash == hash_secret(alice.device_token)
+            )
+        ).scalar_one()
+        revoke_token(conn, token_id, now_ms=2)
+    refused = post(client, alice, batch(bucket(slot=2)), **{"Idempotency-Key": "late"})
+    assert_error(refused, 401, "UNAUTHENTICATED")
+    assert written_rows(engine) == before
+    assert_error(post(client, alice, batch(bucket(slot=2))), 401, "UNAUTHENTICATED")
+
+
+def test_an_upload_reports_its_wait_for_the_write_lock_apart(
+    client: TestClient, alice: Persona, m1_path: Any
+) -> None:
+    """The M1 line of an upload carries db_wait_ms (queued for SQLite's write lock in this
+    process; 0 on PostgreSQL), apart from the database time."""
+    post(client, alice, batch(bucket()))
+    (line,) = m1_lines(m1_path)
+    assert isinstance(line["db_wait_ms"], float | int)
+    assert 0 <= line["db_wait_ms"] <= line["latency_ms"]

@@ -177,3 +177,92 @@ def test_the_limiter_refuses_with_a_whole_number_of_seconds() -> None:
     assert wait == 9  # 60 / 7 = 8.57 s, rounded up
     clock.advance(wait)
     limiter.check(5)
+
+
+#: Five failed look-ups at once from one address, then one a minute.
+FAILURE_BURST = 5
+
+
+@pytest.fixture
+def guarded(settings: Settings, engine: Engine) -> Iterator[TestClient]:
+    """A client of the app with a budget of 5 failed token look-ups per client address."""
+    strict = settings.model_copy(
+        update={"auth_failures_per_minute": 1, "auth_failure_burst": FAILURE_BURST}
+    )
+    logger = M1Logger(strict.log_file)
+    app = create_app(strict, engine=engine, m1=logger)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+    logger.close()
+
+
+def test_an_unknown_token_flood_from_one_address_gets_429_before_the_database(
+    guarded: TestClient, m1_path: Path
+) -> None:
+    """Past the failure burst, a guessed token gets 429 with Retry-After, and the refusal
+    never reaches the database (its M1 line has no upstream status)."""
+    statuses = [push(guarded, f"ul_dev_guess{i}").status_code for i in range(FAILURE_BURST + 5)]
+    assert statuses == [401] * FAILURE_BURST + [429] * 5
+    refused = push(guarded, "ul_dev_another_guess")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "RATE_LIMITED"
+    assert int(refused.headers["retry-after"]) >= 1
+    lines = m1_lines(m1_path)
+    assert [line["upstream_status"] for line in lines if line["status"] == 401] == [200] * 5
+    assert {line["upstream_status"] for line in lines if line["status"] == 429} == {None}
+
+
+def test_a_working_token_still_gets_in_from_a_flooding_address(
+    guarded: TestClient, alice: Persona
+) -> None:
+    """Failed look-ups spend only the failure budget: a token seen working still uploads and
+    reads, and a good token never spends the budget."""
+    assert push(guarded, alice.device_token).status_code == 200
+    for i in range(FAILURE_BURST + 3):
+        push(guarded, f"ul_dev_guess{i}")
+    assert push(guarded, "ul_dev_guess").status_code == 429
+    assert push(guarded, alice.device_token, slot=1).status_code == 200
+    assert guarded.get("/v1/me", headers=alice.headers()).status_code == 200
+
+
+def test_good_tokens_never_spend_the_failure_budget(guarded: TestClient, alice: Persona) -> None:
+    """Twenty good requests, then the whole failure budget is still there."""
+    for slot in range(20):
+        assert push(guarded, alice.device_token, slot=slot % 8).status_code == 200
+    statuses = [push(guarded, f"ul_dev_guess{i}").status_code for i in range(FAILURE_BURST)]
+    assert statuses == [401] * FAILURE_BURST
+
+
+def test_a_revoked_token_spends_the_failure_budget_too(
+    guarded: TestClient, alice: Persona, db: Database
+) -> None:
+    """A revoked token is a failed look-up like an unknown one."""
+    from usageledger.ledger.accounts import hash_secret
+    from usageledger.store.tables import api_tokens
+
+    assert push(guarded, alice.device_token).status_code == 200
+
+    def revoke(conn: Any) -> None:
+        token_id = conn.execute(
+            api_tokens.select().where(api_tokens.c.token_hash == hash_secret(alice.device_token))
+        ).first()[0]
+        accounts.revoke_token(conn, token_id, now_ms=2)
+
+    db.write(revoke)
+    statuses = [push(guarded, alice.device_token, slot=1).status_code for _ in range(8)]
+    assert statuses[:FAILURE_BURST] == [401] * FAILURE_BURST
+    assert set(statuses[FAILURE_BURST:]) == {429}
+
+
+def test_the_failure_budget_refills() -> None:
+    """A spent address budget comes back at the configured rate; spending never raises."""
+    clock = Clock()
+    failures = RateLimiter(per_minute=6, burst=2, clock=clock)
+    failures.spend("10.0.0.1")
+    failures.spend("10.0.0.1")
+    failures.spend("10.0.0.1")  # past the budget: still no error, nothing below zero
+    with pytest.raises(RateLimited):
+        failures.ensure("10.0.0.1")
+    failures.ensure("10.0.0.2")  # another address is untouched
+    clock.advance(10)
+    failures.ensure("10.0.0.1")

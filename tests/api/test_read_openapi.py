@@ -118,3 +118,12 @@ def test_every_declared_query_parameter_is_accepted(
                     path,
                     name,
                 )
+
+
+def test_healthz_documents_its_database_errors(openapi: dict[str, Any]) -> None:
+    """/healthz declares 503 and 504 with the one error shape, as it can answer both."""
+    responses = openapi["paths"]["/healthz"]["get"]["responses"]
+    for status in ("503", "504"):
+        assert responses[status]["description"]
+        schema = responses[status]["content"]["application/json"]["schema"]
+        assert schema["$ref"].endswith("/ErrorResponse")

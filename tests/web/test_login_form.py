@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from usageledger.api.app import create_app
+from usageledger.config import Settings
+from usageledger.m1 import M1Logger
 
 
 @pytest.mark.parametrize(
@@ -28,3 +33,21 @@ def test_a_bad_sign_in_form_gets_a_page_with_a_message(
     assert response.status_code == status
     assert text in response.text
     assert "set-cookie" not in response.headers
+
+
+def test_guessing_read_tokens_on_the_form_gets_429(settings: Settings, engine: Engine) -> None:
+    """The form shares the per-address budget of failed look-ups: guess after guess is
+    refused with 429 and Retry-After once it is spent."""
+    strict = settings.model_copy(update={"auth_failures_per_minute": 1, "auth_failure_burst": 3})
+    app = create_app(strict, engine=engine, m1=M1Logger("off"))
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        statuses = [
+            client.post("/login", content=f"token=ul_read_guess{i}", headers=form).status_code
+            for i in range(5)
+        ]
+        refused = client.post("/login", content="token=ul_read_guess", headers=form)
+    assert statuses == [401, 401, 401, 429, 429]
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "Too many unknown tokens" in refused.text

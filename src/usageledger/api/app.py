@@ -14,12 +14,15 @@ from usageledger import __version__
 from usageledger.api import errors
 from usageledger.api.auth import app_context
 from usageledger.api.context import AppContext, name_function
+from usageledger.api.errors import documented
 from usageledger.api.ingest import REQUEST_SCHEMA
 from usageledger.api.ingest import router as ingest_router
 from usageledger.api.middleware import M1Middleware
 from usageledger.api.ratelimit import RateLimiter
 from usageledger.api.read import router as read_router
+from usageledger.api.tokens import KnownTokens
 from usageledger.config import Settings
+from usageledger.ledger.receipts import KeyClaims
 from usageledger.m1 import M1Logger
 from usageledger.source_registry import SourceRegistry
 from usageledger.store.engine import Database, make_engine
@@ -29,9 +32,18 @@ from usageledger.web.routes import static_files
 health = APIRouter()
 
 
-@health.get("/healthz", summary="Liveness and database reachability")
+@health.get(
+    "/healthz",
+    summary="Liveness and database reachability",
+    responses=documented(
+        {
+            503: "The database is unavailable (DATABASE_UNAVAILABLE); see Retry-After.",
+            504: "The database did not answer in time (DATABASE_TIMEOUT); see Retry-After.",
+        }
+    ),
+)
 def healthz(request: Request) -> dict[str, str]:
-    """``{"status": "ok"}`` when the database answers (503 otherwise)."""
+    """``{"status": "ok"}`` when the database answers (503 when it is down, 504 when slow)."""
     name_function("healthz")
     app_context(request).db.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
     return {"status": "ok"}
@@ -50,10 +62,21 @@ def create_app(
     logger = m1 or M1Logger(settings.log_file)
     ctx = AppContext(
         settings=settings,
-        db=Database(engine, retries=settings.db_retries),
+        db=Database(
+            engine,
+            retries=settings.db_retries,
+            write_wait_s=settings.statement_timeout_ms / 1000,
+        ),
         registry=SourceRegistry(settings.extra_source_names),
         m1=logger,
         limiter=RateLimiter(settings.rate_per_minute, settings.rate_burst),
+        auth_failures=RateLimiter(
+            settings.auth_failures_per_minute,
+            settings.auth_failure_burst,
+            message="too many unknown or revoked tokens from this address",
+        ),
+        claims=KeyClaims(),
+        known_tokens=KnownTokens(),
     )
 
     @asynccontextmanager

@@ -1,13 +1,21 @@
-"""Bearer-token authentication: identity comes only from the token."""
+"""Bearer-token authentication: identity comes only from the token.
+
+Read routes look every token up in the database, so a revoked token fails at once. Ingest
+accepts a token this process has recently seen live (:class:`KnownTokens`) without that extra
+read: its write transaction checks the token again under the user's lock, before it writes
+anything (``ledger.receipts.ingest_request``), so revocation is still immediate there too.
+Failed look-ups are budgeted per client address (``api/ratelimit.py``).
+"""
 
 from __future__ import annotations
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from usageledger.api.context import AppContext
 from usageledger.errors import Forbidden, Unauthenticated
-from usageledger.ledger.accounts import Principal, authenticate
+from usageledger.ledger.accounts import Principal, authenticate_digest, hash_secret
 
 bearer = HTTPBearer(auto_error=False, description="A device token (ul_dev_…) or read token.")
 MAX_SECRET = 256
@@ -22,10 +30,35 @@ def app_context(request: Request) -> AppContext:
     return ctx
 
 
-def principal(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
-) -> Principal:
-    """The caller of a token-protected route; 401 for a missing, unknown or revoked token."""
+def client_address(request: Request) -> str:
+    """The client's address (uvicorn sets it from X-Forwarded-For behind a trusted proxy)."""
+    return request.client.host if request.client is not None else "-"
+
+
+def lookup(request: Request, secret: str, *, live: bool = True) -> Principal | None:
+    """The principal of ``secret``, or None for an unknown or revoked token.
+
+    ``live=False`` accepts a token seen live recently without a database read (the caller must
+    check it again in its transaction). A look-up that finds nothing spends the client
+    address's failure budget; once that is spent, a token not seen live gets 429 at once.
+    """
+    ctx = app_context(request)
+    digest = hash_secret(secret)
+    known = ctx.known_tokens.get(digest)
+    if known is not None and not live:
+        return known
+    if known is None:
+        ctx.auth_failures.ensure(client_address(request))
+    found = ctx.db.read(lambda conn: authenticate_digest(conn, digest))
+    if found is None:
+        ctx.known_tokens.forget(digest)
+        ctx.auth_failures.spend(client_address(request))
+        return None
+    ctx.known_tokens.put(digest, found)
+    return found
+
+
+def _secret(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is not None and credentials.scheme.lower() == "bearer":
         secret = credentials.credentials.strip()
     elif request.method == "GET" and request.cookies.get(COOKIE):
@@ -37,19 +70,36 @@ def principal(
         )
     if not secret or len(secret) > MAX_SECRET:
         raise Unauthenticated("unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
-    ctx = app_context(request)
-    found = ctx.db.read(lambda conn: authenticate(conn, secret))
+    return secret
+
+
+def _admit(request: Request, found: Principal | None) -> Principal:
     if found is None:
         raise Unauthenticated("unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
-    ctx.limiter.check(found.token_id)
+    app_context(request).limiter.check(found.token_id)
     return found
 
 
-def device_principal(
+def principal(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
 ) -> Principal:
-    """A device token's caller; 403 for a read token."""
-    found = principal(request, credentials)
+    """The caller of a token-protected route; 401 for a missing, unknown or revoked token."""
+    return _admit(request, lookup(request, _secret(request, credentials)))
+
+
+async def device_principal(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
+) -> Principal:
+    """A device token's caller; 403 for a read token.
+
+    A token seen live recently is taken without a database read (and without a hop to a worker
+    thread): the ingest transaction checks it again before writing.
+    """
+    secret = _secret(request, credentials)
+    found = app_context(request).known_tokens.get(hash_secret(secret))
+    if found is None:
+        found = await run_in_threadpool(lookup, request, secret, live=False)
+    found = _admit(request, found)
     if found.kind != "device":
         raise Forbidden("a read token cannot upload; use a device token")
     return found

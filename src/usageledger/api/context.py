@@ -6,7 +6,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from usageledger.api.ratelimit import RateLimiter
+from usageledger.api.tokens import KnownTokens
 from usageledger.config import Settings
+from usageledger.ledger.receipts import KeyClaims
 from usageledger.m1 import M1Logger
 from usageledger.source_registry import SourceRegistry
 from usageledger.store.engine import Database
@@ -21,6 +23,12 @@ class AppContext:
     registry: SourceRegistry
     m1: M1Logger
     limiter: RateLimiter
+    #: Failed token look-ups per client address (see ``api/ratelimit.py``).
+    auth_failures: RateLimiter
+    #: Idempotency-Keys being applied by this process right now.
+    claims: KeyClaims
+    #: Tokens seen live recently (ingest re-checks them in its transaction).
+    known_tokens: KnownTokens
 
 
 @dataclass(slots=True)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from usageledger.api.auth import app_context, device_principal
+from usageledger.api.auth import app_context, client_address, device_principal
 from usageledger.api.context import name_function, request_context
 from usageledger.api.errors import documented
-from usageledger.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from usageledger.errors import BadRequest, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 from usageledger.ledger.accounts import Principal
 from usageledger.ledger.receipts import ingest_request
 from usageledger.wire import IngestResponse, IngestV1, IngestV2
@@ -26,7 +27,8 @@ ERROR_RESPONSES = documented(
         413: "Over 1 MiB or 500 buckets (PAYLOAD_TOO_LARGE).",
         415: "Content-Type is not application/json (UNSUPPORTED_MEDIA_TYPE).",
         422: "A rule is broken; `details` names each bucket index and field.",
-        429: "Too many requests for this token (RATE_LIMITED); see Retry-After.",
+        429: "Too many requests for this token, or too many unknown tokens from this "
+        "address (RATE_LIMITED); see Retry-After.",
         503: "The database is unavailable; retry after Retry-After.",
         504: "The database timed out; retry after Retry-After.",
     }
@@ -79,7 +81,7 @@ async def ingest(
         alias="Idempotency-Key",
         description="Same key and body within 24 h returns the stored response.",
     ),
-) -> JSONResponse:
+) -> Response:
     """Validate a batch all-or-nothing and apply it; see DESIGN §4 for every rule."""
     name_function("ingest")
     ctx = app_context(request)
@@ -87,15 +89,23 @@ async def ingest(
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType("send the batch as Content-Type: application/json")
     raw = await read_limited(request, ctx.settings.max_body_bytes)
-    reply = await run_in_threadpool(
-        ingest_request,
-        ctx.db,
-        principal,
-        raw,
-        request_id=request_context().request_id,
-        idempotency_key=idempotency_key,
-        settings=ctx.settings,
-        registry=ctx.registry,
-    )
+    try:
+        reply = await run_in_threadpool(
+            ingest_request,
+            ctx.db,
+            principal,
+            raw,
+            request_id=request_context().request_id,
+            idempotency_key=idempotency_key,
+            settings=ctx.settings,
+            registry=ctx.registry,
+            claims=ctx.claims,
+        )
+    except Unauthenticated:
+        # The transaction found the token revoked: stop taking it from memory, and count it
+        # as a failed look-up like any other.
+        ctx.known_tokens.forget(token_id=principal.token_id)
+        ctx.auth_failures.spend(client_address(request))
+        raise
     headers = {"Idempotent-Replayed": "true"} if reply.replayed else None
-    return JSONResponse(reply.body, headers=headers)
+    return Response(orjson.dumps(reply.body), media_type="application/json", headers=headers)

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from usageledger.config import check_time_zone
 from usageledger.errors import NotFound, ValidationFailed
@@ -178,6 +178,11 @@ def revoke_token(conn: Connection, token_id: int, *, now_ms: int) -> None:
 
 def authenticate(conn: Connection, secret: str) -> Principal | None:
     """The principal of a live token, or None for an unknown or revoked one."""
+    return authenticate_digest(conn, hash_secret(secret))
+
+
+def authenticate_digest(conn: Connection, digest: str) -> Principal | None:
+    """:func:`authenticate` by the stored form of the secret (:func:`hash_secret`)."""
     row = conn.execute(
         select(
             api_tokens.c.token_id,
@@ -187,7 +192,7 @@ def authenticate(conn: Connection, secret: str) -> Principal | None:
             users.c.time_zone,
         )
         .join(users, users.c.user_id == api_tokens.c.user_id)
-        .where(api_tokens.c.token_hash == hash_secret(secret), api_tokens.c.revoked_at_ms.is_(None))
+        .where(api_tokens.c.token_hash == digest, api_tokens.c.revoked_at_ms.is_(None))
     ).first()
     if row is None:
         return None
@@ -198,3 +203,21 @@ def authenticate(conn: Connection, secret: str) -> Principal | None:
         kind=str(row.kind),
         time_zone=str(row.time_zone),
     )
+
+
+def live_time_zone(conn: Connection, token_id: int) -> str | None:
+    """The time zone of a live token's user, or None when the token is revoked or gone.
+
+    Ingest calls it inside its write transaction: the token is checked again under the user's
+    lock, and the time zone read there cannot race a change of it.
+    """
+    name = conn.execute(_LIVE_TIME_ZONE, {"token_id": token_id}).scalar()
+    return None if name is None else str(name)
+
+
+# Built once: it runs on every upload, and building a statement costs more than running it.
+_LIVE_TIME_ZONE = (
+    select(users.c.time_zone)
+    .join(api_tokens, api_tokens.c.user_id == users.c.user_id)
+    .where(api_tokens.c.token_id == bindparam("token_id"), api_tokens.c.revoked_at_ms.is_(None))
+)

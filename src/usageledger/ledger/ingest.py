@@ -14,28 +14,19 @@ from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
-from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS, local_day
+from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS, BucketWrite, local_day
 from usageledger.ledger.rollups import rebuild_days
 from usageledger.store.dialect import upsert
 from usageledger.store.tables import bucket_revisions, devices, usage_buckets
+
+__all__ = ["BucketWrite", "IngestOutcome", "apply_batch", "latest_per_key", "touch_device"]
 
 #: Columns an upsert of ``usage_buckets`` overwrites (everything but the key).
 BUCKET_VALUE_COLUMNS: tuple[str, ...] = ("revision", *COUNT_COLUMNS, "updated_at_ms")
 #: The conflict target of that upsert: the bucket key, declared once in ``buckets.py``.
 CONFLICT_TARGET: tuple[str, ...] = BUCKET_KEY
-
-
-@dataclass(frozen=True, slots=True)
-class BucketWrite:
-    """A bucket value to apply for one device (the wire's buckets, a backfill's, a replay's)."""
-
-    source: str
-    model: str
-    bucket_start: int
-    revision: int
-    counts: dict[str, int]
 
 
 @dataclass(slots=True)
@@ -92,17 +83,12 @@ def apply_batch(
     current: dict[tuple[str, str, int], tuple[int, tuple[int, ...]]] = {}
     for chunk_start in range(0, len(starts), 400):
         rows = conn.execute(
-            select(
-                usage_buckets.c.source,
-                usage_buckets.c.model,
-                usage_buckets.c.bucket_start,
-                usage_buckets.c.revision,
-                *(usage_buckets.c[c] for c in COUNT_COLUMNS),
-            ).where(
-                usage_buckets.c.user_id == user_id,
-                usage_buckets.c.device_id == device_id,
-                usage_buckets.c.bucket_start.in_(starts[chunk_start : chunk_start + 400]),
-            )
+            _CURRENT,
+            {
+                "user_id": user_id,
+                "device_id": device_id,
+                "starts": starts[chunk_start : chunk_start + 400],
+            },
         )
         for found in rows:
             stored_values = tuple(int(v) for v in found[4:])
@@ -152,8 +138,24 @@ def apply_batch(
 
 def touch_device(conn: Connection, user_id: int, device_id: int, now_ms: int) -> None:
     """Record that a device uploaded now."""
-    conn.execute(
-        update(devices)
-        .where(devices.c.user_id == user_id, devices.c.device_id == device_id)
-        .values(last_upload_at_ms=now_ms)
-    )
+    conn.execute(_TOUCH, {"uid": user_id, "did": device_id, "now_ms": now_ms})
+
+
+# Statements of the hot path, built once (building one costs more than running it).
+_CURRENT = select(
+    usage_buckets.c.source,
+    usage_buckets.c.model,
+    usage_buckets.c.bucket_start,
+    usage_buckets.c.revision,
+    *(usage_buckets.c[c] for c in COUNT_COLUMNS),
+).where(
+    usage_buckets.c.user_id == bindparam("user_id"),
+    usage_buckets.c.device_id == bindparam("device_id"),
+    usage_buckets.c.bucket_start.in_(bindparam("starts", expanding=True)),
+)
+_TOUCH = (
+    update(devices)
+    # (An UPDATE reserves bind names equal to column names for its SET clause.)
+    .where(devices.c.user_id == bindparam("uid"), devices.c.device_id == bindparam("did"))
+    .values(last_upload_at_ms=bindparam("now_ms"))
+)

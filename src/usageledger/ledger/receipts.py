@@ -1,29 +1,39 @@
 """Ingest requests end to end: validation, Idempotency-Key handling, receipts (DESIGN §4).
 
 Every accepted request leaves one ``ingest_receipts`` row (audit, and the stored response
-for an Idempotency-Key replay). With a key, a short first transaction claims it (state
-``in_flight``), so a concurrent duplicate sees 409 instead of waiting; the batch and the
-receipt's completion commit together. Neither the key nor the body is stored: only their
-SHA-256.
+for an Idempotency-Key replay). One write transaction, under the user's lock, checks the token
+again, looks the key up, applies the batch and writes the receipt, so a push costs one commit
+(one fsync on SQLite) and a failure leaves nothing behind, not even a claim. A duplicate of a
+request that is still running in this process gets 409 at once (:class:`KeyClaims`); one that
+reaches another server process waits for the user's lock and then gets the stored response.
+Neither the key nor the body is stored: only their SHA-256.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from usageledger.config import Settings
-from usageledger.errors import ErrorCode, Forbidden, IdempotencyConflict, ValidationFailed
-from usageledger.ledger.accounts import Principal
-from usageledger.ledger.ingest import BucketWrite, apply_batch, touch_device
+from usageledger.errors import (
+    ErrorCode,
+    Forbidden,
+    IdempotencyConflict,
+    Unauthenticated,
+    ValidationFailed,
+)
+from usageledger.ledger.accounts import Principal, live_time_zone
+from usageledger.ledger.ingest import apply_batch, touch_device
 from usageledger.source_registry import SourceRegistry
 from usageledger.store.dialect import insert_for
 from usageledger.store.engine import Database
@@ -55,6 +65,42 @@ def check_idempotency_key(key: str | None) -> None:
         )
 
 
+class KeyClaims:
+    """The Idempotency-Keys of the requests this process is applying right now.
+
+    A duplicate arriving while the first is still running gets 409 at once instead of queueing
+    behind it for the user's lock.
+    """
+
+    def __init__(self) -> None:
+        self._held: set[tuple[int, str]] = set()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, user_id: int, key_hash: str | None) -> Iterator[None]:
+        """Hold ``key_hash`` for the block; 409 if this process already holds it."""
+        if key_hash is None:
+            yield
+            return
+        claim = (user_id, key_hash)
+        with self._lock:
+            if claim in self._held:
+                raise _in_flight()
+            self._held.add(claim)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.discard(claim)
+
+
+def _in_flight() -> IdempotencyConflict:
+    return IdempotencyConflict(
+        "a request with this Idempotency-Key is still in flight; retry shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
 def ingest_request(
     db: Database,
     principal: Principal,
@@ -65,138 +111,106 @@ def ingest_request(
     settings: Settings,
     registry: SourceRegistry,
     now: datetime | None = None,
+    claims: KeyClaims | None = None,
 ) -> IngestReply:
-    """Validate and apply one ingest body for a device token; return the response body."""
+    """Validate and apply one ingest body for a device token; return the response body.
+
+    The token is checked again inside the write transaction (a revoked one gets 401 and nothing
+    is written), so the caller may take ``principal`` from a cache.
+    """
     if principal.kind != "device" or principal.device_id is None:
         raise Forbidden("a read token cannot upload; use a device token")
     check_idempotency_key(idempotency_key)
     now = now or datetime.now(UTC)
-    buckets = parse_ingest(raw, settings=settings, registry=registry, now=now)
     now_ms = int(now.timestamp() * 1000)
-    writes = [
-        BucketWrite(
-            source=b.source,
-            model=b.model,
-            bucket_start=b.bucket_start,
-            revision=b.revision if b.revision is not None else now_ms,
-            counts=b.counts,
-        )
-        for b in buckets
-    ]
+    writes = parse_ingest(raw, settings=settings, registry=registry, now=now)
     body_hash = _sha256(raw)
     key_hash = _sha256(idempotency_key.encode("utf-8")) if idempotency_key else None
     user_id, device_id = principal.user_id, principal.device_id
-    tz = ZoneInfo(principal.time_zone)
 
-    if key_hash is not None:
-        stored = db.write(
-            lambda conn: _claim_key(
-                conn, user_id, device_id, key_hash, body_hash, request_id, settings, now_ms
-            ),
-            user_id=user_id,
-        )
-        if stored is not None:
-            return IngestReply(body=stored, replayed=True)
-
-    def apply(conn: Connection) -> dict[str, Any]:
-        # The user's time zone is read under the lock, so a concurrent change cannot race.
+    def apply(conn: Connection) -> IngestReply:
+        # Under the user's lock: the token is still live, and its user's time zone is current.
+        zone = live_time_zone(conn, principal.token_id)
+        if zone is None:
+            raise Unauthenticated(
+                "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if key_hash is not None:
+            stored = _look_up_key(conn, user_id, key_hash, body_hash, request_id, settings, now_ms)
+            if stored is not None:
+                return stored
         outcome = apply_batch(
             conn,
             user_id=user_id,
             device_id=device_id,
-            tz=_current_zone(conn, user_id, tz),
+            tz=ZoneInfo(zone),
             writes=writes,
             origin=request_id,
             now_ms=now_ms,
         )
         touch_device(conn, user_id, device_id, now_ms)
         body = {"request_id": request_id, **outcome.as_dict()}
-        _finish_receipt(
+        _write_receipt(
             conn, user_id, device_id, key_hash, body_hash, request_id, body, len(writes), now_ms
         )
-        return body
+        return IngestReply(body=body)
 
-    try:
-        body = db.write(apply, user_id=user_id)
-    except Exception:
-        if key_hash is not None:
-            _release_key(db, user_id, request_id)
-        raise
-    return IngestReply(body=body)
+    with claims.hold(user_id, key_hash) if claims is not None else _no_claim():
+        return db.write(apply, user_id=user_id)
 
 
-def _current_zone(conn: Connection, user_id: int, fallback: ZoneInfo) -> ZoneInfo:
-    from usageledger.store.tables import users
-
-    name = conn.execute(select(users.c.time_zone).where(users.c.user_id == user_id)).scalar()
-    return ZoneInfo(name) if name else fallback
+@contextmanager
+def _no_claim() -> Iterator[None]:
+    yield
 
 
-def _claim_key(
+def _look_up_key(
     conn: Connection,
     user_id: int,
-    device_id: int,
     key_hash: str,
     body_hash: str,
     request_id: str,
     settings: Settings,
     now_ms: int,
-) -> dict[str, Any] | None:
-    row = (
-        conn.execute(
-            select(ingest_receipts).where(
-                ingest_receipts.c.user_id == user_id,
-                ingest_receipts.c.idempotency_key_hash == key_hash,
-            )
-        )
-        .mappings()
-        .first()
+) -> IngestReply | None:
+    """The stored reply for a used key, an error, or None when the key is free (again)."""
+    row = conn.execute(_KEY_RECEIPT, {"user_id": user_id, "key_hash": key_hash}).mappings().first()
+    if row is None:
+        return None
+    if row["request_id"] == request_id and row["state"] == "done":
+        # Our own receipt: Database.write ran us again after a COMMIT whose answer was lost.
+        return IngestReply(body=orjson.loads(row["response"]))
+    age_ms = now_ms - int(row["created_at_ms"])
+    expired = (
+        age_ms > settings.idempotency_ttl_seconds * 1000
+        if row["state"] == "done"
+        else age_ms > settings.idempotency_in_flight_seconds * 1000
     )
-    if row is not None:
-        age_ms = now_ms - int(row["created_at_ms"])
-        expired = (
-            age_ms > settings.idempotency_ttl_seconds * 1000
-            if row["state"] == "done"
-            else age_ms > settings.idempotency_in_flight_seconds * 1000
-        )
-        if not expired:
-            if row["body_sha256"] != body_hash:
-                raise ValidationFailed(
-                    "this Idempotency-Key was already used with a different body; "
-                    "use a new key for a new batch",
-                    code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
-                )
-            if row["state"] == "in_flight":
-                raise IdempotencyConflict(
-                    "a request with this Idempotency-Key is still in flight; retry shortly",
-                    headers={"Retry-After": "1"},
-                )
-            stored: dict[str, Any] = orjson.loads(row["response"])
-            return stored
-        # Expired: the old receipt stays for audit, the key is free again.
-        conn.execute(
-            update(ingest_receipts)
-            .where(
-                ingest_receipts.c.user_id == user_id,
-                ingest_receipts.c.request_id == row["request_id"],
+    if not expired:
+        if row["body_sha256"] != body_hash:
+            raise ValidationFailed(
+                "this Idempotency-Key was already used with a different body; "
+                "use a new key for a new batch",
+                code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
             )
-            .values(idempotency_key_hash=None)
-        )
+        if row["state"] == "in_flight":
+            # A claim left by the earlier two-transaction protocol (a server being upgraded).
+            # A crashed one expires after idempotency_in_flight_seconds.
+            raise _in_flight()
+        return IngestReply(body=orjson.loads(row["response"]), replayed=True)
+    # Expired: the old receipt stays for audit, the key is free again.
     conn.execute(
-        insert(ingest_receipts).values(
-            user_id=user_id,
-            request_id=request_id,
-            device_id=device_id,
-            idempotency_key_hash=key_hash,
-            body_sha256=body_hash,
-            state="in_flight",
-            created_at_ms=now_ms,
+        update(ingest_receipts)
+        .where(
+            ingest_receipts.c.user_id == user_id,
+            ingest_receipts.c.request_id == row["request_id"],
         )
+        .values(idempotency_key_hash=None)
     )
     return None
 
 
-def _finish_receipt(
+def _write_receipt(
     conn: Connection,
     user_id: int,
     device_id: int,
@@ -207,47 +221,41 @@ def _finish_receipt(
     bucket_count: int,
     now_ms: int,
 ) -> None:
-    values = {
+    row = {
+        "user_id": user_id,
+        "request_id": request_id,
+        "device_id": device_id,
+        "idempotency_key_hash": key_hash,
+        "body_sha256": body_hash,
+        "created_at_ms": now_ms,
         "state": "done",
         "response": orjson.dumps(body).decode(),
         "bucket_count": bucket_count,
         "completed_at_ms": int(time.time() * 1000),
     }
-    if key_hash is not None:
-        conn.execute(
-            update(ingest_receipts)
-            .where(
-                ingest_receipts.c.user_id == user_id,
-                ingest_receipts.c.request_id == request_id,
-            )
-            .values(**values)
-        )
-        return
     # An upsert: when a COMMIT's answer is lost, Database.write runs this again with the
     # same request id, and the row may already be there.
-    stmt: Any = insert_for(conn, ingest_receipts).values(
-        user_id=user_id,
-        request_id=request_id,
-        device_id=device_id,
-        idempotency_key_hash=None,
-        body_sha256=body_hash,
-        created_at_ms=now_ms,
-        **values,
-    )
-    conn.execute(stmt.on_conflict_do_update(index_elements=["user_id", "request_id"], set_=values))
+    conn.execute(_receipt_upsert(conn), row)
 
 
-def _release_key(db: Database, user_id: int, request_id: str) -> None:
-    """Free a claimed key after a failed apply, so the client's retry is not refused."""
-    # If this fails too, the stale claim expires after idempotency_in_flight_seconds.
-    with contextlib.suppress(Exception):
-        db.write(
-            lambda conn: conn.execute(
-                delete(ingest_receipts).where(
-                    ingest_receipts.c.user_id == user_id,
-                    ingest_receipts.c.request_id == request_id,
-                    ingest_receipts.c.state == "in_flight",
-                )
-            ),
-            user_id=user_id,
+#: What a rerun of the same request overwrites in its receipt.
+_RECEIPT_DONE = ("state", "response", "bucket_count", "completed_at_ms")
+_UPSERTS: dict[str, Any] = {}
+
+
+def _receipt_upsert(conn: Connection) -> Any:
+    """The receipt upsert of the connection's dialect, built once per dialect."""
+    stmt = _UPSERTS.get(conn.dialect.name)
+    if stmt is None:
+        insert: Any = insert_for(conn, ingest_receipts)
+        stmt = _UPSERTS[conn.dialect.name] = insert.on_conflict_do_update(
+            index_elements=["user_id", "request_id"],
+            set_={c: insert.excluded[c] for c in _RECEIPT_DONE},
         )
+    return stmt
+
+
+_KEY_RECEIPT = select(ingest_receipts).where(
+    ingest_receipts.c.user_id == bindparam("user_id"),
+    ingest_receipts.c.idempotency_key_hash == bindparam("key_hash"),
+)

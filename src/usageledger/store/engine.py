@@ -8,13 +8,22 @@ or job reports. Nothing here is built at import time.
 On PostgreSQL every round trip also has a client-side deadline (:class:`DeadlineConnection`):
 ``statement_timeout`` is enforced by the server, so it cannot fire when the server, or anything
 between it and us, stops answering; TCP keepalives only notice a dead peer, not a hung one.
+
+On SQLite the writers of one process queue on a first-come, first-served lock
+(:class:`WriterQueue`) before they ``BEGIN IMMEDIATE``: SQLite has one write lock, and threads
+that contend for it inside SQLite poll with sleeps of up to 100 ms (its busy handler), so a
+burst of writers wastes most of the time the lock is free. Processes still meet at SQLite's
+lock and its busy timeout. The time spent queued is reported as ``DbStats.wait_ms``, apart
+from the database time.
 """
 
 from __future__ import annotations
 
 import random
 import sqlite3
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -43,6 +52,8 @@ class DbStats:
     calls: int = 0
     elapsed_ms: float = 0.0
     worst_status: int | None = None
+    #: Time spent queued for this process's SQLite writer slot (not database time).
+    wait_ms: float = 0.0
 
     def record(self, elapsed_ms: float, status: int) -> None:
         """Add one database call's time and outcome."""
@@ -77,6 +88,12 @@ def _record(elapsed_ms: float, status: int) -> None:
         stats.record(elapsed_ms, status)
 
 
+def _record_wait(elapsed_ms: float) -> None:
+    stats = _current_stats.get()
+    if stats is not None:
+        stats.wait_ms += elapsed_ms
+
+
 def classify(exc: BaseException) -> int:
     """The upstream status of a database exception."""
     orig: BaseException = exc
@@ -84,7 +101,7 @@ def classify(exc: BaseException) -> int:
         orig = exc.orig
     if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted: no connection in time
         return 504
-    if isinstance(orig, RoundTripTimeout):
+    if isinstance(orig, RoundTripTimeout | WriterQueueTimeout):
         return 504
     if isinstance(orig, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
         return 504
@@ -102,6 +119,53 @@ def classify(exc: BaseException) -> int:
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return 503
     return 500
+
+
+class WriterQueueTimeout(Exception):
+    """The SQLite writer slot did not come free within the busy timeout (a 504)."""
+
+
+class WriterQueue:
+    """A first-come, first-served lock for the writers of one process (used on SQLite).
+
+    ``threading.Lock`` lets a newly arrived thread overtake the ones already waiting, which
+    shows up as a long tail of waits in a burst; here the slot is handed to the oldest waiter.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._busy = False
+        self._waiters: deque[threading.Lock] = deque()
+
+    def acquire(self, timeout_s: float) -> bool:
+        """Take the slot, waiting at most ``timeout_s``; False when it did not come free."""
+        with self._mutex:
+            if not self._busy:
+                self._busy = True
+                return True
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        if turn.acquire(timeout=timeout_s):
+            return True  # release() handed the slot over: it stays busy
+        with self._mutex:
+            try:
+                self._waiters.remove(turn)
+            except ValueError:
+                # The slot was handed over between the timeout and the mutex: give it on.
+                self._release_locked()
+            return False
+
+    def release(self) -> None:
+        """Hand the slot to the oldest waiter, or free it."""
+        with self._mutex:
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().release()
+        else:
+            self._busy = False
 
 
 class RoundTripTimeout(psycopg.OperationalError):
@@ -262,9 +326,13 @@ def to_database_error(exc: BaseException) -> LedgerError:
 class Database:
     """The database boundary: timed connections, serialized write transactions, retries."""
 
-    def __init__(self, engine: Engine, *, retries: int = 3) -> None:
+    def __init__(self, engine: Engine, *, retries: int = 3, write_wait_s: float = 10.0) -> None:
         self.engine = engine
         self.retries = retries
+        #: SQLite: this process's writers queue here, at most ``write_wait_s`` (the busy
+        #: timeout's equivalent), before they take SQLite's write lock.
+        self.writers = WriterQueue() if self.is_sqlite else None
+        self.write_wait_s = write_wait_s
 
     @property
     def is_sqlite(self) -> bool:
@@ -297,11 +365,32 @@ class Database:
         """Run ``fn`` in a write transaction, serialized per user, retried on conflicts."""
         return self._run(fn, write=True, user_id=user_id)
 
+    @contextmanager
+    def _writer_slot(self, write: bool) -> Iterator[None]:
+        queue = self.writers if write else None
+        if queue is None:
+            yield
+            return
+        started = time.perf_counter()
+        acquired = queue.acquire(self.write_wait_s)
+        waited_ms = (time.perf_counter() - started) * 1000
+        if not acquired:
+            # As SQLite's busy timeout would have: the write slot stayed taken too long.
+            _record(waited_ms, 504)
+            raise to_database_error(
+                WriterQueueTimeout(f"no write slot within {self.write_wait_s:g} s")
+            )
+        _record_wait(waited_ms)
+        try:
+            yield
+        finally:
+            queue.release()
+
     def _run(self, fn: Callable[[Connection], T], *, write: bool, user_id: int | None) -> T:
         attempt = 0
         while True:
             try:
-                with self._connect(write=write) as conn:
+                with self._writer_slot(write), self._connect(write=write) as conn:
                     transaction = conn.begin()
                     try:
                         if write and user_id is not None:

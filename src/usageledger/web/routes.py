@@ -17,9 +17,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from usageledger.api.auth import COOKIE, app_context
+from usageledger.api.auth import COOKIE, lookup
 from usageledger.api.context import name_function
-from usageledger.ledger.accounts import authenticate
+from usageledger.errors import RateLimited
 
 router = APIRouter(include_in_schema=False)
 STATIC = Path(str(resources.files("usageledger.web") / "static"))
@@ -41,11 +41,15 @@ def static_files() -> StaticFiles:
     return StaticFiles(directory=STATIC)
 
 
-def _page(name: str, *, message: str = "", status: int = 200) -> HTMLResponse:
+def _page(
+    name: str, *, message: str = "", status: int = 200, headers: dict[str, str] | None = None
+) -> HTMLResponse:
     text = (STATIC / name).read_text(encoding="utf-8")
     notice = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
     return HTMLResponse(
-        text.replace("<!--MESSAGE-->", notice), status_code=status, headers=SECURITY_HEADERS
+        text.replace("<!--MESSAGE-->", notice),
+        status_code=status,
+        headers={**SECURITY_HEADERS, **(headers or {})},
     )
 
 
@@ -53,8 +57,10 @@ async def _signed_in(request: Request) -> bool:
     token = request.cookies.get(COOKIE)
     if not token or len(token) > 256:
         return False
-    ctx = app_context(request)
-    found = await run_in_threadpool(ctx.db.read, lambda conn: authenticate(conn, token))
+    try:
+        found = await run_in_threadpool(lookup, request, token)
+    except RateLimited:  # too many bad tokens from this address: show the sign-in form
+        return False
     return found is not None
 
 
@@ -107,8 +113,15 @@ async def login(request: Request) -> Response:
     token = (fields.get("token") or [""])[0].strip()
     if not token or len(token) > 256:
         return _page("login.html", message="Enter a read token (ul_read_…).", status=401)
-    ctx = app_context(request)
-    found = await run_in_threadpool(ctx.db.read, lambda conn: authenticate(conn, token))
+    try:
+        found = await run_in_threadpool(lookup, request, token)
+    except RateLimited as limited:
+        return _page(
+            "login.html",
+            message="Too many unknown tokens from this address; try again later.",
+            status=429,
+            headers=limited.headers,
+        )
     if found is None:
         return _page("login.html", message="That token is unknown or revoked.", status=401)
     if found.kind != "read":

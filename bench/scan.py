@@ -15,7 +15,7 @@ Targets: cold scan within 3x of ccusage; rescan at least 10x faster than ccusage
 re-read; peak memory flat across corpus sizes. Peak RSS comes from
 ``resource.getrusage(RUSAGE_CHILDREN)`` of a wrapper process (no psutil).
 
-Run: ``.venv/bin/python -m bench.scan`` (200 and 400 MB; results into docs/benchmarks.md) or
+Run: ``.venv/bin/python -m bench.scan`` (200 MB and 1 GB; results into docs/benchmarks.md) or
 ``--quick`` (20 and 40 MB; nothing written).
 """
 
@@ -560,6 +560,13 @@ def cli_startup(work: Path) -> dict[str, Any]:
     return measure([sys.executable, "-c", "import usageledger.cli"], env)
 
 
+def import_floor(work: Path) -> dict[str, Any]:
+    """Wall and CPU seconds of a bare ``import sqlalchemy`` (the store's own import cost)."""
+    home = work / "home-floor"
+    home.mkdir()
+    return measure([sys.executable, "-c", "import sqlalchemy"], base_env(home))
+
+
 def npx_overhead(work: Path) -> float:
     """Seconds `npx --yes ccusage@… --version` takes (start-up included in every ccusage run)."""
     home = work / "home-version"
@@ -590,7 +597,9 @@ def _mib(run: dict[str, Any]) -> str:
     return f"{run['peak_kib'] / 1024:.0f} MiB"
 
 
-def table(results: list[dict[str, Any]], startup: dict[str, Any], overhead: float) -> str:
+def table(
+    results: list[dict[str, Any]], startup: dict[str, Any], floor: dict[str, Any], overhead: float
+) -> str:
     """The results as Markdown tables, then the ratios against the targets."""
     lines = [
         "| corpus | files | events | cold scan: wall (CPU) | scan only | MB/s | peak RSS "
@@ -645,7 +654,9 @@ def table(results: list[dict[str, Any]], startup: dict[str, Any], overhead: floa
         )
     lines.append(
         f"- Where a rescan's time goes: starting the CLI (`import usageledger.cli`) takes "
-        f"{startup['seconds']:.2f} s ({startup['cpu']:.2f} s CPU); the parsers' `discover()` of "
+        f"{startup['seconds']:.2f} s ({startup['cpu']:.2f} s CPU), of which a bare "
+        f"`import sqlalchemy` is {floor['seconds']:.2f} s ({floor['cpu']:.2f} s CPU); the "
+        "parsers' `discover()` of "
         + ", ".join(f"{r['files']:,} files {r['discover_s']:.2f} s" for r in results)
         + f" of the scan-only time; `npx` start-up alone is {overhead:.2f} s of every ccusage run."
     )
@@ -653,7 +664,11 @@ def table(results: list[dict[str, Any]], startup: dict[str, Any], overhead: floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print the table and ratios; record them unless --quick."""
+    """Run the benchmark; print the table and ratios; record them unless --quick.
+
+    The default sizes are 200 MB and 1 GB: a heavy user's history (public reports of
+    ccusage users range from 0.6 to 5 GB in thousands of files).
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 and 40 MB; do not write docs")
     parser.add_argument("--sizes", default=None, help="comma-separated corpus sizes in MB")
@@ -662,17 +677,18 @@ def main(argv: list[str] | None = None) -> int:
     sizes = (
         [int(s) for s in args.sizes.split(",")]
         if args.sizes
-        else ([20, 40] if args.quick else [200, 400])
+        else ([20, 40] if args.quick else [200, 1000])
     )
     work = Path(tempfile.mkdtemp(prefix="ul-bench-scan-"))
     try:
         overhead = npx_overhead(work)
         startup = cli_startup(work)
+        floor = import_floor(work)
         results = []
         for size in sizes:
             print(f"corpus of {size} MB …", file=sys.stderr, flush=True)
             results.append(run_size(work, size * 1_000_000, f"{size}"))
-        report = table(results, startup, overhead)
+        report = table(results, startup, floor, overhead)
         print(report)
         load = Path("/proc/loadavg").read_text().split()[:3]
         print(f"load average at the end: {' '.join(load)} on {os.cpu_count()} cores")
@@ -698,12 +714,16 @@ system of the process tree) are steadier.
 
 {report}
 
-Reading the numbers: the cold scan (within 3× of ccusage) and memory (flat) meet their
-targets, and both tools agree on every token. A rescan reads only the appended MiB, but it
-does not reach 10× end to end at these sizes: starting a Python process that imports the
-whole CLI costs more CPU than ccusage's entire run, and the parsers' `discover()` (a
-`realpath` of every file) is most of the scan-only time. Neither is part of the scan itself;
-the gap grows in our favour with the size of the history, since ccusage re-reads everything.
+Reading the numbers: ccusage 20.0.24 is a native, multi-threaded (Rust) binary that `npx`
+starts; without `npx` it re-reads a GiB in about a second here. A rescan of ours reads only
+the appended MiB, and its scan itself takes a small fraction of ccusage's re-read ("scan
+only" above); end to end it is bounded below by starting Python and importing the store's
+libraries — a bare `import sqlalchemy` alone is about a quarter of a second — so the 10×
+end-to-end target is out of reach for a Python command at these sizes, and the ratio does not
+grow much with the corpus, because the re-read it is compared with is so fast per GiB. The
+cold scan parses in one Python process at about 180–190 MB/s (scan only); ccusage's fixed
+start-up hides the difference on small corpora, and at 1 GB the ratio comes close to the 3×
+target.
 
 Both tools run as fresh processes over the same files; ccusage is
 `npx --yes ccusage@20.0.24 daily --json --offline --timezone UTC` with `CLAUDE_CONFIG_DIR` and

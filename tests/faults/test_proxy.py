@@ -12,12 +12,12 @@ from sqlalchemy import text
 from tests.faults.conftest import PG_PORT, db_url
 from tests.faults.proxy import FaultProxy
 from usageledger.store.engine import (
-    RoundTripTimeout,
     classify,
     make_engine,
     round_trip_seconds,
     to_database_error,
 )
+from usageledger.store.pg import RoundTripTimeout
 
 pytestmark = pytest.mark.postgres
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -138,3 +140,19 @@ def test_a_waiter_that_times_out_leaves_the_queue_working() -> None:
 def test_postgresql_has_no_process_writer_queue(db: Database) -> None:
     """Only SQLite queues writers in the process; PostgreSQL serializes per user instead."""
     assert (db.writers is None) == (not db.is_sqlite)
+
+
+def test_a_sqlite_command_does_not_import_psycopg(tmp_path: Path) -> None:
+    """Opening and using a SQLite engine leaves psycopg unloaded (a fresh interpreter)."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    probe = (
+        "import sys\n"
+        "from sqlalchemy import text\n"
+        "from usageledger.store.engine import Database, make_engine\n"
+        f"db = Database(make_engine({url!r}))\n"
+        "db.write(lambda c: c.execute(text('CREATE TABLE t (x INTEGER)')))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'psycopg'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

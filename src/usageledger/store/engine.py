@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import sys
 import threading
 import time
 from collections import deque
@@ -29,10 +30,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-import psycopg
-from psycopg.abc import PQGen
 from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
@@ -42,7 +41,6 @@ from usageledger.errors import DatabaseError, ErrorCode, LedgerError
 from usageledger.store.dialect import lock_user
 
 T = TypeVar("T")
-RV = TypeVar("RV")
 
 
 @dataclass(slots=True)
@@ -101,15 +99,14 @@ def classify(exc: BaseException) -> int:
         orig = exc.orig
     if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted: no connection in time
         return 504
-    if isinstance(orig, RoundTripTimeout | WriterQueueTimeout):
+    if isinstance(orig, WriterQueueTimeout):
         return 504
-    if isinstance(orig, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
-        return 504
-    if isinstance(orig, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
-        return 409
-    if isinstance(orig, psycopg.OperationalError):
-        text = str(orig).lower()
-        return 504 if "timeout" in text or "timed out" in text else 503
+    if "psycopg" in sys.modules:  # a psycopg error exists only once psycopg is loaded
+        from usageledger.store.pg import postgres_status
+
+        status = postgres_status(orig)
+        if status is not None:
+            return status
     if isinstance(orig, sqlite3.OperationalError):
         text = str(orig).lower()
         if "locked" in text or "busy" in text:
@@ -168,52 +165,6 @@ class WriterQueue:
             self._busy = False
 
 
-class RoundTripTimeout(psycopg.OperationalError):
-    """The server sent nothing back within the round-trip deadline (a 504, like a timeout)."""
-
-
-def _within(gen: PQGen[RV], seconds: float) -> PQGen[RV]:
-    """Drive psycopg's protocol generator ``gen``, giving up ``seconds`` after it starts.
-
-    psycopg's waiters resume the generator at least every ``interval`` (0.1 s) even when the
-    socket is silent, so the deadline is checked even if the server never answers.
-    """
-    deadline = time.monotonic() + seconds
-    try:
-        waiting = next(gen)
-        while True:
-            ready = yield waiting
-            waiting = gen.send(ready)
-            if time.monotonic() >= deadline:
-                gen.close()
-                raise RoundTripTimeout(
-                    f"the database sent no answer within {seconds:g} s (client-side timeout)"
-                )
-    except StopIteration as done:
-        return cast(RV, done.value)
-
-
-class DeadlineConnection(psycopg.Connection[Any]):
-    """A psycopg connection whose every round trip (a statement, COMMIT, ROLLBACK, the pool's
-    ping) gives up after ``round_trip_s``; the connection is then closed, never reused."""
-
-    round_trip_s: float | None = None
-
-    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
-        """Consume ``gen`` like psycopg does, within the round-trip deadline."""
-        if timeout is not None:  # psycopg's own bounded waits (cancellation) stay as they are
-            return super().wait(gen, interval, timeout)
-        if self.round_trip_s is None:
-            return super().wait(gen, interval)
-        try:
-            return super().wait(_within(gen, self.round_trip_s), interval)
-        except RoundTripTimeout:
-            # The protocol state is unknown: close, so that the pool discards the connection
-            # (SQLAlchemy sees a closed connection as a disconnect) and the server rolls back.
-            self.pgconn.finish()
-            raise
-
-
 def round_trip_seconds(statement_timeout_ms: int) -> float:
     """The client-side deadline of one round trip: the statement timeout plus a grace period
     (half of it, at least 1 s) in which the server's own cancellation normally arrives."""
@@ -240,14 +191,14 @@ def make_engine(url: str, *, statement_timeout_ms: int = 10_000, pool_size: int 
                 f" -c idle_in_transaction_session_timeout={statement_timeout_ms * 6}",
             },
         )
+        from usageledger.store.pg import connect_with_deadline
+
         round_trip_s = round_trip_seconds(statement_timeout_ms)
 
         @event.listens_for(engine, "do_connect")
-        def _connect(_dialect: Any, _rec: Any, cargs: Any, cparams: Any) -> DeadlineConnection:
+        def _connect(_dialect: Any, _rec: Any, cargs: Any, cparams: Any) -> Any:
             # connect_timeout bounds the connection itself; the deadline bounds what follows.
-            conn = DeadlineConnection.connect(*cargs, **cparams)
-            conn.round_trip_s = round_trip_s
-            return conn
+            return connect_with_deadline(cargs, cparams, round_trip_s)
 
     _instrument(engine)
     return engine

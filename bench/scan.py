@@ -723,8 +723,7 @@ end-to-end target is out of reach for a Python command at these sizes, and the r
 grow much with the corpus, because the re-read it is compared with is so fast per GiB. The
 cold scan parses in one Python process at about 180–190 MB/s (scan only); ccusage's fixed
 start-up hides the difference on small corpora, and at 1 GB the ratio sits at the 3× target's
-edge (2.87× and 3.06× in the two runs on 2026-11-28: ccusage's threads gain most on a quiet
-machine).
+edge and moves with the machine's load (ccusage's threads gain most on a quiet machine).
 
 Both tools run as fresh processes over the same files; ccusage is
 `npx --yes ccusage@20.0.24 daily --json --offline --timezone UTC` with `CLAUDE_CONFIG_DIR` and

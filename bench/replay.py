@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy import (
@@ -214,10 +215,15 @@ def scratch(like: Table, name: str) -> Table:
 
 def baseline_daily(engine: Engine) -> None:
     """One INSERT … SELECT … GROUP BY of every bucket into a usage_daily-shaped table."""
+    _daily_sums_into_scratch(engine, usage_buckets.c)
+
+
+def _daily_sums_into_scratch(engine: Engine, b: Any) -> None:
+    """One INSERT … SELECT … GROUP BY of the daily sums (UTC days) of the columns ``b`` (a
+    table's or a subquery's), in one transaction, into a usage_daily-shaped scratch table."""
     table = scratch(usage_daily, "scratch_daily")
     table.drop(engine, checkfirst=True)
     table.create(engine)
-    b = usage_buckets.c
     with engine.begin() as conn:
         day = b.bucket_start // literal_column("86400")
         query = select(
@@ -255,34 +261,19 @@ def baseline_log(engine: Engine) -> None:
     key's highest, write the daily sums — one statement, UTC days, each engine's cheapest
     winner plan (the ones replay uses), no usage_buckets at all.
     """
-    table = scratch(usage_daily, "scratch_daily")
-    table.drop(engine, checkfirst=True)
-    table.create(engine)
     r = bucket_revisions.c
     key = [r[name] for name in BUCKET_KEY]
     counts = [r[name] for name in COUNT_COLUMNS]
-    with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            best = select(*key, func.max(r.revision), *counts).group_by(*key).subquery("best")
-        else:
-            ranked = select(
-                *key,
-                *counts,
-                func.lead(r.revision).over(partition_by=key, order_by=r.revision).label("next"),
-            ).subquery("ranked")
-            best = select(ranked).where(ranked.c.next.is_(None)).subquery("best")
-        b = best.c
-        day = b.bucket_start // literal_column("86400")
-        query = select(
-            b.user_id,
-            epoch_day_to_date(day, conn),
-            b.device_id,
-            b.source,
-            b.model,
-            *(func.sum(b[c]) for c in COUNT_COLUMNS),
-        ).group_by(b.user_id, day, b.device_id, b.source, b.model)
-        conn.execute(insert(table).from_select([c.name for c in table.columns], query))
-    table.drop(engine)
+    if engine.dialect.name == "sqlite":
+        best = select(*key, func.max(r.revision), *counts).group_by(*key).subquery("best")
+    else:
+        ranked = select(
+            *key,
+            *counts,
+            func.lead(r.revision).over(partition_by=key, order_by=r.revision).label("next"),
+        ).subquery("ranked")
+        best = select(ranked).where(ranked.c.next.is_(None)).subquery("best")
+    _daily_sums_into_scratch(engine, best.c)
 
 
 def rollups_only(db: Database, chunk_days: int) -> None:

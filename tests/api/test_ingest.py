@@ -159,18 +159,21 @@ def test_a_missing_or_unknown_token_gets_401(client: TestClient, authorization: 
     assert_error(response, 401, "UNAUTHENTICATED")
 
 
-def test_a_revoked_token_fails_at_once(client: TestClient, alice: Persona, engine: Engine) -> None:
-    """Revocation takes effect on the next request."""
+def revoke(engine: Engine, secret: str) -> None:
+    """Revoke the token whose secret is ``secret``."""
     from usageledger.ledger.accounts import hash_secret, revoke_token
 
-    assert post(client, alice, batch(bucket())).status_code == 200
     with engine.begin() as conn:
         token_id = conn.execute(
-            select(api_tokens.c.token_id).where(
-                api_tokens.c.token_hash == hash_secret(alice.device_token)
-            )
+            select(api_tokens.c.token_id).where(api_tokens.c.token_hash == hash_secret(secret))
         ).scalar_one()
         revoke_token(conn, token_id, now_ms=2)
+
+
+def test_a_revoked_token_fails_at_once(client: TestClient, alice: Persona, engine: Engine) -> None:
+    """Revocation takes effect on the next request."""
+    assert post(client, alice, batch(bucket())).status_code == 200
+    revoke(engine, alice.device_token)
     assert_error(post(client, alice, batch(bucket(slot=1))), 401, "UNAUTHENTICATED")
 
 
@@ -521,17 +524,9 @@ def test_a_token_revoked_while_remembered_writes_nothing(
 ) -> None:
     """Ingest may take a token from memory, but its transaction checks it again: a token
     revoked since its last upload gets 401 and nothing of the batch (or its key) is stored."""
-    from usageledger.ledger.accounts import hash_secret, revoke_token
-
     assert post(client, alice, batch(bucket())).status_code == 200
     before = written_rows(engine)
-    with engine.begin() as conn:
-        token_id = conn.execute(
-            select(api_tokens.c.token_id).where(
-                api_tokens.c.token_hash == hash_secret(alice.device_token)
-            )
-        ).scalar_one()
-        revoke_token(conn, token_id, now_ms=2)
+    revoke(engine, alice.device_token)
     refused = post(client, alice, batch(bucket(slot=2)), **{"Idempotency-Key": "late"})
     assert_error(refused, 401, "UNAUTHENTICATED")
     assert written_rows(engine) == before

@@ -5,7 +5,7 @@ Every database call is timed and classified into an HTTP-style upstream status (
 accumulate in the :class:`DbStats` of the current context, which the M1 line of the request
 or job reports. Nothing here is built at import time.
 
-On PostgreSQL every round trip also has a client-side deadline (:class:`DeadlineConnection`):
+On PostgreSQL every round trip also has a client-side deadline (``store.pg.DeadlineConnection``):
 ``statement_timeout`` is enforced by the server, so it cannot fire when the server, or anything
 between it and us, stops answering; TCP keepalives only notice a dead peer, not a hung one.
 

@@ -156,3 +156,9 @@ def test_a_sqlite_command_does_not_import_psycopg(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_only_full_or_normal_synchronous_is_accepted(tmp_path: Path) -> None:
+    """A SQLite engine syncs FULL or NORMAL; anything else is refused before connecting."""
+    with pytest.raises(ValueError, match="FULL, NORMAL"):
+        make_engine(f"sqlite:///{tmp_path / 'x.db'}", sqlite_synchronous="OFF")

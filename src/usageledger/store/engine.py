@@ -172,11 +172,28 @@ def round_trip_seconds(statement_timeout_ms: int) -> float:
     return seconds + max(1.0, seconds / 2)
 
 
-def make_engine(url: str, *, statement_timeout_ms: int = 10_000, pool_size: int = 10) -> Engine:
-    """Build an instrumented engine for a SQLite or PostgreSQL URL."""
+#: SQLite's ``synchronous`` settings an engine may use (WAL mode either way).
+SQLITE_SYNC = ("FULL", "NORMAL")
+
+
+def make_engine(
+    url: str,
+    *,
+    statement_timeout_ms: int = 10_000,
+    pool_size: int = 10,
+    sqlite_synchronous: str = "FULL",
+) -> Engine:
+    """Build an instrumented engine for a SQLite or PostgreSQL URL.
+
+    ``sqlite_synchronous`` is ``FULL`` (an acknowledged commit survives a power loss: the
+    server) or ``NORMAL`` (it may be lost, never corrupted: the local ledger, whose scans
+    redo what was lost); PostgreSQL ignores it.
+    """
+    if sqlite_synchronous not in SQLITE_SYNC:
+        raise ValueError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNC)}")
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(url, statement_timeout_ms)
+        engine = _sqlite_engine(url, statement_timeout_ms, sqlite_synchronous)
     else:
         engine = create_engine(
             parsed.set(drivername="postgresql+psycopg"),
@@ -204,7 +221,7 @@ def make_engine(url: str, *, statement_timeout_ms: int = 10_000, pool_size: int 
     return engine
 
 
-def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
+def _sqlite_engine(url: str, busy_timeout_ms: int, synchronous: str) -> Engine:
     parsed = make_url(url)
     database = parsed.database
     if database and database != ":memory:":
@@ -222,7 +239,7 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()

@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, delete, event, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, update
 
 from usageledger.buckets import local_day
 from usageledger.config import check_time_zone
@@ -124,8 +123,12 @@ def open_ledger(
     if time_zone is not None:
         check_time_zone(time_zone)
     path = ledger_path(home)
-    engine = make_engine(f"sqlite:///{path}")
-    event.listen(engine, "connect", _sync_at_checkpoints)
+    # synchronous=NORMAL (the server keeps FULL): in WAL mode a power loss may then drop the
+    # newest committed scans, never corrupt the file. That loses nothing: a scan's events and
+    # the cursors that cover them commit in one transaction, so the next scan reads the same
+    # lines again; a lost push acknowledgement makes the next push send buckets the server
+    # answers ``unchanged``. It spares an fsync per scan, most of a quick rescan on a slow disk.
+    engine = make_engine(f"sqlite:///{path}", sqlite_synchronous="NORMAL")
     try:
         if current_revision(engine) != head_revision():
             upgrade(engine)
@@ -170,22 +173,6 @@ def open_ledger(
         device_name=device,
         time_zone=current_zone,
     )
-
-
-def _sync_at_checkpoints(dbapi_connection: Any, _record: Any) -> None:
-    """``synchronous=NORMAL`` for the local ledger (the server keeps ``FULL``).
-
-    In WAL mode a power loss may then drop the newest committed scans, never corrupt the
-    file. That loses nothing: a scan's events and the cursors that cover them commit in one
-    transaction, so the next scan reads the same lines again; a lost push acknowledgement
-    makes the next push send buckets the server answers ``unchanged``. It spares an fsync per
-    scan, most of a quick rescan's time on a slow disk.
-    """
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA synchronous=NORMAL")
-    finally:
-        cursor.close()
 
 
 def change_time_zone(conn: Connection, user_id: int, time_zone: str) -> int:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,22 +96,7 @@ class OpencodeParser:
     def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
         """Parse one message file; a user message or one without usage yields nothing."""
         result = ParseResult(consumed=len(data))
-        try:
-            message = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            result.problems.append(Problem(path, None, decode_reason(data, exc)))
-            return result
-        try:
-            event = _event(message, Path(path))
-        except InvalidRecordError as exc:
-            result.problems.append(Problem(path, None, str(exc)))
-        except Exception as exc:  # a parser never raises; report and go on
-            result.problems.append(
-                Problem(path, None, f"unreadable message ({type(exc).__name__})")
-            )
-        else:
-            if event is not None:
-                result.events.append(event)
+        _add_message(result, path, data)
         return result
 
     def read_database(self, path: str, *, page_rows: int | None = None) -> Iterator[ParseResult]:
@@ -152,27 +138,60 @@ def _page(path: str, rows: list[Any]) -> ParseResult:
     """The events and problems of one page of ``(id, session_id, created, data)`` rows."""
     result = ParseResult()
     for message_id, session_id, created, data in rows:
-        where = f"message {message_id}"
-        raw = b""
-        try:
-            raw = data.encode() if isinstance(data, str) else bytes(data)
-            obj = dict(mapping(orjson.loads(raw), "message data"))
-            obj.setdefault("id", message_id)
-            obj.setdefault("sessionID", session_id)
-            if not isinstance(obj.get("time"), dict) and created is not None:
-                obj["time"] = {"created": created}
-            event = _event(obj, Path(path))
-        except orjson.JSONDecodeError as exc:
-            result.problems.append(Problem(path, None, f"{where}: {decode_reason(raw, exc)}"))
-        except InvalidRecordError as exc:
-            result.problems.append(Problem(path, None, f"{where}: {exc}"))
-        except Exception as exc:  # a parser never raises on content; report and go on
-            reason = f"{where}: unreadable message ({type(exc).__name__})"
-            result.problems.append(Problem(path, None, reason))
-        else:
-            if event is not None:
-                result.events.append(event)
+        fill = partial(_with_columns, message_id, session_id, created)
+        _add_message(result, path, data, prefix=f"message {message_id}: ", fill=fill)
     return result
+
+
+def _with_columns(
+    message_id: Any, session_id: Any, created: Any, message: dict[str, Any]
+) -> dict[str, Any]:
+    """A database row's message JSON with the id, session and creation time of its columns
+    where the JSON has none."""
+    message.setdefault("id", message_id)
+    message.setdefault("sessionID", session_id)
+    if not isinstance(message.get("time"), dict) and created is not None:
+        message["time"] = {"created": created}
+    return message
+
+
+def _add_message(
+    result: ParseResult,
+    path: str,
+    data: Any,
+    *,
+    prefix: str = "",
+    fill: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> None:
+    """Add one message's event to ``result``, or a problem (``prefix`` names the message).
+
+    ``data`` is its JSON (bytes, or a database's text); ``fill`` completes a database row's
+    JSON with the columns it lacks.
+    """
+    raw = b""
+    try:
+        raw = (
+            data
+            if isinstance(data, bytes)
+            else data.encode()
+            if isinstance(data, str)
+            else bytes(data)
+        )
+        message = orjson.loads(raw)
+        if fill is not None:
+            message = fill(dict(mapping(message, "message data")))
+        event = _event(message, Path(path))
+    except orjson.JSONDecodeError as exc:
+        reason = decode_reason(raw, exc)
+    except InvalidRecordError as exc:
+        reason = str(exc)
+    except Exception as exc:  # a parser never raises on content; report and go on
+        reason = f"unreadable message ({type(exc).__name__})"
+    else:
+        if event is not None:
+            result.events.append(event)
+        return
+    result.problems.append(Problem(path, None, prefix + reason))
 
 
 def _databases(root: Path) -> list[Path]:

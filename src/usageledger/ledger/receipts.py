@@ -15,7 +15,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -155,13 +155,8 @@ def ingest_request(
         )
         return IngestReply(body=body)
 
-    with claims.hold(user_id, key_hash) if claims is not None else _no_claim():
+    with claims.hold(user_id, key_hash) if claims is not None else nullcontext():
         return db.write(apply, user_id=user_id)
-
-
-@contextmanager
-def _no_claim() -> Iterator[None]:
-    yield
 
 
 def _look_up_key(

@@ -206,11 +206,12 @@ def _read_database(reader: Callable[[str], Iterable[ParseResult]], plan: Plan) -
     try:
         for page in reader(path):
             yield Chunk(events=page.events, problems=page.problems, offset=0)
-    except OSError as exc:
-        yield Chunk(problems=[Problem(path, None, str(exc))], offset=0, retry=True)
-        return
     except Exception as exc:  # a reader never stops the scan; report and try again later
-        reason = f"cannot read the database ({type(exc).__name__})"
+        reason = (
+            str(exc)
+            if isinstance(exc, OSError)
+            else f"cannot read the database ({type(exc).__name__})"
+        )
         yield Chunk(problems=[Problem(path, None, reason)], offset=0, retry=True)
         return
     yield Chunk(offset=plan.end, bytes_read=plan.end)

@@ -22,7 +22,7 @@ value with a newer revision wins over a backfilled value, as for any other revis
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,11 +152,24 @@ def apply_plan(
     db: Database, plan_id: str, *, now_ms: int, m1: M1Logger | None = None
 ) -> PlanResult:
     """Apply a plan once, if its range is as the plan saw it."""
+    return _run_step(db, plan_id, "apply", _apply, now_ms=now_ms, m1=m1)
+
+
+def _run_step(
+    db: Database,
+    plan_id: str,
+    stage: str,
+    step: Callable[[Connection, str, int], PlanResult],
+    *,
+    now_ms: int,
+    m1: M1Logger | None,
+) -> PlanResult:
+    """Run ``step`` of a plan in one write transaction under its user's lock, as an M1 stage."""
     stages = Stages(m1, "backfill")
-    with stages.stage("apply") as run:
+    with stages.stage(stage) as run:
         run.extra["plan_id"] = plan_id
         user_id = _plan_owner(db, plan_id)
-        result = db.write(lambda conn: _apply(conn, plan_id, now_ms), user_id=user_id)
+        result = db.write(lambda conn: step(conn, plan_id, now_ms), user_id=user_id)
         run.extra.update(affected_keys=result.affected_keys, written=result.written)
     return result
 
@@ -208,13 +221,7 @@ def rollback_plan(
     db: Database, plan_id: str, *, now_ms: int, m1: M1Logger | None = None
 ) -> PlanResult:
     """Restore what an applied plan replaced, if its range is as apply left it."""
-    stages = Stages(m1, "backfill")
-    with stages.stage("rollback") as run:
-        run.extra["plan_id"] = plan_id
-        user_id = _plan_owner(db, plan_id)
-        result = db.write(lambda conn: _rollback(conn, plan_id, now_ms), user_id=user_id)
-        run.extra.update(affected_keys=result.affected_keys, written=result.written)
-    return result
+    return _run_step(db, plan_id, "rollback", _rollback, now_ms=now_ms, m1=m1)
 
 
 def _rollback(conn: Connection, plan_id: str, now_ms: int) -> PlanResult:

@@ -19,6 +19,8 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 
 from usageledger.api.app import create_app
@@ -31,6 +33,14 @@ from usageledger.store.tables import metadata
 
 PG_ADMIN_URL = os.environ.get("USAGELEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("USAGELEDGER_REQUIRE_POSTGRES") == "1"
+# Property tests assert behaviour, never speed: on a shared two-core machine generating an
+# example can take longer than Hypothesis's time-based health check and per-example deadline
+# allow, which would fail a correct test. Every other health check stays on.
+hypothesis_settings.register_profile(
+    "usageledger", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("usageledger")
+
 LOG_DIR = (
     Path(os.environ.get("USAGELEDGER_TEST_LOG_DIR", ""))
     if os.environ.get("USAGELEDGER_TEST_LOG_DIR")

@@ -48,6 +48,8 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     DATABASE_TIMEOUT = "DATABASE_TIMEOUT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    #: A job (never a request) stopped before it finished: Ctrl-C, or a signal.
+    INTERRUPTED = "INTERRUPTED"
 
 
 class LedgerError(Exception):

@@ -147,6 +147,10 @@ def job(logger: M1Logger, function: str, stage: str = "run") -> Iterator[JobRun]
                 else ErrorCode.INTERNAL_ERROR
             )
             raise
+        except BaseException:
+            # Ctrl-C (KeyboardInterrupt) or SystemExit: the job did not finish.
+            run.status, run.error_code = 500, str(ErrorCode.INTERRUPTED)
+            raise
         finally:
             logger.emit(
                 request_id=run.request_id,

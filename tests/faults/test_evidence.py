@@ -180,6 +180,15 @@ def test_job_lines_carry_the_eight_fields_and_their_database_evidence(
             db.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
         with job(logger, "no_database"):
             pass
+        rig.proxy.healthy()
+
+        def stopped_by_ctrl_c() -> None:
+            with job(logger, "interrupted"):
+                db.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            stopped_by_ctrl_c()
     finally:
         engine.dispose()
         logger.close()
@@ -189,5 +198,8 @@ def test_job_lines_carry_the_eight_fields_and_their_database_evidence(
         (200, None, 200),
         (503, "DATABASE_UNAVAILABLE", 503),
         (200, None, None),
+        (500, "INTERRUPTED", 200),
     ]
     assert verdict(lines[1]).verdict == attribution.Verdict.VENDOR
+    # A job stopped half-way is never a success; the database had answered, so it is ours.
+    assert verdict(lines[3]).verdict == attribution.Verdict.APPLICATION

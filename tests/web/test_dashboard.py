@@ -1,14 +1,20 @@
-"""The dashboard in Debian's chromium (Playwright): sign in, numbers, range, zone, day, sign out."""
+"""The dashboard in Debian's chromium (Playwright): sign in, numbers, range, zone, day, sign out.
+
+The server is seeded with the real current time, so the screenshots look like a live server's.
+``USAGELEDGER_SCREENSHOTS=docs/screenshots`` writes them where the README and docs/dashboard.md
+show them; the default is ``tests/screenshots/`` (ignored by git).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +32,18 @@ from usageledger.m1 import M1Logger
 from usageledger.store.engine import Database
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(
-    os.environ.get("USAGELEDGER_SCREENSHOTS", Path(__file__).parent.parent / "screenshots")
+ROOT = Path(__file__).resolve().parents[2]
+#: Where screenshots go: ``$USAGELEDGER_SCREENSHOTS`` (relative to the repository), else
+#: ``tests/screenshots``.
+SHOTS = ROOT / os.environ.get("USAGELEDGER_SCREENSHOTS", "tests/screenshots")
+#: The exact policy every page is sent with: only this server, no inline script or style.
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+#: Phone width (an iPhone 12-15) and the smallest chart text readable there, in CSS pixels.
+PHONE = {"width": 390, "height": 844}
+MIN_TEXT_PX = 10
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -52,10 +67,17 @@ pytestmark = [
 
 @pytest.fixture
 def live(settings: Settings, engine: Engine, db: Database) -> Iterator[tuple[str, str]]:
-    """A real server on loopback over seeded data; yields (base URL, read token)."""
-    seed_history(db, user="demo", days=120, end=date.today(), now_ms=1)
+    """A real server on loopback over seeded data; yields (base URL, read token).
+
+    Seeded and issued at the real current time: the history ends half an hour ago in the demo
+    user's zone (no usage in the future) and devices show a real last upload. Tests compare the
+    page with the API for the dates the page itself shows, never with a date computed here, so
+    a run across midnight does not change what they compare.
+    """
+    now = int(time.time() * 1000)
+    seed_history(db, user="demo", days=120, now_ms=now)
     token, _ = db.write(
-        lambda c: accounts.issue_token(c, "demo", kind="read", device_name=None, now_ms=1)
+        lambda c: accounts.issue_token(c, "demo", kind="read", device_name=None, now_ms=now)
     )
     logger = M1Logger(settings.log_file)
     app = create_app(settings, engine=engine, m1=logger)
@@ -111,11 +133,55 @@ def metric(page: Any, label: str) -> str:
     return str(page.locator(f'[data-metric="{label}"] .exact').inner_text())
 
 
+def shown_range(page: Any) -> dict[str, str]:
+    """The range and zone the page shows, as read API parameters."""
+    return {
+        "from": page.input_value("#from"),
+        "to": page.input_value("#to"),
+        "tz": page.input_value("#tz"),
+    }
+
+
+#: Each text of a chart: its font size as drawn on screen (computed size times the SVG's scale
+#: to CSS pixels) and the height of its box on screen.
+CHART_TEXT = """selector => [...document.querySelectorAll(selector + ' svg text')].map(t => {
+  const m = t.getScreenCTM();
+  return { text: t.textContent, box: t.getBoundingClientRect().height,
+           size: parseFloat(getComputedStyle(t).fontSize) * Math.hypot(m.a, m.b) };
+})"""
+
+
+def chart_text(page: Any, selector: str) -> list[dict[str, Any]]:
+    """The texts of the chart in ``selector`` once it is drawn at its container's width (after a
+    resize the script redraws it; a chart that never does is measured as it is)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_function(
+            """selector => { const box = document.querySelector(selector);
+              const svg = box.querySelector('svg');
+              return svg && Math.abs(svg.viewBox.baseVal.width - box.clientWidth) <= 1; }""",
+            arg=selector,
+            timeout=5000,
+        )
+    texts: list[dict[str, Any]] = page.evaluate(CHART_TEXT, selector)
+    return texts
+
+
+def assert_readable(texts: list[dict[str, Any]]) -> None:
+    """Every chart text is at least MIN_TEXT_PX on screen."""
+    assert texts, "the chart has no text"
+    small = [t for t in texts if t["size"] < MIN_TEXT_PX or t["box"] < MIN_TEXT_PX]
+    assert not small, f"chart text below {MIN_TEXT_PX}px on screen: {small}"
+
+
 def test_a_person_signs_in_and_sees_the_api_numbers(page: Any, live: tuple[str, str]) -> None:
-    """The totals shown equal the read API's summary; the token is kept in an HttpOnly cookie."""
+    """The totals shown equal the read API's summary; the token is kept in an HttpOnly cookie.
+    At phone width nothing scrolls sideways and the charts' text stays readable."""
     base, token = live
     sign_in(page, base, token)
-    summary = api(base, token, "/v1/usage/summary")
+    shown = shown_range(page)
+    summary = api(base, token, "/v1/usage/summary", **shown)
     assert metric(page, "Total tokens") == f"{summary['totals']['total_tokens']:,}"
     assert metric(page, "Cost") == summary["totals"]["cost_usd"]
     cookies = page.context.cookies()
@@ -125,18 +191,24 @@ def test_a_person_signs_in_and_sees_the_api_numbers(page: Any, live: tuple[str, 
     assert token not in page.url
     assert (
         page.locator("#models tr").count()
-        == len(api(base, token, "/v1/usage/models")["models"]) + 1
+        == len(api(base, token, "/v1/usage/models", **shown)["models"]) + 1
     )
     me = api(base, token, "/v1/me")
-    heat = api(
-        base, token, "/v1/usage/heatmap", to=page.input_value("#to"), weeks=52, tz=me["time_zone"]
-    )
+    heat = api(base, token, "/v1/usage/heatmap", to=shown["to"], weeks=52, tz=me["time_zone"])
     assert page.locator("#heatmap rect.cell").count() == len(heat["cells"])
+    assert_readable(chart_text(page, "#daily"))
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
-    page.set_viewport_size({"width": 390, "height": 844})
+    page.set_viewport_size(PHONE)
+    daily = chart_text(page, "#daily")  # redrawn at the phone's width
+    assert_readable(daily)
+    assert {t["text"] for t in daily} >= {shown["from"], shown["to"]}  # the axis's first, last day
     page.screenshot(path=str(SHOTS / "dashboard-phone.png"), full_page=True)
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"] + 1
+    page.locator("#daily rect.bar[data-total]").nth(-2).click()
+    page.wait_for_selector("#hourly svg")
+    assert_readable(chart_text(page, "#hourly"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"] + 1
 
 
 def test_changing_range_and_time_zone_reloads_the_numbers(page: Any, live: tuple[str, str]) -> None:
@@ -167,9 +239,12 @@ def test_clicking_a_day_opens_its_half_hours(page: Any, live: tuple[str, str]) -
     """The day detail shows every half-hour of the clicked day and its API total."""
     base, token = live
     sign_in(page, base, token)
-    bar = page.locator("#daily rect.bar[data-total]").nth(-2)
-    day = bar.get_attribute("data-day")
-    bar.click()
+    bars = page.locator("#daily rect.bar[data-total]")
+    totals = {
+        bar.get_attribute("data-day"): int(bar.get_attribute("data-total")) for bar in bars.all()
+    }
+    day = max(totals, key=lambda d: totals[d])  # the busiest day of the range
+    page.locator(f'#daily rect.bar:not([data-total])[data-day="{day}"]').first.click()
     page.wait_for_selector("#hourly svg")
     hourly = api(base, token, "/v1/usage/hourly", day=day)
     assert page.locator("#hourly svg").get_attribute("data-slots") == str(len(hourly["slots"]))
@@ -209,11 +284,17 @@ def test_the_leaderboard_page_lists_only_opted_in_people(
     db.write(lambda c: refresh(c, PriceBook.load_default(), now=datetime.now(UTC)))
     sign_in(page, base, token)
     page.goto(base + "/leaderboard")
-    page.wait_for_selector("#board tr >> nth=1")
+    page.wait_for_selector('#board[data-period="week"]')
+    # All time: this week may have no usage yet (early on a Monday), all time always has.
+    page.click('button[data-period="all"]')
+    page.wait_for_selector('#board[data-period="all"] tr >> nth=1')
     page.screenshot(path=str(SHOTS / "leaderboard.png"), full_page=True)
     board = page.inner_text("#board")
     assert "Demo Dana" in board
     assert "alice" not in board
+    entries = api(base, token, "/v1/leaderboard", period="all")["entries"]
+    assert [e["display_name"] for e in entries] == ["Demo Dana"]
+    assert page.locator("#board tr").count() == len(entries) + 1
 
 
 @pytest.mark.parametrize("bad", ["ul_read_nope", "", "ul_dev_x" * 50])
@@ -235,3 +316,59 @@ def test_a_wrong_token_shows_a_clear_message_and_nothing_else(
         assert "Enter a read token" in page.inner_text(".error")
     assert page.context.cookies() == []
     assert page.locator("#totals").count() == 0
+
+
+def test_the_pages_load_nothing_from_elsewhere_under_a_self_only_policy(
+    page: Any, live: tuple[str, str]
+) -> None:
+    """Sign-in, dashboard, a day and the leaderboard request only this server's URLs, every
+    page is sent with the exact 'self'-only Content-Security-Policy, and the browser reports
+    no violation of it (nor any other error)."""
+    base, token = live
+    requests: list[str] = []
+    documents: list[tuple[str, int, str | None]] = []
+    errors: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on(
+        "response",
+        lambda response: (
+            documents.append(
+                (response.url, response.status, response.headers.get("content-security-policy"))
+            )
+            if response.request.resource_type == "document"
+            else None
+        ),
+    )
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page, base, token)
+    bar = page.locator("#daily rect.bar[data-total]").nth(-2)
+    bar.click()
+    page.wait_for_selector("#hourly svg")
+    page.goto(base + "/leaderboard")
+    page.wait_for_selector('#board[data-period="week"]')
+
+    outside = [url for url in requests if not url.startswith(base + "/")]
+    assert not outside, f"requests outside {base}: {outside}"
+    paths = {url.removeprefix(base).split("?")[0] for url in requests}
+    assert {"/", "/login", "/static/app.css", "/static/app.js", "/v1/me"} <= paths
+    assert {"/v1/usage/summary", "/v1/usage/daily", "/v1/usage/hourly", "/v1/leaderboard"} <= paths
+    # The sign-in form, the redirect after it, the dashboard and the leaderboard.
+    assert [(url.removeprefix(base), status) for url, status, _ in documents] == [
+        ("/", 200),
+        ("/login", 303),
+        ("/", 200),
+        ("/leaderboard", 200),
+    ]
+    assert {policy for _, _, policy in documents} == {CSP}
+    assert not errors
+
+    signed_out = httpx.get(base + "/")
+    signed_in = httpx.get(base + "/", headers={"Cookie": f"ul_token={token}"})
+    assert 'name="token"' in signed_out.text  # the sign-in form
+    assert 'data-page="dashboard"' in signed_in.text
+    for response in (signed_out, signed_in):
+        assert response.headers["content-security-policy"] == CSP
+        assert response.headers["x-content-type-options"] == "nosniff"

@@ -85,17 +85,25 @@ function renderHeatmap(data) {
   $("streaks").textContent = `${data.active_days} active days · current streak ${data.current_streak} · longest ${data.longest_streak}`;
 }
 
+// Charts are drawn in the container's own pixels (viewBox width = its width), so their text is
+// FONT px on every screen instead of shrinking with the SVG; they are redrawn when it resizes.
+const FONT = 11;
+const drawn = { daily: null, hourly: null };
+function chartWidth(box) { return Math.max(240, Math.round(box.clientWidth || 720)); }
+function chartHeight(width, min, max) { return Math.round(Math.min(max, Math.max(min, width * 0.3))); }
+
 function renderDaily(days, series) {
   const box = $("daily");
   box.replaceChildren();
-  const width = 720, height = 220, pad = 28;
+  const width = chartWidth(box), height = chartHeight(width, 170, 280), pad = 40;
+  drawn.daily = { width, args: [days, series] };
   const max = Math.max(1, ...days.map((d) => d.total_tokens));
   const step = (width - pad) / Math.max(days.length, 1);
-  const root = svg("svg", { viewBox: `0 0 ${width} ${height + 20}`, role: "img" });
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height + 22}`, role: "img" });
   for (const frac of [0.5, 1]) {
     const y = height - frac * (height - 10);
     root.append(svg("line", { x1: pad, x2: width, y1: y, y2: y, stroke: "#e4e7ec" }));
-    const label = svg("text", { x: 0, y: y + 4, "font-size": 10, fill: "#667085" });
+    const label = svg("text", { x: 0, y: y + 4, "font-size": FONT, fill: "#667085" });
     label.textContent = compact.format(max * frac);
     root.append(label);
   }
@@ -121,8 +129,8 @@ function renderDaily(days, series) {
   });
   if (days.length) {
     for (const [i, anchor] of [[0, "start"], [days.length - 1, "end"]]) {
-      const t = svg("text", { x: pad + i * step + (anchor === "end" ? step : 0), y: height + 14,
-        "font-size": 10, fill: "#667085", "text-anchor": anchor });
+      const t = svg("text", { x: pad + i * step + (anchor === "end" ? step : 0), y: height + 16,
+        "font-size": FONT, fill: "#667085", "text-anchor": anchor });
       t.textContent = days[i].day;
       root.append(t);
     }
@@ -153,31 +161,44 @@ function table(node, headers, rows) {
 
 function when(iso) { return iso ? iso.replace("T", " ").slice(0, 16) + " UTC" : "—"; }
 
+function renderHourly(data) {
+  const box = $("hourly");
+  box.replaceChildren();
+  const width = chartWidth(box), height = chartHeight(width, 130, 200);
+  drawn.hourly = { width, args: [data] };
+  const max = Math.max(1, ...data.slots.map((s) => s.total_tokens));
+  const step = width / data.slots.length;
+  const every = step * 8 >= FONT * 4 ? 8 : 16;  // room for an "HH:MM" label
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height + 20}`, role: "img", "data-slots": data.slots.length });
+  data.slots.forEach((slot, i) => {
+    const h = (slot.total_tokens / max) * (height - 6);
+    const rect = svg("rect", { x: i * step + 1, y: height - h, width: Math.max(step - 2, 1), height: h, fill: "#2f6fed", class: "slot" });
+    const title = svg("title");
+    title.textContent = `${slot.label}: ${full.format(slot.total_tokens)} tokens`;
+    rect.append(title);
+    root.append(rect);
+    if (i % every === 0) {
+      const t = svg("text", { x: i * step, y: height + 15, "font-size": FONT, fill: "#667085" });
+      t.textContent = slot.label;
+      root.append(t);
+    }
+  });
+  box.append(root);
+}
+
+function redrawCharts() {
+  if (drawn.daily && chartWidth($("daily")) !== drawn.daily.width) renderDaily(...drawn.daily.args);
+  if (drawn.hourly && !$("day-detail").hidden && chartWidth($("hourly")) !== drawn.hourly.width) {
+    renderHourly(...drawn.hourly.args);
+  }
+}
+
 async function openDay(day) {
   try {
     const data = await api("/v1/usage/hourly", { day, tz: state.tz });
     $("day-detail").hidden = false;
     $("day-title").textContent = `${day} (${state.tz}) · ${full.format(data.totals.total_tokens)} tokens · ${usd(data.totals.cost_usd)}`;
-    const box = $("hourly");
-    box.replaceChildren();
-    const width = 720, height = 160;
-    const max = Math.max(1, ...data.slots.map((s) => s.total_tokens));
-    const step = width / data.slots.length;
-    const root = svg("svg", { viewBox: `0 0 ${width} ${height + 16}`, role: "img", "data-slots": data.slots.length });
-    data.slots.forEach((slot, i) => {
-      const h = (slot.total_tokens / max) * (height - 6);
-      const rect = svg("rect", { x: i * step + 1, y: height - h, width: Math.max(step - 2, 1), height: h, fill: "#2f6fed", class: "slot" });
-      const title = svg("title");
-      title.textContent = `${slot.label}: ${full.format(slot.total_tokens)} tokens`;
-      rect.append(title);
-      root.append(rect);
-      if (i % 8 === 0) {
-        const t = svg("text", { x: i * step, y: height + 12, "font-size": 10, fill: "#667085" });
-        t.textContent = slot.label;
-        root.append(t);
-      }
-    });
-    box.append(root);
+    renderHourly(data);
     $("day-detail").scrollIntoView({ behavior: "smooth", block: "nearest" });
   } catch (error) { showError(error); }
 }
@@ -245,6 +266,8 @@ async function initDashboard() {
     $("day-detail").hidden = true;
     loadDashboard();
   });
+  let resizing = 0;
+  window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(redrawCharts, 80); });
   await loadDashboard();
 }
 
@@ -258,6 +281,7 @@ async function loadBoard(period) {
       : "The leaderboard has not been built yet (usageledger leaderboard refresh).";
     table($("board"), [["#", true], ["Name"], ["Tokens", true], ["Cost (USD)", true]],
       board.entries.map((e) => [String(e.rank), e.display_name, full.format(e.total_tokens), usd(e.cost_usd)]));
+    $("board").dataset.period = period;
   } catch (error) { showError(error); }
 }
 

@@ -153,6 +153,35 @@ def test_a_user_id_parameter_is_refused_on_every_route(
         assert response.json()["error"]["code"] == "VALIDATION_FAILED"
 
 
+@pytest.mark.parametrize("header", ["X-User-Id", "User-ID", "x_user_id"])
+def test_a_user_id_header_or_cookie_is_refused_on_every_route(
+    api: TestClient, both: tuple[Persona, Persona], header: str
+) -> None:
+    """A user id smuggled in a header or a cookie is 422 too, never silently ignored."""
+    alice, bob = both
+    for path, params in REQUESTS:
+        response = api.get(
+            path, params=params, headers={**alice.headers(read=True), header: str(bob.user_id)}
+        )
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["error"]["details"][0]["loc"] == f"header.{header.lower()}"
+        api.cookies.set("user_id", str(bob.user_id))
+        try:
+            response = api.get(path, params=params, headers=alice.headers(read=True))
+        finally:
+            api.cookies.clear()
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["error"]["details"][0]["loc"] == "cookie.user_id"
+    response = api.patch(
+        "/v1/me",
+        json={"display_name": "pwned"},
+        headers={**alice.headers(read=True), header: str(bob.user_id)},
+    )
+    assert response.status_code == 422
+    for who in (alice, bob):
+        assert api.get("/v1/me", headers=who.headers()).json()["display_name"] is None
+
+
 def test_a_user_id_in_the_patch_body_is_refused(
     api: TestClient, both: tuple[Persona, Persona]
 ) -> None:

@@ -139,6 +139,42 @@ def test_cost_is_stored_with_six_places(db: Database, alice: Persona) -> None:
     assert [e.cost_usd for e in board(db, "week").entries] == ["1.250000"]
 
 
+def test_unpriced_usage_is_counted_per_entry_and_named_only_to_its_owner(
+    client: TestClient, db: Database, alice: Persona, bob: Persona
+) -> None:
+    """An unpriced model costs 0: every entry says how many of its tokens had no price, and
+    the model's name is served only to its own user, on any page."""
+    use(db, alice, "Europe/Berlin", ("2026-11-24T10:00", "gpt-5", 1_000_000))
+    use(db, alice, "Europe/Berlin", ("2026-11-02T10:00", "house-model", 7))
+    use(db, bob, "America/New_York", ("2026-11-24T10:00", "gpt-5", 5_000_000))
+    use(db, bob, "America/New_York", ("2026-11-24T11:00", "bobs-secret-model", 5))
+    join(db, alice, "Alice")
+    join(db, bob, "Bob")
+    refresh(db)
+    week = board(db, "week", user_id=alice.user_id)  # house-model was used an earlier week
+    assert [(e.display_name, e.unpriced_tokens) for e in week.entries] == [
+        ("Bob", 5),
+        ("Alice", 0),
+    ]
+    assert week.unpriced_models == ()
+    month = board(db, "month", user_id=alice.user_id)
+    assert [(e.cost_usd, e.unpriced_tokens) for e in month.entries] == [
+        ("6.250000", 5),
+        ("1.250000", 7),
+    ]
+    assert month.unpriced_models == ("house-model",)
+    for who, own in ((alice, ["house-model"]), (bob, ["bobs-secret-model"])):
+        response = client.get(
+            "/v1/leaderboard", params={"period": "all", "limit": 1}, headers=who.headers()
+        )
+        body: dict[str, Any] = response.json()
+        assert [e["display_name"] for e in body["entries"]] == ["Bob"]  # Alice is on page 2
+        assert body["entries"][0]["unpriced_tokens"] == 5
+        assert body["unpriced_models"] == own
+    seen_by_alice = client.get("/v1/leaderboard", params={"period": "all"}, headers=alice.headers())
+    assert "bobs-secret-model" not in seen_by_alice.text
+
+
 def test_a_refresh_replaces_the_boards_so_leavers_disappear(
     db: Database, alice: Persona, bob: Persona
 ) -> None:
@@ -171,6 +207,52 @@ def test_a_failed_refresh_leaves_the_previous_boards_whole(db: Database, alice: 
         lambda c: c.execute(select(func.count()).select_from(leaderboard_snapshots)).scalar()
     )
     assert rows == 3
+
+
+def test_a_reader_sees_one_board_even_when_a_refresh_commits_in_the_middle(
+    engine: Any, db: Database, alice: Persona, bob: Persona
+) -> None:
+    """The board's head, its page and the caller's rank are three statements; a refresh that
+    commits between them must not mix the old board with the new one."""
+    use(db, alice, "Europe/Berlin", ("2026-11-24T10:00", "gpt-5", 10))
+    use(db, bob, "America/New_York", ("2026-11-24T10:00", "gpt-5", 20))
+    join(db, alice, "Alice")
+    refresh(db)  # the old board: Alice alone
+    join(db, bob, "Bob")
+    later = datetime(2026, 11, 28, 13, 0, tzinfo=UTC)
+    other = Database(engine)
+
+    def read_while_refreshing(conn: Connection) -> leaderboard.Board:
+        execute = conn.execute
+        calls = 0
+
+        def refreshed_after_the_first(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            result = execute(*args, **kwargs)
+            calls += 1
+            if calls == 1:  # the new board (Bob, Alice) commits on another connection
+                other.write(lambda c: leaderboard.refresh(c, BOOK, now=later))
+            return result
+
+        conn.execute = refreshed_after_the_first  # type: ignore[method-assign]
+        found = leaderboard.read_board(conn, "week", limit=100, offset=0, user_id=alice.user_id)
+        assert calls >= 2, "the board was read in one statement: nothing to interleave"
+        return found
+
+    seen = db.read(read_while_refreshing)
+    assert (seen.built_at_ms, seen.total_entries, seen.your_rank) == (
+        int(NOW.timestamp() * 1000),
+        1,
+        1,
+    )
+    assert names_and_tokens(seen) == [("Alice", 10)]
+    after = board(db, "week", user_id=alice.user_id)
+    assert (after.built_at_ms, after.total_entries, after.your_rank) == (
+        int(later.timestamp() * 1000),
+        2,
+        2,
+    )
+    assert names_and_tokens(after) == [("Bob", 20), ("Alice", 10)]
 
 
 def test_the_callers_own_rank_is_found_and_pages_are_cut(

@@ -90,7 +90,22 @@ def price_books(request: Request) -> PriceBooks:
 
 
 def check_query(request: Request, allowed: frozenset[str]) -> None:
-    """Refuse a ``user_id``, undeclared or repeated parameters and control characters."""
+    """Refuse a ``user_id`` (in the query, a header or a cookie), undeclared or repeated
+    parameters and control characters."""
+    for name in request.headers:
+        if "user_id" in name.replace("-", "_"):
+            _refuse(
+                name,
+                f"header {name!r} is not accepted: the user is always the token's owner",
+                where="header",
+            )
+    for name in request.cookies:
+        if "user_id" in name.lower().replace("-", "_"):
+            _refuse(
+                name,
+                f"cookie {name!r} is not accepted: the user is always the token's owner",
+                where="cookie",
+            )
     seen: set[str] = set()
     for key in request.query_params:
         if key == "user_id":
@@ -106,9 +121,10 @@ def check_query(request: Request, allowed: frozenset[str]) -> None:
         seen.add(key)
 
 
-def _refuse(key: str, message: str) -> NoReturn:
+def _refuse(key: str, message: str, *, where: str = "query") -> NoReturn:
     raise ValidationFailed(
-        message, details=[{"loc": f"query.{key}", "message": message, "code": "VALIDATION_FAILED"}]
+        message,
+        details=[{"loc": f"{where}.{key}", "message": message, "code": "VALIDATION_FAILED"}],
     )
 
 

@@ -242,6 +242,10 @@ class LeaderboardEntry(Priced):
 
     rank: int = Field(description="1 = most total tokens.")
     display_name: str = Field(description="The user's display name, or `anonymous #<rank>`.")
+    unpriced_tokens: int = Field(
+        description="Tokens of this entry's models without a price: they count as 0 in its "
+        "cost_usd, so a cost is complete only when this is 0."
+    )
 
 
 class LeaderboardResponse(Strict):
@@ -256,6 +260,10 @@ class LeaderboardResponse(Strict):
     offset: int = Field(description="Entries skipped.")
     your_rank: int | None = Field(description="Your own rank, or null if you are not on it.")
     entries: list[LeaderboardEntry] = Field(description="The page, by rank.")
+    unpriced_models: list[str] = Field(
+        description="Your own models on this board that had tokens but no price (they count "
+        "as 0 in your cost_usd). Other people's model names are never served."
+    )
 
 
 # --- rendering domain results ----------------------------------------------------------------
@@ -447,8 +455,10 @@ def render_leaderboard(board: leaderboard.Board, *, limit: int, offset: int) -> 
                     "display_name": e.display_name,
                     **e.counts.as_dict(),
                     "cost_usd": e.cost_usd,
+                    "unpriced_tokens": e.unpriced_tokens,
                 }
                 for e in board.entries
             ],
+            "unpriced_models": list(board.unpriced_models),
         }
     )

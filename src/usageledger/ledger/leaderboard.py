@@ -1,8 +1,9 @@
 """Leaderboard snapshots: built by a job, read by ``GET /v1/leaderboard``.
 
 :func:`refresh` computes the week, month and all-time boards of the users who opted in and
-replaces ``leaderboard_snapshots`` in one transaction (delete + insert), so a reader sees the
-old boards or the new ones, never a mix. The read side only ever reads snapshots.
+replaces ``leaderboard_snapshots`` and ``leaderboard_unpriced`` in one transaction (delete +
+insert), so a reader sees the old boards or the new ones, never a mix. The read side only ever
+reads snapshots.
 
 - **Periods** are UTC calendar terms: the ISO week (Monday–Sunday) and the calendar month
   containing the build time, and all time. Week and month sum ``usage_buckets`` of each
@@ -12,6 +13,10 @@ old boards or the new ones, never a mix. The read side only ever reads snapshots
   tokens in a period are left out.
 - **Names**: the display name, or ``anonymous #<rank>`` when the user has none. A user name
   or id is never served (``user_id`` is stored only to find the caller's own rank).
+- **Unpriced usage**: a model without a price costs 0. Each entry carries how many of its
+  tokens had no price (``unpriced_tokens``, a count like its totals); the models' names are
+  kept per period and user in ``leaderboard_unpriced`` and served only to that user, because
+  a model's name is not part of what opting in shares.
 """
 
 from __future__ import annotations
@@ -32,7 +37,13 @@ from usageledger.ledger.queries import EPOCH
 
 # The rollups' own local-day expression, so a day means the same thing in SQL everywhere.
 from usageledger.ledger.rollups import _day_number as local_day_number
-from usageledger.store.tables import leaderboard_snapshots, usage_buckets, usage_daily, users
+from usageledger.store.tables import (
+    leaderboard_snapshots,
+    leaderboard_unpriced,
+    usage_buckets,
+    usage_daily,
+    users,
+)
 
 PERIODS = ("week", "month", "all")
 UTC_ZONE = ZoneInfo("UTC")
@@ -46,6 +57,7 @@ class Entry:
     display_name: str
     counts: Counts
     cost_usd: str
+    unpriced_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,8 @@ class Board:
     total_entries: int
     entries: list[Entry]
     your_rank: int | None
+    #: The caller's own models on this board that had tokens but no price (they cost 0).
+    unpriced_models: tuple[str, ...] = ()
 
 
 def period_bounds(period: str, today: date) -> tuple[date | None, date]:
@@ -127,6 +141,7 @@ def refresh(conn: Connection, book: PriceBook, *, now: datetime) -> dict[str, in
     ]
     built_at_ms = int(now.timestamp() * 1000)
     rows: list[dict[str, Any]] = []
+    unpriced: list[dict[str, Any]] = []
     counted: dict[str, int] = {}
     for period in PERIODS:
         first, last = period_bounds(period, today)
@@ -153,11 +168,19 @@ def refresh(conn: Connection, book: PriceBook, *, now: datetime) -> dict[str, in
                     **group.counts.as_dict(),
                     "cost_usd": group.cost_usd,
                     "built_at_ms": built_at_ms,
+                    "unpriced_tokens": group.cost.unpriced_tokens,
                 }
             )
+            unpriced += [
+                {"period": period, "user_id": user_id, "model": model}
+                for model in group.cost.unpriced_models
+            ]
     conn.execute(delete(leaderboard_snapshots))
+    conn.execute(delete(leaderboard_unpriced))
     if rows:
         conn.execute(insert(leaderboard_snapshots), rows)
+    if unpriced:
+        conn.execute(insert(leaderboard_unpriced), unpriced)
     return counted
 
 
@@ -173,18 +196,30 @@ def read_board(conn: Connection, period: str, *, limit: int, offset: int, user_i
         ).where(snap.period == period)
     ).one()
     page = conn.execute(
-        select(snap.rank, snap.display_name, snap.cost_usd, *(snap[c] for c in COUNT_COLUMNS))
+        select(
+            snap.rank,
+            snap.display_name,
+            snap.cost_usd,
+            snap.unpriced_tokens,
+            *(snap[c] for c in COUNT_COLUMNS),
+        )
         .where(snap.period == period)
         .order_by(snap.rank)
         .limit(limit)
         .offset(offset)
     )
     entries = [
-        Entry(int(r[0]), str(r[1]), Counts(*(int(v) for v in r[3:])), str(r[2])) for r in page
+        Entry(int(r[0]), str(r[1]), Counts(*(int(v) for v in r[4:])), str(r[2]), int(r[3]))
+        for r in page
     ]
     mine = conn.execute(
         select(snap.rank).where(snap.period == period, snap.user_id == user_id)
     ).scalar()
+    unpriced = conn.execute(
+        select(leaderboard_unpriced.c.model)
+        .where(leaderboard_unpriced.c.period == period, leaderboard_unpriced.c.user_id == user_id)
+        .order_by(leaderboard_unpriced.c.model)
+    ).scalars()
     return Board(
         period=period,
         period_start=head[1],
@@ -193,4 +228,5 @@ def read_board(conn: Connection, period: str, *, limit: int, offset: int, user_i
         total_entries=int(head[0]),
         entries=entries,
         your_rank=None if mine is None else int(mine),
+        unpriced_models=tuple(unpriced),
     )

@@ -321,12 +321,20 @@ class Database:
             conn.info["ul_started"] = []
             if write and self.is_sqlite:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            elif not write and not self.is_sqlite:
+                # One snapshot for every statement of a read (SQLite's deferred transaction
+                # already reads one WAL snapshot): a board refreshed or a time zone changed
+                # between two statements of a response must not mix old and new rows.
+                conn = conn.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
             yield conn
         finally:
             conn.close()
 
     def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` in a read transaction; database failures become :class:`DatabaseError`."""
+        """Run ``fn`` in a read-only transaction over one snapshot (PostgreSQL: REPEATABLE READ
+        READ ONLY); database failures become :class:`DatabaseError`."""
         return self._run(fn, write=False, user_id=None)
 
     def write(self, fn: Callable[[Connection], T], *, user_id: int | None = None) -> T:

@@ -191,7 +191,20 @@ leaderboard_snapshots = Table(
     *_counts(),
     Column("cost_usd", String(40), nullable=False),
     Column("built_at_ms", BigInteger, nullable=False),
+    # Tokens of the entry's models without a price (they count 0 in cost_usd); migration 0003.
+    Column("unpriced_tokens", BigInteger, nullable=False, server_default="0"),
     PrimaryKeyConstraint("period", "rank"),
+    CheckConstraint("period IN ('week', 'month', 'all')", name="period"),
+)
+
+leaderboard_unpriced = Table(
+    "leaderboard_unpriced",
+    metadata,
+    # An entry's models without a price in a board's period: served to that user only.
+    Column("period", String(8), nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("model", String(128), nullable=False),
+    PrimaryKeyConstraint("period", "user_id", "model"),
     CheckConstraint("period IN ('week', 'month', 'all')", name="period"),
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -157,3 +157,16 @@ def test_serve_demo_seeds_the_demo_user_and_prints_working_tokens(
     again = runner.invoke(main, ["serve", "--demo", "--port", "8799"], catch_exceptions=False)
     assert again.exit_code == 0, again.output
     assert _demo_buckets(url, cli_serve.DEMO_USER) == written
+
+
+def test_an_end_in_the_future_seeds_nothing_after_the_last_whole_half_hour(
+    db: Database, engine: Engine
+) -> None:
+    """Ingest refuses future buckets; the demo never writes one either, whatever `end` says."""
+    now = int(datetime.now(UTC).timestamp())
+    end = datetime.now(UTC).date() + timedelta(days=2)
+    summary = seed_history(db, days=6, end=end, now_ms=1)  # three days past, the rest ahead
+    starts = [key[4] for key in bucket_rows(engine)]
+    assert starts, "the days before today were seeded"
+    assert summary.buckets == len(starts)
+    assert max(starts) <= now - 1800  # the newest bucket's half-hour has ended

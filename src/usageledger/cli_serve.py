@@ -22,11 +22,10 @@ DEMO_DEVICE = "demo-laptop"
 
 
 def ensure_demo(database: Database) -> tuple[str, str]:
-    """Create the demo user if needed; issue a fresh device token and read token (secrets)."""
+    """Issue a fresh device token and read token (secrets) for the demo user, whom
+    ``seed_history`` created."""
 
     def go(conn: Connection) -> tuple[str, str]:
-        if accounts.find_user(conn, DEMO_USER) is None:
-            accounts.create_user(conn, DEMO_USER, time_zone="UTC", now_ms=now_ms())
         device, _ = accounts.issue_token(
             conn, DEMO_USER, kind="device", device_name=DEMO_DEVICE, now_ms=now_ms()
         )

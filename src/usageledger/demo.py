@@ -113,9 +113,13 @@ def seed_history(
     seed: int = 7,
     now_ms: int = 0,
 ) -> DemoSummary:
-    """Create ``user`` if needed and write a synthetic history ending ``end`` (default today)."""
+    """Create ``user`` if needed and write a synthetic history ending ``end`` (default today).
+
+    Never a half-hour that has not ended yet, whatever ``end`` says: ingest refuses future
+    buckets, and so does the demo.
+    """
     tz = ZoneInfo(time_zone)
-    until = int(datetime.now(UTC).timestamp()) - HALF_HOUR if end is None else None
+    until = int(datetime.now(UTC).timestamp()) - HALF_HOUR
     end = end or datetime.now(tz).date()
 
     def ensure(conn: Connection) -> tuple[int, str]:

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, inspect, text
 
@@ -36,7 +37,7 @@ from usageledger.ledger.rollups import rebuild_days
 from usageledger.m1 import M1Logger
 from usageledger.ops.verify import verify
 from usageledger.store.engine import Database, make_engine
-from usageledger.store.migrate import current_revision, head_revision, upgrade
+from usageledger.store.migrate import alembic_config, current_revision, head_revision, upgrade
 
 FIRST = "0001"
 #: The 0001 count columns, written out: this test must not follow today's metadata.
@@ -254,16 +255,22 @@ def columns_at(engine: Engine) -> dict[str, list[str]]:
 
 
 def test_v1_era_facts_and_aggregates_survive_every_migration(engine_at_first: Engine) -> None:
-    """After upgrading 0001 → head, every 0001 column of every row reads back unchanged."""
+    """Upgrading 0001 → head one revision at a time, every 0001 column of every row reads back
+    unchanged after each migration."""
     engine = engine_at_first
     fill_v1_era(engine)
     columns = columns_at(engine)
     before = snapshot(engine, columns)
     assert len(before["usage_buckets"]) == 16
     assert len(before["bucket_revisions"]) == 18
-    upgrade(engine)
-    assert current_revision(engine) == head_revision()
-    assert snapshot(engine, columns) == before
+    script = ScriptDirectory.from_config(alembic_config())
+    steps = [s.revision for s in reversed(list(script.walk_revisions()))]
+    assert (steps[0], steps[-1]) == (FIRST, head_revision())
+    assert len(steps) >= 3
+    for revision in steps[1:]:
+        upgrade(engine, revision)
+        assert current_revision(engine) == revision
+        assert snapshot(engine, columns) == before, revision
 
 
 def test_v1_era_aggregates_equal_a_rebuild_after_the_upgrade(engine_at_first: Engine) -> None:

@@ -371,8 +371,34 @@ def test_the_stop_rule_is_printed_where_unknown_dominates() -> None:
     ingest = data["functions"][0]
     assert (ingest["dominant"], ingest["stop_rule"]) == ("unknown", STOP_RULE)
     assert data["incidents"][0]["stop_rule"] == STOP_RULE
-    assert data["stop_rule"] == {"text": STOP_RULE, "applies_to": ["function ingest", "incident 1"]}
+    assert data["stop_rule"] == {
+        "text": STOP_RULE,
+        "applies_to": ["function ingest", "incident 1"],
+        "unknown_lines": 1,
+        "unknown_by_function": {"ingest": 1},
+        "examples": ["req-1"],
+    }
     assert data["functions"][1]["stop_rule"] is None
+
+
+def test_the_stop_rule_covers_an_unknown_line_where_it_does_not_dominate() -> None:
+    """One request without evidence inside a vendor incident still falls under the rule."""
+    data = analysed(
+        entry(request_id="v1", status=503, upstream_status=503),
+        entry(request_id="v2", status=503, upstream_status=503),
+        entry(request_id="u1", status=500, upstream_status=None),
+        entry(request_id="fine", function="read"),
+    )
+    assert [f["stop_rule"] for f in data["functions"]] == [None, None]
+    assert data["incidents"][0]["dominant"] == "vendor"
+    assert data["stop_rule"] == {
+        "text": STOP_RULE,
+        "applies_to": [],
+        "unknown_lines": 1,
+        "unknown_by_function": {"ingest": 1},
+        "examples": ["u1"],
+    }
+    assert analysed(entry(request_id="fine"))["stop_rule"] is None
 
 
 def failing(seconds: float, function: str = "ingest") -> dict[str, Any]:

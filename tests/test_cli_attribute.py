@@ -72,7 +72,10 @@ def test_it_prints_tables_for_people(incident_log: Path) -> None:
     assert "Functions" in out
     assert "Incidents" in out
     assert "incident 1 · vendor: v1 v2" in out
-    assert "STOP (dominant verdict unknown in incident 3)" in out
+    assert "Evidence per function" in out
+    assert "ingest · vendor: v1 v2" in out  # per function too, with its codes and statuses
+    assert "STOP (1 unknown line: ingest ×1; dominant in incident 3)" in out
+    assert "e.g. u1." in out
     assert " ".join(STOP_RULE.split()) in " ".join(out.split())
 
 

@@ -571,6 +571,7 @@ def report(analysis: Analysis, inputs: Sequence[str] = ()) -> dict[str, Any]:
         )
     stop_scopes = [f"function {f['function'] or NO_FUNCTION}" for f in functions if f["stop_rule"]]
     stop_scopes += [f"incident {i['id']}" for i in incidents if i["stop_rule"]]
+    unknown = [line for line, a in pairs if a.verdict is Verdict.UNKNOWN]
     verdicts = {v.value: 0 for v in Verdict}
     verdicts.update(Counter(a.verdict.value for _, a in pairs))
     return {
@@ -593,7 +594,20 @@ def report(analysis: Analysis, inputs: Sequence[str] = ()) -> dict[str, Any]:
         "verdicts": verdicts,
         "functions": functions,
         "incidents": incidents,
-        "stop_rule": {"text": STOP_RULE, "applies_to": stop_scopes} if stop_scopes else None,
+        # The stop rule holds for every unknown line, not only where unknown dominates.
+        "stop_rule": {
+            "text": STOP_RULE,
+            "applies_to": stop_scopes,
+            "unknown_lines": len(unknown),
+            "unknown_by_function": _ranked(
+                Counter(line.function or NO_FUNCTION for line in unknown)
+            ),
+            "examples": [line.request_id or f"{line.source}:{line.line_no}" for line in unknown][
+                :MAX_EXAMPLES
+            ],
+        }
+        if unknown
+        else None,
     }
 
 

@@ -203,6 +203,22 @@ def _functions_table(functions: Sequence[Mapping[str, Any]]) -> Table:
     return table
 
 
+def _function_evidence(group: Mapping[str, Any]) -> Text | None:
+    """Example request ids of each non-ok verdict of a function, with its codes and statuses."""
+    shown = [
+        f"{verdict}: {' '.join(ids)}"
+        for verdict, ids in group["examples"].items()
+        if verdict != "ok" and ids
+    ]
+    if not shown:
+        return None
+    return Text(
+        f"{group['function'] or NO_FUNCTION} · {' · '.join(shown)}\n"
+        f"  error codes {_counts(group['error_codes'])}; "
+        f"upstream {_counts(group['upstream_statuses'])}"
+    )
+
+
 def _window(incident: Mapping[str, Any]) -> str:
     if incident["start"] is None:
         return "(no timestamps)"
@@ -266,6 +282,11 @@ def render(data: Mapping[str, Any], console: Console) -> None:
         console.print(table)
     console.print("Verdicts: " + " · ".join(f"{k} {n}" for k, n in data["verdicts"].items()))
     console.print(_functions_table(data["functions"]))
+    evidence = [e for e in map(_function_evidence, data["functions"]) if e is not None]
+    if evidence:
+        console.print("Evidence per function (example request ids of each verdict but ok):")
+        for line in evidence:
+            console.print(line)
     if data["incidents"]:
         console.print(_incidents_table(data["incidents"]))
         console.print("Evidence (example request ids of the dominant verdict):")
@@ -273,9 +294,13 @@ def render(data: Mapping[str, Any], console: Console) -> None:
             console.print(_evidence(incident))
     else:
         console.print("No incidents: every line is ok.")
-    if data["stop_rule"]:
-        scopes = ", ".join(data["stop_rule"]["applies_to"])
+    stop = data["stop_rule"]
+    if stop:
+        n = stop["unknown_lines"]
+        where = f"{n} unknown line{'' if n == 1 else 's'}: {_counts(stop['unknown_by_function'])}"
+        if stop["applies_to"]:
+            where += f"; dominant in {', '.join(stop['applies_to'])}"
         console.print(
-            Text(f"STOP (dominant verdict unknown in {scopes}): ", style="bold red")
-            + Text(data["stop_rule"]["text"] + ".")
+            Text(f"STOP ({where}): ", style="bold red")
+            + Text(stop["text"] + f" — e.g. {' '.join(stop['examples'])}.")
         )

@@ -11,7 +11,7 @@ import click
 from usageledger.cli import Env, console, now_ms, pass_env, run
 from usageledger.cli_admin import database
 from usageledger.ledger import leaderboard
-from usageledger.ledger.prices_store import PriceBooks, load_prices
+from usageledger.ledger.prices_store import LoadResult, PriceBooks, load_prices
 from usageledger.ledger.pricing import PriceBook, PricingError
 from usageledger.m1 import M1Logger, job
 
@@ -47,12 +47,17 @@ def pricing_load(env: Env, file: Path) -> None:
     db = database(env)
     shipped = PriceBooks().shipped
     logger = M1Logger(env.settings.log_file)
-    try:
+
+    def load() -> LoadResult:
+        # The M1 line is written inside `run`, so a domain error is logged as what it is
+        # before `run` turns it into exit status 1.
         with job(logger, "pricing_load") as evidence:
-            result = run(
-                lambda: db.write(lambda conn: load_prices(conn, book, shipped, now_ms=now_ms()))
-            )
-            evidence.extra.update(added=result.added, updated=result.updated)
+            loaded = db.write(lambda conn: load_prices(conn, book, shipped, now_ms=now_ms()))
+            evidence.extra.update(added=loaded.added, updated=loaded.updated)
+            return loaded
+
+    try:
+        result = run(load)
     except PricingError as exc:
         console.print(f"[red]error:[/red] {file}: {exc}")
         sys.exit(1)
@@ -98,14 +103,15 @@ def leaderboard_refresh(env: Env, at: datetime | None) -> None:
     db = database(env)
     book = PriceBooks()
     logger = M1Logger(env.settings.log_file)
-    try:
+
+    def refresh() -> dict[str, int]:
         with job(logger, "leaderboard_refresh") as evidence:
-            counted = run(
-                lambda: db.write(
-                    lambda conn: leaderboard.refresh(conn, book.current(conn), now=now)
-                )
-            )
-            evidence.extra.update(counted)
+            built = db.write(lambda conn: leaderboard.refresh(conn, book.current(conn), now=now))
+            evidence.extra.update(built)
+            return built
+
+    try:
+        counted = run(refresh)
     finally:
         db.engine.dispose()
         logger.close()

@@ -48,7 +48,7 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     DATABASE_TIMEOUT = "DATABASE_TIMEOUT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
-    #: A job (never a request) stopped before it finished: Ctrl-C, or a signal.
+    #: A job (never a request) stopped before it finished: Ctrl-C, or a failing exit inside it.
     INTERRUPTED = "INTERRUPTED"
 
 

@@ -147,9 +147,10 @@ def job(logger: M1Logger, function: str, stage: str = "run") -> Iterator[JobRun]
                 else ErrorCode.INTERNAL_ERROR
             )
             raise
-        except BaseException:
-            # Ctrl-C (KeyboardInterrupt) or SystemExit: the job did not finish.
-            run.status, run.error_code = 500, str(ErrorCode.INTERRUPTED)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Ctrl-C, or an exit with a failure status inside the job: it did not finish.
+            if isinstance(exc, KeyboardInterrupt) or exc.code not in (0, None):
+                run.status, run.error_code = 500, str(ErrorCode.INTERRUPTED)
             raise
         finally:
             logger.emit(

@@ -182,6 +182,47 @@ def test_a_user_id_header_or_cookie_is_refused_on_every_route(
         assert api.get("/v1/me", headers=who.headers()).json()["display_name"] is None
 
 
+def test_names_that_only_contain_user_id_pass(
+    api: TestClient, both: tuple[Persona, Persona]
+) -> None:
+    """A proxy's identity header or a parent domain's analytics cookie is not a user id."""
+    alice, _ = both
+    api.cookies.set("ajs_user_id", "someone")
+    try:
+        response = api.get(
+            "/v1/me",
+            headers={
+                **alice.headers(read=True),
+                "X-Goog-Authenticated-User-Id": "accounts.google.com:123",
+                "X-User-Identity": "proxy",
+            },
+        )
+    finally:
+        api.cookies.clear()
+    assert response.status_code == 200, response.text
+    assert response.json()["name"] == "alice"
+
+
+def test_an_upload_naming_a_user_in_a_header_is_refused_and_writes_nothing(
+    api: TestClient, both: tuple[Persona, Persona], db: Database
+) -> None:
+    """Ingest takes the user from the token too: X-User-Id is a 422 before the body is read."""
+    alice, bob = both
+    before = api.get("/v1/usage/summary", headers=alice.headers()).json()["totals"]
+    response = api.post(
+        "/v1/ingest",
+        content=json.dumps(batch(bucket(start=datetime.fromisoformat(WHEN), inp=5))),
+        headers={
+            "Content-Type": "application/json",
+            **alice.headers(),
+            "X-User-Id": str(bob.user_id),
+        },
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["loc"] == "header.x-user-id"
+    assert api.get("/v1/usage/summary", headers=alice.headers()).json()["totals"] == before
+
+
 def test_a_user_id_in_the_patch_body_is_refused(
     api: TestClient, both: tuple[Persona, Persona]
 ) -> None:

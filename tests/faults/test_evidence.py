@@ -189,6 +189,14 @@ def test_job_lines_carry_the_eight_fields_and_their_database_evidence(
 
         with pytest.raises(KeyboardInterrupt):
             stopped_by_ctrl_c()
+
+        def exits(code: int | None) -> None:
+            with job(logger, f"exit_{code}"):
+                raise SystemExit(code)
+
+        for code in (0, None, 1):
+            with pytest.raises(SystemExit):
+                exits(code)
     finally:
         engine.dispose()
         logger.close()
@@ -199,6 +207,9 @@ def test_job_lines_carry_the_eight_fields_and_their_database_evidence(
         (503, "DATABASE_UNAVAILABLE", 503),
         (200, None, None),
         (500, "INTERRUPTED", 200),
+        (200, None, None),  # exit(0) and exit() inside a job are a finished job
+        (200, None, None),
+        (500, "INTERRUPTED", None),  # a failing exit is not
     ]
     assert verdict(lines[1]).verdict == attribution.Verdict.VENDOR
     # A job stopped half-way is never a success; the database had answered, so it is ours.

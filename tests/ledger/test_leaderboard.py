@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
@@ -14,6 +16,7 @@ from sqlalchemy import Connection, func, select
 from tests.conftest import Persona, make_persona
 from usageledger.buckets import Counts
 from usageledger.cli import main
+from usageledger.errors import DatabaseError
 from usageledger.ledger import leaderboard, profile
 from usageledger.ledger.ingest import BucketWrite, apply_batch
 from usageledger.ledger.pricing import PriceBook
@@ -299,3 +302,26 @@ def test_the_refresh_command_builds_the_boards(db_url: str, db: Database, alice:
     assert result.exit_code == 0, result.output
     assert "week: 1 entries, month: 1 entries, all: 1 entries" in result.output
     assert names_and_tokens(board(db, "week")) == [("Alice", 1)]
+
+
+def test_a_failed_refresh_command_logs_the_real_error(
+    db_url: str, db: Database, alice: Persona, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's M1 line carries the domain error (503 here), not a success or an
+    interruption, and the command exits 1."""
+
+    def unavailable(*_args: Any, **_kwargs: Any) -> Any:
+        raise DatabaseError("the database is unavailable; retry later")
+
+    monkeypatch.setattr(leaderboard, "refresh", unavailable)
+    log = tmp_path / "jobs.log"
+    env = {"USAGELEDGER_DATABASE_URL": db_url, "USAGELEDGER_LOG_FILE": str(log)}
+    result = CliRunner().invoke(main, ["leaderboard", "refresh"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "the database is unavailable" in result.output
+    (line,) = [orjson.loads(raw) for raw in log.read_bytes().splitlines()]
+    assert (line["function"], line["status"], line["error_code"]) == (
+        "leaderboard_refresh",
+        503,
+        "DATABASE_UNAVAILABLE",
+    )

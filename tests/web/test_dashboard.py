@@ -295,6 +295,8 @@ def test_the_leaderboard_page_lists_only_opted_in_people(
     entries = api(base, token, "/v1/leaderboard", period="all")["entries"]
     assert [e["display_name"] for e in entries] == ["Demo Dana"]
     assert page.locator("#board tr").count() == len(entries) + 1
+    incomplete = any(e["unpriced_tokens"] for e in entries)
+    assert ("leave out models without a price" in page.inner_text("#board-meta")) == incomplete
 
 
 @pytest.mark.parametrize("bad", ["ul_read_nope", "", "ul_dev_x" * 50])

@@ -9,12 +9,14 @@ Failed look-ups are budgeted per client address (``api/ratelimit.py``).
 
 from __future__ import annotations
 
+import re
+
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from usageledger.api.context import AppContext
-from usageledger.errors import Forbidden, Unauthenticated
+from usageledger.errors import Forbidden, Unauthenticated, ValidationFailed
 from usageledger.ledger.accounts import Principal, authenticate_digest, hash_secret
 
 bearer = HTTPBearer(auto_error=False, description="A device token (ul_dev_…) or read token.")
@@ -22,6 +24,27 @@ MAX_SECRET = 256
 #: The dashboard's HttpOnly, SameSite=Strict cookie; accepted for GET requests only, so a
 #: cross-site form can never write with it.
 COOKIE = "ul_token"
+
+
+#: A header or cookie that names a user: ``user_id``, ``user-id``, ``X-User-Id``, … exactly, so
+#: that a proxy's own identity headers (``X-Goog-Authenticated-User-Id``) or a parent domain's
+#: analytics cookies (``ajs_user_id``) pass.
+USER_ID_NAME = re.compile(r"(?:x[-_])?user[-_]id", re.IGNORECASE)
+
+
+def refuse_user_id(request: Request) -> None:
+    """Refuse a request that tries to name its user in a header or a cookie: the user is
+    always the token's owner (DESIGN §2), so such a value is a mistake or an attack."""
+    for where, names in (("header", request.headers.keys()), ("cookie", request.cookies)):
+        for name in names:
+            if USER_ID_NAME.fullmatch(name):
+                message = f"{where} {name!r} is not accepted: the user is always the token's owner"
+                raise ValidationFailed(
+                    message,
+                    details=[
+                        {"loc": f"{where}.{name}", "message": message, "code": "VALIDATION_FAILED"}
+                    ],
+                )
 
 
 def app_context(request: Request) -> AppContext:

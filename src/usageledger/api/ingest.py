@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from usageledger.api.auth import app_context, client_address, device_principal
+from usageledger.api.auth import app_context, client_address, device_principal, refuse_user_id
 from usageledger.api.context import name_function, request_context
 from usageledger.api.errors import documented
 from usageledger.errors import BadRequest, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
@@ -26,7 +26,8 @@ ERROR_RESPONSES = documented(
         409: "The same Idempotency-Key is still in flight; see Retry-After.",
         413: "Over 1 MiB or 500 buckets (PAYLOAD_TOO_LARGE).",
         415: "Content-Type is not application/json (UNSUPPORTED_MEDIA_TYPE).",
-        422: "A rule is broken; `details` names each bucket index and field.",
+        422: "A rule is broken; `details` names each bucket index and field (or a header "
+        "or cookie that names a user, such as X-User-Id).",
         429: "Too many requests for this token, or too many unknown tokens from this "
         "address (RATE_LIMITED); see Retry-After.",
         503: "The database is unavailable; retry after Retry-After.",
@@ -84,6 +85,7 @@ async def ingest(
 ) -> Response:
     """Validate a batch all-or-nothing and apply it; see DESIGN §4 for every rule."""
     name_function("ingest")
+    refuse_user_id(request)
     ctx = app_context(request)
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Connection
 
 from usageledger.api import read_models as m
-from usageledger.api.auth import app_context, principal
+from usageledger.api.auth import app_context, principal, refuse_user_id
 from usageledger.api.context import name_function
 from usageledger.api.errors import documented
 from usageledger.errors import ValidationFailed
@@ -92,20 +92,7 @@ def price_books(request: Request) -> PriceBooks:
 def check_query(request: Request, allowed: frozenset[str]) -> None:
     """Refuse a ``user_id`` (in the query, a header or a cookie), undeclared or repeated
     parameters and control characters."""
-    for name in request.headers:
-        if "user_id" in name.replace("-", "_"):
-            _refuse(
-                name,
-                f"header {name!r} is not accepted: the user is always the token's owner",
-                where="header",
-            )
-    for name in request.cookies:
-        if "user_id" in name.lower().replace("-", "_"):
-            _refuse(
-                name,
-                f"cookie {name!r} is not accepted: the user is always the token's owner",
-                where="cookie",
-            )
+    refuse_user_id(request)
     seen: set[str] = set()
     for key in request.query_params:
         if key == "user_id":

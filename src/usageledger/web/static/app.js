@@ -271,18 +271,26 @@ async function initDashboard() {
   await loadDashboard();
 }
 
+let boardGeneration = 0;
+
 async function loadBoard(period) {
   showError(null);
   document.querySelectorAll(".tabs button").forEach((b) => b.classList.toggle("active", b.dataset.period === period));
+  // A slower answer for a tab clicked earlier must not replace the one shown now.
+  const generation = ++boardGeneration;
   try {
     const board = await api("/v1/leaderboard", { period, limit: 50, offset: 0 });
+    if (generation !== boardGeneration) return;
+    const unpriced = board.entries.some((e) => e.unpriced_tokens > 0)
+      ? " · costs leave out models without a price" : "";
     $("board-meta").textContent = board.built_at
       ? `${board.total_entries} people · built ${when(board.built_at)}` + (board.your_rank ? ` · you are #${board.your_rank}` : "")
       : "The leaderboard has not been built yet (usageledger leaderboard refresh).";
+    $("board-meta").textContent += board.built_at ? unpriced : "";
     table($("board"), [["#", true], ["Name"], ["Tokens", true], ["Cost (USD)", true]],
       board.entries.map((e) => [String(e.rank), e.display_name, full.format(e.total_tokens), usd(e.cost_usd)]));
     $("board").dataset.period = period;
-  } catch (error) { showError(error); }
+  } catch (error) { if (generation === boardGeneration) showError(error); }
 }
 
 async function initLeaderboard() {

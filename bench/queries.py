@@ -183,6 +183,10 @@ def bucket_count(db: Database) -> int:
         return 0
 
 
+#: How long this run took to build each database (none when it reused kept ones).
+SEEDED: list[str] = []
+
+
 @contextmanager
 def prepared(kind: str, size: int, keep: bool) -> Iterator[tuple[str, str, int]]:
     """A seeded database of about ``size`` buckets: yields (url, read token, buckets)."""
@@ -226,8 +230,10 @@ def prepared(kind: str, size: int, keep: bool) -> Iterator[tuple[str, str, int]]
                 seed_postgres(url.replace("postgresql+psycopg://", "postgresql://"), users)
             roll_up(db, users)
             db.write(lambda c: c.execute(text("ANALYZE")))
-            say(f"{kind}: seeded in {time.perf_counter() - started:.0f} s")
+            seconds = time.perf_counter() - started
+            say(f"{kind}: seeded in {seconds:.0f} s")
             buckets = bucket_count(db)
+            SEEDED.append(f"{kind} {buckets:,} buckets in {seconds:.0f} s")
         else:
             token = str(db.write(read_token))
         db.write(lambda c: leaderboard.refresh(c, PriceBooks().current(c), now=NOW))
@@ -374,7 +380,15 @@ def main(argv: list[str] | None = None) -> None:
             + body
             + f"\n\nWorst p99 ratio large/small: **{worst:.2f}×** (target ≤ 1.5×). The 1-minute"
             f" load average during the measurements ranged {min(loads):.1f}–{max(loads):.1f}"
-            f" on {os.cpu_count()} cores.\n\n" + NOTES,
+            f" on {os.cpu_count()} cores.\n\n"
+            + NOTES
+            + (
+                "\n\nBuilding the data in this run (one INSERT … SELECT per user with the "
+                "`(user_id, bucket_start)` index dropped during the load and rebuilt after, "
+                "rollups through `rollups.rebuild_range`, then ANALYZE): " + "; ".join(SEEDED) + "."
+                if SEEDED
+                else "\n\nThis run reused databases kept by an earlier `--keep` run."
+            ),
         )
 
 

@@ -137,13 +137,9 @@ def rebuild_history(conn: Connection, user_id: int, old_zone: str, new_zone: str
             days.extend(local_day(int(edge), zone) for zone in zones)
     if not days:
         return 0
-    rebuild_range(conn, user_id, zones[1], min(days), max(days))
-    # Counted, not taken from rebuild_range: INSERT … SELECT reports rowcount -1 on psycopg.
-    return int(
-        conn.execute(
-            select(func.count()).select_from(usage_daily).where(usage_daily.c.user_id == user_id)
-        ).scalar_one()
-    )
+    # The range covers the user's whole history, so its INSERT's row count (kept on both
+    # engines with preserve_rowcount) is every daily row the user now has.
+    return rebuild_range(conn, user_id, zones[1], min(days), max(days))
 
 
 def device_spans(conn: Connection, user_id: int, time_zone: str) -> list[DeviceSpan]:

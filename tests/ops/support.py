@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,6 +19,7 @@ from tests.factories import batch, bucket, iso
 from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS
 from usageledger.ledger.ingest import BucketWrite, apply_batch
 from usageledger.ops.plan_file import PlanSpec, parse_plan_file
+from usageledger.ops.replay import replay
 from usageledger.source_registry import SourceRegistry
 from usageledger.store.engine import Database
 from usageledger.store.tables import bucket_revisions, usage_buckets, usage_daily
@@ -122,6 +125,46 @@ def winners(engine: Engine) -> dict[tuple[Any, ...], tuple[int, ...]]:
         if key not in best or value[0] > best[key][0]:
             best[key] = value
     return best
+
+
+def upload_while_replaying(
+    client: TestClient,
+    db: Database,
+    people: Sequence[Persona],
+    *,
+    hours: range,
+    rounds: range,
+    model: Callable[[int], str],
+    replays: int,
+) -> None:
+    """Upload a batch per round and person (``model(round)`` at each of ``hours``, revision
+    and input tokens from the round) while ``replays`` one-day-chunk replays run at once."""
+    start_together = threading.Barrier(2)
+
+    def upload() -> None:
+        start_together.wait()
+        for round_ in rounds:
+            for who in people:
+                items = [
+                    bucket(
+                        start=START + timedelta(hours=h),
+                        model=model(round_),
+                        inp=round_ * 1000 + h,
+                        revision=round_,
+                    )
+                    for h in hours
+                ]
+                post(client, who, batch(*items))
+
+    def rebuild() -> None:
+        start_together.wait()
+        for _ in range(replays):
+            replay(db, chunk_days=1)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        uploads, rebuilds = pool.submit(upload), pool.submit(rebuild)
+        uploads.result()
+        rebuilds.result()
 
 
 def zones_of(*people: Persona) -> dict[int, str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -14,7 +12,6 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, insert, text, update
 
 from tests.conftest import Persona
-from tests.factories import batch, bucket
 from tests.helpers import bucket_rows, daily_rows, expected_daily, m1_lines
 from tests.ops.support import (
     START,
@@ -23,8 +20,8 @@ from tests.ops.support import (
     derived,
     document,
     parse,
-    post,
     seed_history,
+    upload_while_replaying,
     winners,
     zones_of,
 )
@@ -163,32 +160,15 @@ def test_replay_and_http_ingest_run_concurrently_without_a_lost_update(
     seed_history(client, bob, days=8)
     rounds = 10
     hours = range(0, 8 * 24, 7)
-    start_together = threading.Barrier(2)
-
-    def upload() -> None:
-        start_together.wait()
-        for round_ in range(3, 3 + rounds):
-            for who in (alice, bob):
-                items = [
-                    bucket(
-                        start=START + timedelta(hours=h),
-                        model="live",
-                        inp=round_ * 1000 + h,
-                        revision=round_,
-                    )
-                    for h in hours
-                ]
-                post(client, who, batch(*items))
-
-    def rebuild() -> None:
-        start_together.wait()
-        for _ in range(rounds // 2):
-            replay(db, chunk_days=1)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        uploads, replays = pool.submit(upload), pool.submit(rebuild)
-        uploads.result()
-        replays.result()
+    upload_while_replaying(
+        client,
+        db,
+        (alice, bob),
+        hours=hours,
+        rounds=range(3, 3 + rounds),
+        model=lambda _round: "live",
+        replays=rounds // 2,
+    )
 
     facts = bucket_rows(engine)
     assert facts == winners(engine)

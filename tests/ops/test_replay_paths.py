@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, insert
 
 from tests.conftest import Persona
-from tests.factories import batch, bucket
 from tests.helpers import bucket_rows, daily_rows, expected_daily
 from tests.ops.support import (
     START,
     apply_at,
     counts,
     derived,
-    post,
     seed_history,
+    upload_while_replaying,
     winners,
     zones_of,
 )
@@ -168,32 +165,15 @@ def test_replay_into_wiped_tables_while_uploads_add_new_series_loses_nothing(
     with engine.begin() as conn:
         conn.execute(delete(usage_daily))
         conn.execute(delete(usage_buckets))
-    hours = range(0, 6 * 24, 5)
-    start_together = threading.Barrier(2)
-
-    def upload() -> None:
-        start_together.wait()
-        for round_ in range(3, 9):
-            for who in (alice, bob):
-                items = [
-                    bucket(
-                        start=START + timedelta(hours=h),
-                        model=f"live-{round_ % 3}",
-                        inp=round_ * 1000 + h,
-                        revision=round_,
-                    )
-                    for h in hours
-                ]
-                post(client, who, batch(*items))
-
-    def rebuild() -> None:
-        start_together.wait()
-        replay(db, chunk_days=1)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        uploads, replays = pool.submit(upload), pool.submit(rebuild)
-        uploads.result()
-        replays.result()
+    upload_while_replaying(
+        client,
+        db,
+        (alice, bob),
+        hours=range(0, 6 * 24, 5),
+        rounds=range(3, 9),
+        model=lambda round_: f"live-{round_ % 3}",
+        replays=1,
+    )
 
     assert bucket_rows(engine) == winners(engine)
     assert daily_rows(engine) == expected_daily(engine, zones_of(alice, bob))

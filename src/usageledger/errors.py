@@ -22,7 +22,7 @@ and ``code`` is an :class:`ErrorCode`. Database error text never reaches a clien
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 
 class ErrorCode(StrEnum):
@@ -79,6 +79,15 @@ class ValidationFailed(LedgerError):
 
     status = 422
     code = ErrorCode.VALIDATION_FAILED
+
+    @classmethod
+    def at(cls, loc: str, message: str, *, summary: str | None = None) -> Self:
+        """One problem at ``loc`` (``query.from``, ``body.time_zone``, ``header.x-user-id``);
+        the error's message is ``summary``, or the problem's own message."""
+        return cls(
+            summary or message,
+            details=[{"loc": loc, "message": message, "code": str(ErrorCode.VALIDATION_FAILED)}],
+        )
 
 
 class RangeTooLarge(ValidationFailed):

@@ -38,12 +38,9 @@ def refuse_user_id(request: Request) -> None:
     for where, names in (("header", request.headers.keys()), ("cookie", request.cookies)):
         for name in names:
             if USER_ID_NAME.fullmatch(name):
-                message = f"{where} {name!r} is not accepted: the user is always the token's owner"
-                raise ValidationFailed(
-                    message,
-                    details=[
-                        {"loc": f"{where}.{name}", "message": message, "code": "VALIDATION_FAILED"}
-                    ],
+                raise ValidationFailed.at(
+                    f"{where}.{name}",
+                    f"{where} {name!r} is not accepted: the user is always the token's owner",
                 )
 
 
@@ -58,19 +55,16 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "-"
 
 
-def lookup(request: Request, secret: str, *, live: bool = True) -> Principal | None:
-    """The principal of ``secret``, or None for an unknown or revoked token.
+def lookup(request: Request, secret: str) -> Principal | None:
+    """The principal of ``secret`` read from the database, or None for an unknown or revoked
+    token.
 
-    ``live=False`` accepts a token seen live recently without a database read (the caller must
-    check it again in its transaction). A look-up that finds nothing spends the client
-    address's failure budget; once that is spent, a token not seen live gets 429 at once.
+    A look-up that finds nothing spends the client address's failure budget; once that is
+    spent, a token not seen live recently gets 429 at once, before the database is asked.
     """
     ctx = app_context(request)
     digest = hash_secret(secret)
-    known = ctx.known_tokens.get(digest)
-    if known is not None and not live:
-        return known
-    if known is None:
+    if ctx.known_tokens.get(digest) is None:
         ctx.auth_failures.ensure(client_address(request))
     found = ctx.db.read(lambda conn: authenticate_digest(conn, digest))
     if found is None:
@@ -121,7 +115,7 @@ async def device_principal(
     secret = _secret(request, credentials)
     found = app_context(request).known_tokens.get(hash_secret(secret))
     if found is None:
-        found = await run_in_threadpool(lookup, request, secret, live=False)
+        found = await run_in_threadpool(lookup, request, secret)
     found = _admit(request, found)
     if found.kind != "device":
         raise Forbidden("a read token cannot upload; use a device token")

@@ -108,11 +108,8 @@ def check_query(request: Request, allowed: frozenset[str]) -> None:
         seen.add(key)
 
 
-def _refuse(key: str, message: str, *, where: str = "query") -> NoReturn:
-    raise ValidationFailed(
-        message,
-        details=[{"loc": f"{where}.{key}", "message": message, "code": "VALIDATION_FAILED"}],
-    )
+def _refuse(key: str, message: str) -> NoReturn:
+    raise ValidationFailed.at(f"query.{key}", message)
 
 
 def caller(*params: str) -> Any:
@@ -403,9 +400,7 @@ def patch_me(request: Request, body: m.MePatch, who: Principal = caller()) -> m.
 
 
 def _refuse_body(message: str) -> NoReturn:
-    raise ValidationFailed(
-        message, details=[{"loc": "body", "message": message, "code": "VALIDATION_FAILED"}]
-    )
+    raise ValidationFailed.at("body", message)
 
 
 @router.get(
@@ -429,10 +424,7 @@ def get_leaderboard(
     name_function("get_leaderboard")
     if period not in leaderboard.PERIODS:
         message = f"period must be one of {', '.join(leaderboard.PERIODS)}, got {period!r}"
-        raise ValidationFailed(
-            f"period: {message}",
-            details=[{"loc": "query.period", "message": message, "code": "VALIDATION_FAILED"}],
-        )
+        raise ValidationFailed.at("query.period", message, summary=f"period: {message}")
     board = app_context(request).db.read(
         lambda conn: leaderboard.read_board(
             conn, period, limit=limit, offset=offset, user_id=who.user_id

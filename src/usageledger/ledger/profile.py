@@ -69,10 +69,7 @@ def get_profile(conn: Connection, user_id: int) -> Profile:
 
 
 def _invalid(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(
-        f"{field}: {message}",
-        details=[{"loc": f"body.{field}", "message": message, "code": "VALIDATION_FAILED"}],
-    )
+    return ValidationFailed.at(f"body.{field}", message, summary=f"{field}: {message}")
 
 
 def check_display_name(name: str) -> str:

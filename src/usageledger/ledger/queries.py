@@ -58,10 +58,7 @@ def device_id_named(conn: Connection, user_id: int, name: str) -> int:
     ).scalar()
     if found is None:
         message = f"you have no device named {name!r}; GET /v1/devices lists yours"
-        raise ValidationFailed(
-            f"device: {message}",
-            details=[{"loc": "query.device", "message": message, "code": "VALIDATION_FAILED"}],
-        )
+        raise ValidationFailed.at("query.device", message, summary=f"device: {message}")
     return int(found)
 
 

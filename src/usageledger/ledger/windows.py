@@ -56,10 +56,7 @@ class Window:
 
 
 def _invalid(param: str, message: str) -> ValidationFailed:
-    return ValidationFailed(
-        f"{param}: {message}",
-        details=[{"loc": f"query.{param}", "message": message, "code": "VALIDATION_FAILED"}],
-    )
+    return ValidationFailed.at(f"query.{param}", message, summary=f"{param}: {message}")
 
 
 def _too_large(param: str, message: str, cap: int, unit: str) -> RangeTooLarge:

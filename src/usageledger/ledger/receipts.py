@@ -35,7 +35,7 @@ from usageledger.errors import (
 from usageledger.ledger.accounts import Principal, live_time_zone
 from usageledger.ledger.ingest import apply_batch, touch_device
 from usageledger.source_registry import SourceRegistry
-from usageledger.store.dialect import insert_for
+from usageledger.store.dialect import upsert
 from usageledger.store.engine import Database
 from usageledger.store.tables import ingest_receipts
 from usageledger.wire import parse_ingest
@@ -230,24 +230,11 @@ def _write_receipt(
     }
     # An upsert: when a COMMIT's answer is lost, Database.write runs this again with the
     # same request id, and the row may already be there.
-    conn.execute(_receipt_upsert(conn), row)
+    upsert(conn, ingest_receipts, [row], ("user_id", "request_id"), _RECEIPT_DONE)
 
 
 #: What a rerun of the same request overwrites in its receipt.
 _RECEIPT_DONE = ("state", "response", "bucket_count", "completed_at_ms")
-_UPSERTS: dict[str, Any] = {}
-
-
-def _receipt_upsert(conn: Connection) -> Any:
-    """The receipt upsert of the connection's dialect, built once per dialect."""
-    stmt = _UPSERTS.get(conn.dialect.name)
-    if stmt is None:
-        insert: Any = insert_for(conn, ingest_receipts)
-        stmt = _UPSERTS[conn.dialect.name] = insert.on_conflict_do_update(
-            index_elements=["user_id", "request_id"],
-            set_={c: insert.excluded[c] for c in _RECEIPT_DONE},
-        )
-    return stmt
 
 
 _KEY_RECEIPT = select(ingest_receipts).where(

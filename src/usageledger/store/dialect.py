@@ -57,6 +57,11 @@ def insert_for(conn: Connection, table: Table) -> Insert:
     return postgresql.insert(table)
 
 
+#: Upsert statements by (dialect, table, key, update): building one costs more than running it
+#: on the hot paths (an upload's buckets and its receipt).
+_UPSERTS: dict[tuple[str, Table, tuple[str, ...], tuple[str, ...]], Any] = {}
+
+
 def upsert(
     conn: Connection,
     table: Table,
@@ -67,10 +72,13 @@ def upsert(
     """Insert ``rows``; where ``key`` exists, overwrite the ``update`` columns."""
     if not rows:
         return
-    stmt: Any = insert_for(conn, table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(key), set_={c: stmt.excluded[c] for c in update}
-    )
+    cache_key = (conn.dialect.name, table, tuple(key), tuple(update))
+    stmt = _UPSERTS.get(cache_key)
+    if stmt is None:
+        insert: Any = insert_for(conn, table)
+        stmt = _UPSERTS[cache_key] = insert.on_conflict_do_update(
+            index_elements=list(key), set_={c: insert.excluded[c] for c in update}
+        )
     conn.execute(stmt, list(rows))
 
 

@@ -424,7 +424,7 @@ def retention() -> None:
     help="Rows deleted per transaction.",
 )
 @pass_env
-def retentionrun(
+def retention_run(
     env: Env, dry_run: bool, receipts_days: int, revisions_days: int, batch_size: int
 ) -> None:
     """Delete old ingest receipts and old superseded revisions, in bounded batches.

@@ -364,7 +364,9 @@ def replay(
             run.extra["user_id"] = scope.user_id
             series = db.read(partial(logged_series, user_id=scope.user_id))
             for lo, hi in chunks:
-                step = partial(_chunk, user_id=scope.user_id, first=lo, last=hi, series=series)
+                step = partial(
+                    replay_chunk, user_id=scope.user_id, first=lo, last=hi, series=series
+                )
                 done = db.write(step, user_id=scope.user_id)
                 totals["chunks"] += 1
                 totals["buckets_written"] += done.written
@@ -379,9 +381,3 @@ def replay(
         report.daily_rows += totals["daily_rows"]
         report.per_user[scope.name] = totals
     return report
-
-
-def _chunk(
-    conn: Connection, *, user_id: int, first: date, last: date, series: tuple[Series, ...]
-) -> ChunkResult:
-    return replay_chunk(conn, user_id, first, last, series)

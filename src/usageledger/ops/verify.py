@@ -257,7 +257,7 @@ def verify(
             for lo, hi in chunks:
                 # Under the user's write lock for a consistent view; nothing is written.
                 check = db.write(
-                    partial(_check, scope=scope, first=lo, last=hi), user_id=scope.user_id
+                    partial(verify_chunk, scope=scope, first=lo, last=hi), user_id=scope.user_id
                 )
                 report.chunks += 1
                 report.buckets += check.buckets
@@ -268,7 +268,3 @@ def verify(
             run.extra.update(chunks=len(chunks), drifts=found)
         report.users += 1
     return report
-
-
-def _check(conn: Connection, *, scope: UserScope, first: date, last: date) -> ChunkCheck:
-    return verify_chunk(conn, scope, first, last)

@@ -203,13 +203,17 @@ async function openDay(day) {
   } catch (error) { showError(error); }
 }
 
-let loadGeneration = 0;
+// A newer load wins: newestOnly() gives each load a check that turns true once a later load of
+// the same kind started, so an older, slower answer never overwrites a newer one.
+function newestOnly() {
+  let latest = 0;
+  return () => { const mine = ++latest; return () => mine !== latest; };
+}
+const dashboardLoad = newestOnly(), boardLoad = newestOnly();
 
 async function loadDashboard() {
   showError(null);
-  // A newer load (the user applied again) wins: an older one stops rendering when it resumes.
-  const generation = ++loadGeneration;
-  const stale = () => generation !== loadGeneration;
+  const stale = dashboardLoad();
   const params = { from: state.from, to: state.to, tz: state.tz };
   try {
     const [summary, models, devices] = await Promise.all([
@@ -271,26 +275,22 @@ async function initDashboard() {
   await loadDashboard();
 }
 
-let boardGeneration = 0;
-
 async function loadBoard(period) {
   showError(null);
   document.querySelectorAll(".tabs button").forEach((b) => b.classList.toggle("active", b.dataset.period === period));
-  // A slower answer for a tab clicked earlier must not replace the one shown now.
-  const generation = ++boardGeneration;
+  const stale = boardLoad();  // a slower answer for a tab clicked earlier is dropped
   try {
     const board = await api("/v1/leaderboard", { period, limit: 50, offset: 0 });
-    if (generation !== boardGeneration) return;
+    if (stale()) return;
     const unpriced = board.entries.some((e) => e.unpriced_tokens > 0)
       ? " · costs leave out models without a price" : "";
     $("board-meta").textContent = board.built_at
-      ? `${board.total_entries} people · built ${when(board.built_at)}` + (board.your_rank ? ` · you are #${board.your_rank}` : "")
+      ? `${board.total_entries} people · built ${when(board.built_at)}` + (board.your_rank ? ` · you are #${board.your_rank}` : "") + unpriced
       : "The leaderboard has not been built yet (usageledger leaderboard refresh).";
-    $("board-meta").textContent += board.built_at ? unpriced : "";
     table($("board"), [["#", true], ["Name"], ["Tokens", true], ["Cost (USD)", true]],
       board.entries.map((e) => [String(e.rank), e.display_name, full.format(e.total_tokens), usd(e.cost_usd)]));
     $("board").dataset.period = period;
-  } catch (error) { if (generation === boardGeneration) showError(error); }
+  } catch (error) { if (!stale()) showError(error); }
 }
 
 async function initLeaderboard() {

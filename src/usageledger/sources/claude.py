@@ -1,10 +1,12 @@
 """Claude Code: ``projects/**/*.jsonl`` transcripts under each Claude config directory.
 
-Each assistant line carries the API's ``message.usage``. Claude Code writes one line per
-content block while a response streams (same ``message.id`` and ``requestId``, growing
-``output_tokens``), copies parent messages into sub-agent and resumed-session files, and
-writes ``<synthetic>`` error messages. The key ``message.id:requestId`` is shared by all
-those copies and the ledger keeps the one with the most tokens (policy "max").
+Each assistant line carries the API's ``message.usage`` (a line without a top-level ``type``
+counts as an assistant line; usage on any other line is reported, not counted). Claude Code
+writes one line per content block while a response streams (same ``message.id`` and
+``requestId``, growing ``output_tokens``), copies parent messages into sub-agent and
+resumed-session files, and writes ``<synthetic>`` error messages. The key
+``message.id:requestId`` is shared by all those copies and the ledger keeps the one with the
+most tokens (policy "max").
 """
 
 from __future__ import annotations
@@ -89,8 +91,6 @@ class ClaudeParser:
 def _event(obj: Any, fallback_session: str) -> UsageEvent | None:
     if not isinstance(obj, dict):
         raise InvalidRecordError("line is not a JSON object")
-    if obj.get("type") != "assistant":
-        return None
     message = obj.get("message")
     if not isinstance(message, dict):
         return None
@@ -100,14 +100,20 @@ def _event(obj: Any, fallback_session: str) -> UsageEvent | None:
     if not isinstance(usage, dict):
         raise InvalidRecordError("message.usage is not an object")
     model = text(message.get("model")) or UNKNOWN_MODEL
-    if model == SYNTHETIC_MODEL:
-        return None
     fresh = count(usage, "input_tokens", required=True)
     output = count(usage, "output_tokens", required=True)
     cache_read = count(usage, "cache_read_input_tokens")
     cache_write = _cache_write(usage)
     if fresh == output == cache_read == cache_write == 0:
         return None
+    # Usage is never dropped in silence: a line that carries non-zero usage is counted or
+    # reported. A line without a top-level ``type`` (ccusage's test transcripts) is an assistant
+    # response like any other; a line that says it is something else is not guessed at.
+    if obj.get("type") not in (None, "assistant") or message.get("role") not in (None, "assistant"):
+        raise InvalidRecordError("usage on a line that is not an assistant message (not counted)")
+    if model == SYNTHETIC_MODEL:
+        # Claude Code's own notices carry zero usage: non-zero usage there is no API response's.
+        raise InvalidRecordError("non-zero usage on a <synthetic> message (not counted)")
     when = timestamp(obj.get("timestamp"))
     key = event_key(
         text(message.get("id")),

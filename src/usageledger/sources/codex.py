@@ -36,6 +36,8 @@ _SESSION_IN_NAME = re.compile(
     r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$", re.IGNORECASE
 )
 UNKNOWN_MODEL = "unknown"
+#: Usage keys that, found on a ``token_count`` payload without ``info``, mean usage is there.
+_OUTSIDE_INFO = ("input_tokens", "output_tokens", "total_token_usage", "last_token_usage")
 
 
 def _usage(value: Any, name: str) -> Usage | None:
@@ -168,6 +170,10 @@ class _Reader:
     def _token_count(self, lineno: int, obj: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
         info = payload.get("info")
         if info is None:
+            if any(key in payload for key in _OUTSIDE_INFO):
+                # Not a shape Codex writes today, and not knowably cumulative or per request:
+                # reported rather than guessed at or dropped in silence.
+                raise InvalidRecordError("token_count with usage outside info (not counted)")
             return  # a rate-limit-only refresh
         info = mapping(info, "info")
         total = _usage(info.get("total_token_usage"), "total_token_usage")
@@ -198,9 +204,12 @@ class _Reader:
             key = f"{self.session}@{obj.get('timestamp')}/l{_vector(last)}"
         else:
             raise InvalidRecordError("token_count without usage")
-        self._emit(lineno, obj, delta, key)
+        self._emit(lineno, obj, delta, key, text(info.get("model")))
 
-    def _emit(self, lineno: int, obj: Mapping[str, Any], delta: Usage, key: str) -> None:
+    def _emit(
+        self, lineno: int, obj: Mapping[str, Any], delta: Usage, key: str, model: str | None
+    ) -> None:
+        """Add one request's usage; ``model`` is the event's own ``info.model``, if any."""
         fresh, cached, output, reasoning = delta
         if fresh == cached == output == reasoning == 0:
             return
@@ -214,7 +223,7 @@ class _Reader:
                 source="codex",
                 event_key=key,
                 timestamp=when,
-                model=self.model or UNKNOWN_MODEL,
+                model=model or self.model or UNKNOWN_MODEL,
                 session_id=self.session,
                 project=self.project,
                 input_tokens=fresh - cached,

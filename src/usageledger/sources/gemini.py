@@ -134,8 +134,8 @@ class _Session:
             update = mapping(obj["$set"], "$set")
             self._metadata(update)
             self._add_messages(lineno, update.get("messages"))
-        elif isinstance(obj.get("id"), str):
-            self.messages.append((lineno, obj))
+        elif isinstance(obj.get("id"), str) or "tokens" in obj:
+            self.messages.append((lineno, obj))  # an id-less one with tokens is a problem
         elif "sessionId" in obj:
             self._metadata(obj)
             self._add_messages(lineno, obj.get("messages"))
@@ -168,14 +168,17 @@ class _Session:
         return events
 
     def _event(self, session: str, message: Any) -> UsageEvent | None:
-        if not isinstance(message, dict) or message.get("type") != "gemini":
+        if not isinstance(message, dict):
             return None
         tokens = message.get("tokens")
         if tokens is None:
-            return None  # written before its usage arrived; a later copy carries it
+            return None  # not a response, or written before its usage arrived
         fresh, cached, output, reasoning = map_tokens(mapping(tokens, "tokens"))
         if fresh == cached == output == 0:
             return None
+        if message.get("type") != "gemini":
+            # Gemini CLI records tokens on its own responses only: never drop usage in silence.
+            raise InvalidRecordError("tokens on a message that is not a gemini response")
         message_id = text(message.get("id"))
         if message_id is None:
             raise InvalidRecordError("message without id")

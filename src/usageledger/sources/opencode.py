@@ -4,10 +4,11 @@
 Opencode rewrites a message while the response streams and when it finishes, so the message
 id is the key and the last copy read wins; the frozen JSON files an upgrade leaves behind
 hold the same ids as the database rows, so a message found in both counts once. Only
-assistant messages carry ``tokens``. Opencode stores input *net* of the cache (``input``,
-``cache.read`` and ``cache.write`` are disjoint) and, in current versions, ``output``
-*without* ``reasoning``; a stored ``total`` tells the older shape (reasoning inside output)
-apart.
+assistant messages carry ``tokens`` (a message without ``role`` counts as one; tokens on a
+message with another role are reported, not counted). Opencode stores input *net* of the
+cache (``input``, ``cache.read`` and ``cache.write`` are disjoint) and, in current versions,
+``output`` *without* ``reasoning``; a stored ``total`` tells the older shape (reasoning inside
+output) apart.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ class OpencodeParser:
         return result
 
     def read_database(self, path: str, *, page_rows: int | None = None) -> Iterator[ParseResult]:
-        """Read every assistant message of an opencode database, read-only, page by page.
+        """Read every assistant message (and any with tokens) of an opencode database,
+        read-only, page by page.
 
         Unlike ``parse`` this does I/O: the rows still in the write-ahead log (opencode keeps
         the database in WAL mode) are only visible through SQLite itself. The ``message``
@@ -120,7 +122,7 @@ class OpencodeParser:
 
 
 def _messages_sql(conn: sqlite3.Connection) -> str:
-    """The query for this database's ``message`` table (assistant rows, in creation order)."""
+    """The query for this database's ``message`` table (rows with usage, in creation order)."""
     columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(message)")}
     missing = {"id", "session_id", "data"} - columns
     if missing:
@@ -128,9 +130,11 @@ def _messages_sql(conn: sqlite3.Connection) -> str:
             f"no opencode message table (missing: {', '.join(sorted(missing))})"
         )
     created = next((c for c in CREATED_COLUMNS if c in columns), "NULL")
+    # Assistant rows and every row with a ``tokens`` key: a row without a role still carries
+    # usage (``_event`` decides; user rows have no tokens and are skipped here, unread).
     return (
         f"SELECT id, session_id, {created}, data FROM message "
-        f"WHERE data LIKE '%assistant%' ORDER BY {created}, id"
+        f"WHERE data LIKE '%assistant%' OR data LIKE '%\"tokens\"%' ORDER BY {created}, id"
     )
 
 
@@ -210,11 +214,15 @@ def _databases(root: Path) -> list[Path]:
 
 def _event(message: Any, path: Path) -> UsageEvent | None:
     obj = mapping(message, "message file")
-    if obj.get("role") != "assistant" or obj.get("tokens") is None:
+    if obj.get("tokens") is None:
         return None
     fresh, cached, output, reasoning, write = map_tokens(mapping(obj["tokens"], "tokens"))
     if fresh == cached == output == 0:
         return None
+    # Usage is never dropped in silence. A message without ``role`` (as ccusage's tests write
+    # it) carries usage only as an assistant response does; one with another role is reported.
+    if obj.get("role") not in (None, "assistant"):
+        raise InvalidRecordError("tokens on a message whose role is not assistant (not counted)")
     times = mapping(obj.get("time"), "time")
     paths = obj.get("path")
     project = None

@@ -4,7 +4,8 @@ The database is created at revision 0001 and filled with plain SQL INSERTs of th
 columns, shaped as v1-era ingest wrote them; then it is migrated to head. The facts and the
 aggregates must be unchanged, ``verify`` must find no drift, a replay must change nothing, and
 the newest code must read the old rows as its own (a v1 re-send is ``unchanged``, the read API
-sums them). Both engines:
+sums them). Display names set before 0004 get their folded keys, the first holder of a
+look-alike name by user_id keeping it. Both engines:
 a SQLite file, and a PostgreSQL database created and dropped here (the session database of
 the other tests is already at head).
 """
@@ -33,6 +34,9 @@ from tests.factories import batch, bucket
 from tests.helpers import daily_rows, expected_daily
 from usageledger.api.app import create_app
 from usageledger.config import Settings
+from usageledger.errors import ValidationFailed
+from usageledger.ledger import profile
+from usageledger.ledger.confusables import fold
 from usageledger.ledger.rollups import rebuild_days
 from usageledger.m1 import M1Logger
 from usageledger.ops.verify import verify
@@ -337,3 +341,51 @@ def test_the_newest_code_reads_v1_era_rows_as_its_own(
             {"s": int((START + timedelta(hours=5)).timestamp())},
         ).scalar_one()
     assert stored == 40
+
+
+#: Display names set before 0004, in user_id order: (user name, display name).
+OLD_NAMES = (
+    ("alice", "alice"),
+    ("bob", "ALICE"),  # alice's name in capitals
+    ("carol", "\u0430nonymous #1"),  # a Cyrillic а: the impersonation 0004 closes
+    ("dave", "Dave"),
+    ("erin", "\u0430lice"),  # alice's name with a Cyrillic а
+    ("frank", None),
+)
+
+
+def test_0004_gives_old_display_names_keys_first_holder_first(engine_at_first: Engine) -> None:
+    """Of look-alike names the lowest user_id holds the key; later look-alikes and names like
+    "anonymous #…" keep their text with no key; the key then decides a new claim."""
+    engine = engine_at_first
+    upgrade(engine, "0003")
+    with engine.begin() as conn:
+        for user, name in OLD_NAMES:
+            row = {"name": user, "time_zone": "UTC", "created_at_ms": ERA_MS}
+            insert(conn, "users", [{**row, "display_name": name}])
+    upgrade(engine)
+    with engine.connect() as conn:
+        stored = {
+            r[0]: (r[1], r[2])
+            for r in conn.execute(
+                text("SELECT name, display_name, display_name_key FROM users ORDER BY user_id")
+            )
+        }
+    assert stored == {
+        "alice": ("alice", fold("alice")),
+        "bob": ("ALICE", None),
+        "carol": ("\u0430nonymous #1", None),
+        "dave": ("Dave", fold("dave")),
+        "erin": ("\u0430lice", None),
+        "frank": (None, None),
+    }
+    db = Database(engine)
+    bob = int(
+        db.read(
+            lambda c: c.execute(text("SELECT user_id FROM users WHERE name = 'bob'")).scalar_one()
+        )
+    )
+    with pytest.raises(ValidationFailed, match="taken"):
+        db.write(lambda c: profile.update_profile(c, bob, display_name="ALICE"), user_id=bob)
+    renamed, _ = db.write(lambda c: profile.update_profile(c, bob, display_name="Bob"), user_id=bob)
+    assert renamed.display_name == "Bob"

@@ -11,17 +11,18 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
 
 from tests.conftest import Persona, make_persona
 from usageledger.buckets import Counts
 from usageledger.cli import main
 from usageledger.errors import DatabaseError
 from usageledger.ledger import leaderboard, profile
+from usageledger.ledger.confusables import fold
 from usageledger.ledger.ingest import BucketWrite, apply_batch
 from usageledger.ledger.pricing import PriceBook
 from usageledger.store.engine import Database
-from usageledger.store.tables import leaderboard_snapshots
+from usageledger.store.tables import leaderboard_snapshots, users
 
 pytestmark = pytest.mark.usefixtures("db_url")
 
@@ -325,3 +326,39 @@ def test_a_failed_refresh_command_logs_the_real_error(
         503,
         "DATABASE_UNAVAILABLE",
     )
+
+
+def legacy_name(db: Database, who: Persona, name: str, key: str | None) -> None:
+    """Give ``who`` a name as stored before names were folded: no check, the key as given."""
+    db.write(
+        lambda c: c.execute(
+            update(users)
+            .where(users.c.user_id == who.user_id)
+            .values(display_name=name, display_name_key=key, leaderboard_opt_in=True)
+        )
+    )
+
+
+def test_an_old_look_alike_of_anonymous_is_shown_as_anonymous(
+    db: Database, alice: Persona, bob: Persona
+) -> None:
+    """Bob's "аnonymous #1" (Cyrillic а, set before the fold) never reaches the board: he is
+    anonymous #2 there, so only one entry reads like anonymous #1 — the real one."""
+    use(db, alice, "Europe/Berlin", ("2026-11-24T10:00", "gpt-5", 300))
+    use(db, bob, "America/New_York", ("2026-11-24T10:00", "gpt-5", 100))
+    join(db, alice)
+    legacy_name(db, bob, "\u0430nonymous #1", fold("\u0430nonymous #1"))
+    refresh(db)
+    assert names_and_tokens(board(db, "week")) == [("anonymous #1", 300), ("anonymous #2", 100)]
+
+
+def test_a_name_whose_key_another_user_holds_is_shown_as_anonymous(
+    db: Database, alice: Persona, bob: Persona
+) -> None:
+    """Bob kept "ALICE" from before keys (Alice holds its key): the board shows one Alice."""
+    use(db, alice, "Europe/Berlin", ("2026-11-24T10:00", "gpt-5", 100))
+    use(db, bob, "America/New_York", ("2026-11-24T10:00", "gpt-5", 300))
+    join(db, alice, "alice")
+    legacy_name(db, bob, "ALICE", None)
+    refresh(db)
+    assert names_and_tokens(board(db, "week")) == [("anonymous #1", 300), ("alice", 100)]

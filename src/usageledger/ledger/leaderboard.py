@@ -12,7 +12,12 @@ reads snapshots.
 - **Ranking**: most ``total_tokens`` first; ties by cost, then display name. Users without
   tokens in a period are left out.
 - **Names**: the display name, or ``anonymous #<rank>`` when the user has none. A user name
-  or id is never served (``user_id`` is stored only to find the caller's own rank).
+  or id is never served (``user_id`` is stored only to find the caller's own rank). A name
+  counts as none when its user does not hold its key (``users.display_name_key``: a look-alike
+  of a name another user held when keys were introduced) or when it looks like
+  ``anonymous #…`` (:func:`~usageledger.ledger.confusables.is_reserved`, checked here too,
+  because names set before the check compared folds may look like one): the board never
+  shows two entries that look alike, nor a named user as one of the anonymous ones.
 - **Unpriced usage**: a model without a price costs 0. Each entry carries how many of its
   tokens had no price (``unpriced_tokens``, a count like its totals); the models' names are
   kept per period and user in ``leaderboard_unpriced`` and served only to that user, because
@@ -30,9 +35,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, delete, func, insert, select
 
 from usageledger.buckets import COUNT_COLUMNS, Counts, day_range
+from usageledger.ledger.confusables import ANONYMOUS_PREFIX, is_reserved
 from usageledger.ledger.costing import Tally, UsageRow, combine, tally
 from usageledger.ledger.pricing import PriceBook
-from usageledger.ledger.profile import ANONYMOUS_PREFIX
 from usageledger.ledger.queries import EPOCH
 
 # The rollups' own local-day expression, so a day means the same thing in SQL everywhere.
@@ -125,6 +130,13 @@ def _rank(tallies: list[tuple[int, str | None, Tally]]) -> list[tuple[int, str |
     return sorted((t for t in tallies if t[2].counts.total_tokens > 0), key=order)
 
 
+def shown_name(display_name: str | None, key: str | None) -> str | None:
+    """The name a board shows for a user, or None for ``anonymous #<rank>`` (see above)."""
+    if display_name is None or key is None or is_reserved(display_name):
+        return None
+    return display_name
+
+
 def refresh(conn: Connection, book: PriceBook, *, now: datetime) -> dict[str, int]:
     """Rebuild every board from the opted-in users' usage; return entries per period.
 
@@ -132,9 +144,9 @@ def refresh(conn: Connection, book: PriceBook, *, now: datetime) -> dict[str, in
     """
     today = now.astimezone(UTC).date()
     members = [
-        (int(r[0]), r[1])
+        (int(r[0]), shown_name(r[1], r[2]))
         for r in conn.execute(
-            select(users.c.user_id, users.c.display_name)
+            select(users.c.user_id, users.c.display_name, users.c.display_name_key)
             .where(users.c.leaderboard_opt_in.is_(True))
             .order_by(users.c.user_id)
         )

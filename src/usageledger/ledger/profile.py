@@ -5,6 +5,14 @@ of the user's rollups: :func:`update_profile` rebuilds ``usage_daily`` over the 
 history through the single rebuild path (``rollups.rebuild_range``), in the same transaction
 as the update. Run it under ``Database.write(fn, user_id=…)`` so no ingest of the same user
 interleaves.
+
+Display names are unique by look, not by spelling: two users cannot hold names with the same
+:func:`~usageledger.ledger.confusables.fold` (so ``alice``, ``аlice`` with a Cyrillic ``а``,
+``ALICE`` and ``AIice`` are one name). The fold is stored beside the name in
+``users.display_name_key`` under a unique index, so of two concurrent claims of one name
+exactly one commits, on SQLite and PostgreSQL alike. A name kept from before the key existed
+whose fold another user already held (migration 0004) has no key: it stays the user's own, is
+not shown on the leaderboard, and is claimed again, like any new name, when set again.
 """
 
 from __future__ import annotations
@@ -14,16 +22,19 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from usageledger.buckets import day_range, local_day
 from usageledger.config import check_time_zone
 from usageledger.errors import NotFound, ValidationFailed
+from usageledger.ledger.confusables import ANONYMOUS_PREFIX, fold, is_reserved
 from usageledger.ledger.rollups import rebuild_range
 from usageledger.store.tables import devices, usage_buckets, usage_daily, users
 
 DISPLAY_NAME_MAX = 64
-#: Display names the leaderboard uses for users without one; nobody may pick such a name.
-ANONYMOUS_PREFIX = "anonymous #"
+#: The width of ``users.display_name_key``: compatibility forms can expand a name (``ﷺ`` is
+#: eighteen letters), and a name whose fold does not fit is refused.
+DISPLAY_NAME_KEY_MAX = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +84,64 @@ def _invalid(field: str, message: str) -> ValidationFailed:
 
 
 def check_display_name(name: str) -> str:
-    """A display name as stored: trimmed, 1–64 printable characters, not "anonymous #…"."""
+    """A display name as stored: trimmed, 1–64 printable characters, not like "anonymous #…".
+
+    The reserved check compares folds (:func:`~usageledger.ledger.confusables.is_reserved`),
+    so homoglyphs, fullwidth letters, case and combining marks do not get around it.
+    """
     trimmed = name.strip()
     if not 1 <= len(trimmed) <= DISPLAY_NAME_MAX or not trimmed.isprintable():
         raise _invalid("display_name", f"use 1-{DISPLAY_NAME_MAX} printable characters")
-    if trimmed.lower().startswith(ANONYMOUS_PREFIX):
-        raise _invalid("display_name", f"names starting {ANONYMOUS_PREFIX!r} are reserved")
+    if is_reserved(trimmed):
+        raise _invalid(
+            "display_name",
+            "names that look like 'anonymous' are reserved: the leaderboard shows users "
+            f"without a display name as '{ANONYMOUS_PREFIX}<rank>'",
+        )
     return trimmed
+
+
+def display_name_key(name: str) -> str:
+    """The stored key of a checked display name: its fold (equal keys look alike)."""
+    key = fold(name)
+    if not key:  # only blanks and invisible characters, such as Hangul fillers
+        raise _invalid("display_name", "use at least one visible character")
+    if len(key) > DISPLAY_NAME_KEY_MAX:
+        raise _invalid("display_name", "use fewer characters that expand (such as ligatures)")
+    return key
+
+
+def _taken() -> ValidationFailed:
+    return _invalid(
+        "display_name", "is taken: another user has this name or one that looks like it"
+    )
+
+
+def claim_display_name(conn: Connection, user_id: int, name: str | None) -> None:
+    """Set (or, with None, clear) the user's display name and its key.
+
+    The look-up of the key gives the usual answer; the unique index decides a race: a
+    concurrent claim that committed first makes this UPDATE fail (PostgreSQL waits for that
+    transaction, SQLite's writers are serialized anyway), and the savepoint turns the failure
+    into the same 422 instead of an aborted transaction.
+    """
+    if name is None:
+        values: dict[str, Any] = {"display_name": None, "display_name_key": None}
+    else:
+        values = {"display_name": name, "display_name_key": display_name_key(name)}
+        holder = conn.execute(
+            select(users.c.user_id).where(
+                users.c.display_name_key == values["display_name_key"],
+                users.c.user_id != user_id,
+            )
+        ).first()
+        if holder is not None:
+            raise _taken()
+    try:
+        with conn.begin_nested():
+            conn.execute(update(users).where(users.c.user_id == user_id).values(**values))
+    except IntegrityError:
+        raise _taken() from None
 
 
 def update_profile(
@@ -92,8 +154,9 @@ def update_profile(
 ) -> tuple[Profile, int]:
     """Apply the given changes; return the new profile and the ``usage_daily`` rows rebuilt."""
     values: dict[str, Any] = {}
+    name = UNSET
     if display_name is not UNSET:
-        values["display_name"] = None if display_name is None else check_display_name(display_name)
+        name = None if display_name is None else check_display_name(display_name)
     if leaderboard_opt_in is not None:
         values["leaderboard_opt_in"] = leaderboard_opt_in
     before = get_profile(conn, user_id)
@@ -104,6 +167,8 @@ def update_profile(
         except ValueError as exc:
             raise _invalid("time_zone", str(exc)) from None
         values["time_zone"] = time_zone
+    if name is not UNSET:
+        claim_display_name(conn, user_id, name)
     if values:
         conn.execute(update(users).where(users.c.user_id == user_id).values(**values))
     if time_zone is not None and time_zone != before.time_zone:

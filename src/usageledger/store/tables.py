@@ -66,7 +66,12 @@ users = Table(
     Column("display_name", String(64), nullable=True),
     Column("leaderboard_opt_in", Boolean, nullable=False, server_default="0"),
     Column("created_at_ms", BigInteger, nullable=False),
+    # The fold of display_name (ledger/confusables.py): names that look alike share it, and
+    # the unique index lets only one user hold it. NULL for no name, and for a name kept from
+    # before the key whose fold another user held (migration 0004).
+    Column("display_name_key", String(256), nullable=True),
     UniqueConstraint("name"),
+    Index(None, "display_name_key", unique=True),
 )
 
 devices = Table(

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import random
@@ -65,6 +64,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 from bench.common import PG_ADMIN, free_port, pg_database
 from usageledger.buckets import COUNT_COLUMNS, local_day
 from usageledger.ledger import accounts
+from usageledger.ledger.receipts import idempotency_key_hash
 from usageledger.store.engine import Database, make_engine
 from usageledger.store.migrate import upgrade
 from usageledger.store.tables import (
@@ -556,7 +556,7 @@ def check_receipts(url: str, devices: list[Device], tally: Tally) -> int:
         for batch in device.acked:
             if batch.idempotency_key is None:
                 continue
-            digest = hashlib.sha256(batch.idempotency_key.encode()).hexdigest()
+            digest = idempotency_key_hash(device.device_id, batch.idempotency_key)
             if done.get((device.user_id, digest)) != 1:
                 bad += 1
                 tally.note(

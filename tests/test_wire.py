@@ -2,12 +2,14 @@
 
 ``wire.parse_ingest`` validates a well-formed v2 batch straight from the bytes and falls back
 to the careful path (parse, then check version and bucket count, then validate) for anything
-else. These tests hold the two paths to the same answer on valid and hostile bodies.
+else. These tests hold the two paths to the same answer on valid and hostile bodies, among
+them hostile ``bucket_start`` spellings and revisions, in v1 and v2 batches.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,3 +145,143 @@ def mutated_bodies(draw: st.DrawFn) -> bytes:
 def test_both_paths_agree_on_any_mutated_batch(raw: bytes) -> None:
     """Whatever a body holds, the fast path never changes the answer."""
     same_answer(raw)
+
+
+#: ``bucket_start`` spellings that ``datetime.fromisoformat`` reads (or nearly does) and that are
+#: not an RFC 3339 date-time with an offset. Each is refused, naming the bucket and the field.
+HOSTILE_STARTS: list[tuple[str, str]] = [
+    ("NUL before the offset", "2026-11-28T10:30:00\x00Z"),
+    ("NUL after the offset", "2026-11-28T10:30:00Z\x00"),
+    ("week date", "2026-W48-6T10:30:00Z"),
+    ("ordinal date", "2026-332T10:30:00Z"),
+    ("basic format", "20261128T103000Z"),
+    ("basic offset", "2026-11-28T10:30:00+0000"),
+    ("hour-only offset", "2026-11-28T10:30:00+00"),
+    ("offset with seconds", "2026-11-28T10:30:00+00:00:00"),
+    ("offset hour 24", "2026-11-28T10:30:00+24:00"),
+    ("missing offset", "2026-11-28T10:30:00"),
+    ("missing seconds", "2026-11-28T10:30Z"),
+    ("hour only", "2026-11-28T10Z"),
+    ("date only", "2026-11-28"),
+    ("hour 24", "2026-11-28T24:00:00Z"),
+    ("leap second", "2026-12-31T23:59:60Z"),
+    ("no such day", "2026-02-30T10:30:00Z"),
+    ("year zero", "0000-01-01T00:00:00Z"),
+    ("space for T", "2026-11-28 10:30:00Z"),
+    ("space before Z", "2026-11-28T10:30:00 Z"),
+    ("leading space", " 2026-11-28T10:30:00Z"),
+    ("trailing newline", "2026-11-28T10:30:00Z\n"),
+    ("comma fraction", "2026-11-28T10:30:00,000Z"),
+    ("ten fraction digits", "2026-11-28T10:30:00.0000000000Z"),
+    ("fullwidth digits", "２０２６-11-28T10:30:00Z"),
+    ("Arabic-Indic digits", "٢٠٢٦-11-28T10:30:00Z"),
+    ("signed year", "+2026-11-28T10:30:00Z"),
+    ("over-long", "2026-11-28T10:30:00" + "0" * 400 + "Z"),
+]
+#: Spellings RFC 3339 allows for 2026-11-28T10:30:00Z, all accepted as that half-hour.
+GOOD_STARTS = [
+    "2026-11-28T10:30:00Z",
+    "2026-11-28t10:30:00z",
+    "2026-11-28T10:30:00+00:00",
+    "2026-11-28T10:30:00-00:00",
+    "2026-11-28T16:00:00+05:30",
+    "2026-11-27T23:30:00-11:00",
+    "2026-11-28T10:30:00.000Z",
+    "2026-11-28T10:30:00.000000000+00:00",
+]
+
+
+def batch_with_start(start: str, version: int) -> bytes:
+    """A valid bucket, then one with ``start`` as its ``bucket_start``, in a v1 or v2 batch."""
+    items = [good_bucket(0), {**good_bucket(1), "bucket_start": start}]
+    if version == 1:
+        for item in items:
+            item.pop("cache_write_tokens")
+    return json.dumps({"schema_version": version, "buckets": items}).encode()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize(("case", "start"), HOSTILE_STARTS, ids=[c for c, _ in HOSTILE_STARTS])
+def test_a_bucket_start_that_is_not_rfc_3339_is_refused_on_both_paths(
+    case: str, start: str, version: int
+) -> None:
+    """NUL, week and ordinal dates, basic format, no offset, 24:00, a leap second, spaces,
+    non-ASCII digits, over-long: 422 naming ``buckets[1].bucket_start``, in v1 and v2 (a v2
+    batch takes the fast path: the start is a well-formed JSON string)."""
+    raw = batch_with_start(start, version)
+    assert (_fast_v2(raw, SETTINGS.max_buckets) is not None) == (version == 2)
+    status, code, message, details = same_answer(raw)
+    assert status == 422, case
+    assert code == "BUCKET_START_INVALID", case
+    assert message.startswith("buckets[1].bucket_start: must be an RFC 3339 date-time")
+    assert [d["loc"] for d in details] == ["buckets[1].bucket_start"]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("start", GOOD_STARTS)
+def test_every_rfc_3339_spelling_of_a_half_hour_is_that_half_hour(start: str, version: int) -> None:
+    """Lower-case t and z, offsets, and a fraction of zeros name the same half-hour."""
+    writes = same_answer(batch_with_start(start, version))
+    assert writes[1].bucket_start == int(datetime(2026, 11, 28, 10, 30, tzinfo=UTC).timestamp())
+
+
+def test_a_fraction_of_a_second_is_not_a_half_hour_start() -> None:
+    """A non-zero fraction parses but is refused as off the half-hour."""
+    status, code, message, _ = same_answer(batch_with_start("2026-11-28T10:30:00.001Z", 2))
+    assert (status, code) == (422, "BUCKET_START_INVALID")
+    assert "start of a half-hour" in message
+
+
+STRICT_SHAPE = re.compile(
+    r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.0{1,9})?([Zz]|[+-]\d\d:\d\d)", re.ASCII
+)
+
+
+@st.composite
+def mutated_starts(draw: st.DrawFn) -> str:
+    """A valid ``bucket_start`` with a few characters deleted, inserted or replaced."""
+    text = list(draw(st.sampled_from(GOOD_STARTS)))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(text)))
+        action = draw(st.sampled_from(["delete", "insert", "replace"]))
+        char = draw(st.characters(codec="utf-8") | st.sampled_from(list("0123456789TZ:+-. ")))
+        if action == "insert":
+            text.insert(at, char)
+        elif at < len(text):
+            if action == "delete":
+                del text[at]
+            else:
+                text[at] = char
+    return "".join(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutated_starts())
+def test_any_accepted_bucket_start_has_the_rfc_3339_shape(start: str) -> None:
+    """Whatever a mutation makes of a start, both paths agree, and what they accept is an
+    RFC 3339 date-time with ASCII digits, an offset and at most a zero fraction."""
+    answer = same_answer(batch_with_start(start, 2))
+    if isinstance(answer, list):
+        assert STRICT_SHAPE.fullmatch(start), start
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("revision", [2**53, 2**63 - 1, 2**63, 2**70])
+def test_a_revision_at_or_above_two_to_the_53_is_refused(revision: int, version: int) -> None:
+    """A revision must stay below 2^53 (room for backfills above it): 422 naming the bucket."""
+    items = [good_bucket(0), {**good_bucket(1), "revision": revision}]
+    if version == 1:
+        for item in items:
+            item.pop("cache_write_tokens")
+    raw = json.dumps({"schema_version": version, "buckets": items}).encode()
+    status, code, message, details = same_answer(raw)
+    assert (status, code) == (422, "VALIDATION_FAILED")
+    assert [d["loc"] for d in details] == ["buckets[1].revision"]
+    assert message.startswith("buckets[1].revision:")
+
+
+def test_the_largest_revision_allowed_is_accepted() -> None:
+    """2^53 - 1 is a revision like any other."""
+    raw = json.dumps({"schema_version": 2, "buckets": [{**good_bucket(0), "revision": 2**53 - 1}]})
+    (write,) = same_answer(raw.encode())
+    assert write.revision == 2**53 - 1

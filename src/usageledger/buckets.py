@@ -8,6 +8,7 @@ to one of them without the others.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -35,6 +36,13 @@ COUNTS_BY_VERSION: dict[int, tuple[str, ...]] = {1: COUNTS_V1, 2: COUNTS_V2}
 
 HALF_HOUR = 1800  # seconds
 MAX_COUNT = 2**53  # counts are below this (exact in a JavaScript number)
+#: An uploaded ``revision`` is below this. Revisions are Unix ms by convention (the limit is
+#: in the year 287,396), exact in a JavaScript number like the counts, and so far below the
+#: database's 64-bit column that a backfill can always write a revision above any an upload
+#: can have: a runaway or hostile revision can be repaired (see docs/operations.md).
+REVISION_LIMIT = 2**53
+#: The largest revision the database stores (a signed 64-bit column).
+STORED_REVISION_MAX = 2**63 - 1
 
 Key = tuple[int, int, str, str, int]  # (user_id, device_id, source, model, bucket_start)
 
@@ -145,6 +153,42 @@ def equality_violations(counts: Mapping[str, int]) -> list[tuple[str, str]]:
             )
         )
     return problems
+
+
+#: RFC 3339 ``date-time`` (section 5.6), ASCII digits only: ``T`` and ``Z`` may be lower case,
+#: a fraction has at most 9 digits, the offset is ``Z`` or ``+HH:MM``/``-HH:MM``. Built once.
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:[Zz]|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
+)
+
+
+def parse_rfc3339(text: str) -> tuple[int, int] | None:
+    """``(epoch seconds, nanoseconds)`` of an RFC 3339 date-time with an offset, or None.
+
+    Strict where ``datetime.fromisoformat`` is lenient: no week or ordinal dates, no basic
+    format, no space for ``T``, no missing offset, no hour 24 or leap second, no digits other
+    than ASCII ones, no calendar date that does not exist.
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, sign, off_hours, off_minutes = match.groups()
+    try:
+        moment = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
+        )
+    except ValueError:  # month 13, February 30, hour 24, second 60, year 0
+        return None
+    offset = 0
+    if sign is not None:
+        if int(off_hours) > 23 or int(off_minutes) > 59:
+            return None
+        offset = (int(off_hours) * 60 + int(off_minutes)) * 60
+        offset = offset if sign == "+" else -offset
+    nanoseconds = int(fraction.ljust(9, "0")) if fraction else 0
+    return int(moment.timestamp()) - offset, nanoseconds
 
 
 def to_epoch(ts: datetime) -> int:

@@ -2,7 +2,10 @@
 
 Validation is all-or-nothing: every problem of a batch is collected with its location
 (``buckets[3].input_tokens``) and one bad bucket rejects the batch. Counts must be JSON
-integers (not floats, strings or booleans) in ``[0, 2**53)``.
+integers (not floats, strings or booleans) in ``[0, 2**53)``, and so must a ``revision``.
+``bucket_start`` is a strict RFC 3339 date-time (:func:`usageledger.buckets.parse_rfc3339`):
+``datetime.fromisoformat`` also reads week dates, basic format, a missing offset and more,
+which no client means and which would make one half-hour spellable many ways.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from usageledger.buckets import (
     COUNTS_BY_VERSION,
     MAX_COUNT,
+    REVISION_LIMIT,
     BucketWrite,
     equality_violations,
     is_aligned,
     new_write,
+    parse_rfc3339,
 )
 from usageledger.config import Settings
 from usageledger.errors import BadRequest, ErrorCode, PayloadTooLarge, ValidationFailed
@@ -30,7 +35,7 @@ from usageledger.source_registry import SourceRegistry
 SUPPORTED_VERSIONS = (1, 2)
 
 Count = Annotated[int, Field(strict=True, ge=0, lt=MAX_COUNT)]
-Revision = Annotated[int, Field(strict=True, ge=0, lt=2**63)]
+Revision = Annotated[int, Field(strict=True, ge=0, lt=REVISION_LIMIT)]
 ShortText = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=512)]
 
 
@@ -40,14 +45,15 @@ class BucketV1(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     bucket_start: ShortText = Field(
-        description="UTC start of the half-hour, ISO 8601 (e.g. 2026-11-28T10:30:00Z)."
+        description="UTC start of the half-hour, an RFC 3339 date-time with an offset "
+        "(e.g. 2026-11-28T10:30:00Z)."
     )
     source: ShortText = Field(description="A registered source name, e.g. codex or claude.")
     model: ShortText = Field(description="The model name as the assistant reports it.")
     revision: Revision | None = Field(
         default=None,
-        description="Client-chosen, monotonic per bucket (Unix ms when computed). "
-        "Absent: the server's receive time in ms.",
+        description="Client-chosen, monotonic per bucket (Unix ms when computed), "
+        "below 2^53. Absent: the server's receive time in ms.",
     )
     input_tokens: Count = Field(description="Prompt tokens not read from a cache.")
     cached_input_tokens: Count = Field(description="Prompt tokens read from a cache.")
@@ -206,26 +212,16 @@ def _from_pydantic(exc: ValidationError, version: int) -> ValidationFailed:
     )
 
 
-def _parse_start(text: str) -> datetime | None:
-    candidate = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
-    try:
-        parsed = datetime.fromisoformat(candidate)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
-
-
 @lru_cache(maxsize=8192)
 def _aligned_epoch(text: str) -> int | None:
     """Epoch seconds of a ``bucket_start`` on a half-hour, or None (unparsable or not aligned).
 
     Pure, so cached: a fleet sends the same few half-hours over and over.
     """
-    start = _parse_start(text)
-    if start is None or start.microsecond:
+    parsed = parse_rfc3339(text)
+    if parsed is None or parsed[1]:
         return None
-    seconds = int(start.timestamp())
-    return seconds if is_aligned(seconds) else None
+    return parsed[0] if is_aligned(parsed[0]) else None
 
 
 def _check_start(
@@ -234,10 +230,10 @@ def _check_start(
     """Epoch seconds of a ``bucket_start`` and the rule it breaks, if any."""
     seconds = _aligned_epoch(text)
     if seconds is None:
-        start = _parse_start(text)
-        if start is None:
-            return 0, "must be an ISO 8601 time with a UTC offset, e.g. 2026-11-28T10:30:00Z"
-        return int(start.timestamp()), "must be the start of a half-hour (:00 or :30, zero seconds)"
+        parsed = parse_rfc3339(text)
+        if parsed is None:
+            return 0, ("must be an RFC 3339 date-time with an offset, e.g. 2026-11-28T10:30:00Z")
+        return parsed[0], "must be the start of a half-hour (:00 or :30, zero seconds)"
     if seconds > latest:
         return seconds, f"is more than {settings.future_skew_seconds // 60} minutes in the future"
     if seconds < floor:

@@ -15,7 +15,11 @@ from sqlalchemy import Engine, select
 from tests.conftest import Persona
 from tests.factories import batch, bucket, iso
 from tests.helpers import bucket_rows, daily_rows, expected_daily, m1_lines, written_rows
-from usageledger.store.tables import api_tokens, bucket_revisions
+from tests.test_wire import HOSTILE_STARTS
+from usageledger.ledger import accounts
+from usageledger.ledger.receipts import _sha256, idempotency_key_hash
+from usageledger.store.engine import Database
+from usageledger.store.tables import api_tokens, bucket_revisions, devices, ingest_receipts
 from usageledger.wire import IngestResponse
 
 pytestmark = pytest.mark.usefixtures("db_url")
@@ -230,6 +234,9 @@ HOSTILE: list[tuple[str, Any, int, str]] = [
     ("boolean count", batch(bucket(output_tokens=True)), 422, "VALIDATION_FAILED"),
     ("count at 2^53", batch(bucket(inp=2**53)), 422, "VALIDATION_FAILED"),
     ("count beyond 64 bits", batch(bucket(inp=2**70)), 422, "VALIDATION_FAILED"),
+    ("revision at 2^53", batch(bucket(revision=2**53)), 422, "VALIDATION_FAILED"),
+    ("revision at 2^63 - 1", batch(bucket(revision=2**63 - 1)), 422, "VALIDATION_FAILED"),
+    ("negative revision", batch(bucket(revision=-1)), 422, "VALIDATION_FAILED"),
     ("broken total", batch(bucket(total_tokens=1)), 422, "TOKEN_EQUALITY_VIOLATED"),
     ("reasoning over output", batch(bucket(reasoning=21)), 422, "TOKEN_EQUALITY_VIOLATED"),
     ("cache write over input", batch(bucket(cache_write=101)), 422, "TOKEN_EQUALITY_VIOLATED"),
@@ -374,10 +381,8 @@ def test_idempotency_keys_are_scoped_per_user(
 def test_an_in_flight_idempotency_key_gets_409(
     client: TestClient, alice: Persona, engine: Engine
 ) -> None:
-    """While the first request holds the key, a duplicate gets 409 IN_FLIGHT."""
-    from usageledger.ledger.receipts import _sha256
-    from usageledger.store.tables import ingest_receipts
-
+    """While the first request holds the key, a duplicate gets 409 IN_FLIGHT (here a claim an
+    earlier version left, keyed by the bare key's hash, on the same device)."""
     raw = orjson.dumps(batch(bucket()))
     with engine.begin() as conn:  # a first request that claimed the key and is still working
         conn.execute(
@@ -478,11 +483,9 @@ def test_a_duplicate_of_a_running_request_gets_409_at_once(
 ) -> None:
     """While this process is applying a key, the same key again is refused with 409 and
     Retry-After, without waiting for the first; afterwards it replays."""
-    from usageledger.ledger.receipts import _sha256
-
     body = batch(bucket())
     claims = client.app.state.ctx.claims  # type: ignore[attr-defined]
-    with claims.hold(alice.user_id, _sha256(b"busy")):
+    with claims.hold(alice.user_id, idempotency_key_hash(1, "busy")):
         started = datetime.now(UTC)
         refused = post(client, alice, body, **{"Idempotency-Key": "busy"})
         assert (datetime.now(UTC) - started).total_seconds() < 5
@@ -542,3 +545,134 @@ def test_an_upload_reports_its_wait_for_the_write_lock_apart(
     (line,) = m1_lines(m1_path)
     assert isinstance(line["db_wait_ms"], float | int)
     assert 0 <= line["db_wait_ms"] <= line["latency_ms"]
+
+
+def second_device(db: Database, who: Persona, name: str = "desktop") -> Persona:
+    """Another device of the same user, with its own device token."""
+    token, _ = db.write(
+        lambda conn: accounts.issue_token(conn, who.name, kind="device", device_name=name, now_ms=1)
+    )
+    return Persona(who.name, who.user_id, token, who.read_token)
+
+
+def device_id(engine: Engine, who: Persona, name: str) -> int:
+    """The id of the persona's device called ``name``."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(devices.c.device_id).where(
+                devices.c.user_id == who.user_id, devices.c.name == name
+            )
+        ).scalar_one()
+    return int(found)
+
+
+def test_two_devices_sending_the_same_batch_with_the_same_key_both_write(
+    client: TestClient, alice: Persona, db: Database, engine: Engine
+) -> None:
+    """The tracker derives its key from the body, so two devices with the same usage send the
+    same key: each device's batch is written, and each device keeps its own key."""
+    desktop = second_device(db, alice)
+    raw = orjson.dumps(batch(bucket(slot=0), bucket(slot=1)))
+    key = {"Idempotency-Key": "push-3f9c"}
+    first = post(client, alice, raw, **key)
+    second = post(client, desktop, raw, **key)
+    assert first.status_code == second.status_code == 200
+    assert "idempotent-replayed" not in second.headers
+    assert second.json()["inserted"] == 2
+    laptop_id, desktop_id = device_id(engine, alice, "laptop"), device_id(engine, alice, "desktop")
+    assert sorted(k[1] for k in bucket_rows(engine)) == [laptop_id] * 2 + [desktop_id] * 2
+    retried = post(client, desktop, raw, **key)
+    assert retried.headers["idempotent-replayed"] == "true"
+    assert retried.json() == second.json()
+    reused = post(client, desktop, batch(bucket(slot=7)), **key)
+    assert_error(reused, 422, "IDEMPOTENCY_KEY_REUSED")
+    assert len(bucket_rows(engine)) == 4
+
+
+def test_a_key_in_flight_on_one_device_does_not_hold_up_another(
+    client: TestClient, alice: Persona, db: Database, engine: Engine
+) -> None:
+    """Claims of running requests are per device: the laptop's key in flight gives the laptop
+    409 and lets the desktop's request with the same key through."""
+    desktop = second_device(db, alice)
+    body = batch(bucket())
+    claims = client.app.state.ctx.claims  # type: ignore[attr-defined]
+    with claims.hold(alice.user_id, idempotency_key_hash(device_id(engine, alice, "laptop"), "k")):
+        assert_error(
+            post(client, alice, body, **{"Idempotency-Key": "k"}), 409, "IDEMPOTENCY_KEY_IN_FLIGHT"
+        )
+        other = post(client, desktop, body, **{"Idempotency-Key": "k"})
+    assert other.status_code == 200
+    assert other.json()["inserted"] == 1
+    assert [k[1] for k in bucket_rows(engine)] == [device_id(engine, alice, "desktop")]
+
+
+def test_a_receipt_of_an_earlier_version_counts_only_for_its_own_device(
+    client: TestClient, alice: Persona, db: Database, engine: Engine
+) -> None:
+    """A receipt stored under the bare key's hash (before keys were scoped per device) still
+    replays for the device that wrote it, and never swallows another device's batch."""
+    desktop = second_device(db, alice)
+    raw = orjson.dumps(batch(bucket()))
+    stored = {
+        "request_id": "old",
+        "inserted": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "stale": 0,
+        "conflicts": 0,
+    }
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    with engine.begin() as conn:
+        conn.execute(
+            ingest_receipts.insert().values(
+                user_id=alice.user_id,
+                request_id="old",
+                device_id=device_id(engine, alice, "laptop"),
+                idempotency_key_hash=_sha256(b"legacy"),
+                body_sha256=_sha256(raw),
+                state="done",
+                response=orjson.dumps(stored).decode(),
+                bucket_count=1,
+                created_at_ms=now_ms,
+                completed_at_ms=now_ms,
+            )
+        )
+    replayed = post(client, alice, raw, **{"Idempotency-Key": "legacy"})
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.json() == stored
+    assert bucket_rows(engine) == {}
+    applied = post(client, desktop, raw, **{"Idempotency-Key": "legacy"})
+    assert "idempotent-replayed" not in applied.headers
+    assert applied.json()["inserted"] == 1
+
+
+@pytest.mark.parametrize(("case", "start"), HOSTILE_STARTS, ids=[c for c, _ in HOSTILE_STARTS])
+def test_a_bucket_start_that_is_not_rfc_3339_writes_nothing(
+    client: TestClient, alice: Persona, engine: Engine, case: str, start: str
+) -> None:
+    """Each hostile spelling of a start, in a v1 or a v2 batch after a good bucket: 422 naming
+    ``buckets[1].bucket_start``, nothing written."""
+    for cache_write in (None, 10):
+        body = batch(bucket(cache_write=cache_write), bucket(slot=1, cache_write=cache_write))
+        body["buckets"][1]["bucket_start"] = start
+        error = assert_error(post(client, alice, body), 422, "BUCKET_START_INVALID")
+        assert error["details"][0]["loc"] == "buckets[1].bucket_start", case
+        assert written_rows(engine) == (0, 0, 0, 0)
+
+
+def test_the_largest_revision_an_upload_may_have_is_two_to_the_53_minus_one(
+    client: TestClient, alice: Persona, engine: Engine
+) -> None:
+    """2^53 - 1 is stored; 2^53 is refused naming the bucket's revision, and nothing written."""
+    assert post(client, alice, batch(bucket(revision=2**53 - 1))).status_code == 200
+    before = written_rows(engine)
+    error = assert_error(
+        post(client, alice, batch(bucket(slot=1), bucket(slot=2, revision=2**53))),
+        422,
+        "VALIDATION_FAILED",
+    )
+    assert error["details"][0]["loc"] == "buckets[1].revision"
+    assert written_rows(engine) == before
+    (value,) = bucket_rows(engine).values()
+    assert value[0] == 2**53 - 1

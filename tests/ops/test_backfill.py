@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from tests.conftest import Persona
 from tests.factories import batch, bucket, iso
@@ -22,6 +22,7 @@ from tests.ops.support import (
     LISTED,
     NEW,
     TO,
+    apply_at,
     counts,
     document,
     parse,
@@ -29,11 +30,14 @@ from tests.ops.support import (
     seed_history,
 )
 from usageledger.errors import NotFound, ValidationFailed
+from usageledger.ledger.ingest import BucketWrite
+from usageledger.ops import backfill
 from usageledger.ops.backfill import (
     PlanRefused,
     apply_plan,
     create_plan,
     get_plan,
+    list_plans,
     rollback_plan,
 )
 from usageledger.ops.verify import verify
@@ -167,8 +171,11 @@ def test_rollback_refuses_when_the_device_uploaded_into_the_range_after_apply(
     ("change", "message"),
     [
         ({"owner": "alice"}, "Extra inputs are not permitted"),
-        ({"from": "2026-10-21T00:10:00Z"}, "from: must be an ISO 8601 instant"),
-        ({"to": "2026-10-21"}, "to: must be an ISO 8601 instant"),
+        ({"from": "2026-10-21T00:10:00Z"}, "from: must be an RFC 3339 date-time"),
+        ({"to": "2026-10-21"}, "to: must be an RFC 3339 date-time"),
+        ({"from": "2026-W43-3T00:00:00Z"}, "from: must be an RFC 3339 date-time"),
+        ({"to": "2026-10-23T00:00:00\x00Z"}, "to: must be an RFC 3339 date-time"),
+        ({"buckets": [bucket(start=FROM, bucket_start="20261021T000000Z")]}, "half-hour start"),
         ({"to": iso(FROM - timedelta(hours=1))}, "to: must be after from"),
         ({"to": iso(FROM + timedelta(days=94))}, "limited to 93 days"),
         ({"buckets": [], "zero_missing": False}, "needs buckets to set or zero_missing"),
@@ -250,5 +257,114 @@ def test_planning_from_a_malformed_file_prints_every_problem(cli: Cli, tmp_path:
     )
     result = cli("backfill", "plan", "--file", str(path), "--reason", "r")
     assert result.exit_code == 1
-    assert "to: must be an ISO 8601 instant" in result.output
+    assert "to: must be an RFC 3339 date-time" in result.output
     assert "unknown source 'x'" in result.output
+
+
+#: The largest revision the database stores, and the largest an upload may have.
+COLUMN_MAX = 2**63 - 1
+UPLOAD_MAX = 2**53 - 1
+OPERATIONS_DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def repair_file(tmp_path: Path, inp: int = 7) -> Path:
+    """A plan file that gives Alice's LISTED bucket the right values and touches nothing else."""
+    fixed = bucket(
+        start=LISTED, model="gpt-5-codex", inp=inp, cached=0, out=3, reasoning=1, cache_write=0
+    )
+    fixed.pop("revision")
+    path = tmp_path / "repair.json"
+    path.write_bytes(orjson.dumps(document(buckets=[fixed], zero_missing=False)))
+    return path
+
+
+def plan_and_apply(cli: Cli, path: Path) -> str:
+    """Plan and apply a file through the CLI; the plan id."""
+    planned = cli("backfill", "plan", "--file", str(path), "--reason", "runaway revision")
+    assert planned.exit_code == 0, planned.output
+    plan_id = planned.stdout.strip()
+    applied = cli("backfill", "apply", plan_id)
+    assert applied.exit_code == 0, applied.output
+    return plan_id
+
+
+def test_a_runaway_revision_is_repaired_by_a_plan_as_the_operations_doc_says(
+    history: tuple[Persona, Persona], client: TestClient, cli: Cli, tmp_path: Path, engine: Engine
+) -> None:
+    """A stolen token writes the largest revision an upload may have: the device's own upload
+    is then stale, and a plan writes the right value above it; verify is clean."""
+    alice, _ = history
+    listed = key(alice, LISTED, "gpt-5-codex")
+    post(client, alice, batch(bucket(start=LISTED, inp=999_999, revision=UPLOAD_MAX)))
+    honest = post(
+        client, alice, batch(bucket(start=LISTED, inp=7, cache_write=0, revision=now_ms()))
+    )
+    assert honest["stale"] == 1
+    assert bucket_rows(engine)[listed][:2] == (UPLOAD_MAX, 999_999)
+
+    plan_and_apply(cli, repair_file(tmp_path))
+    assert bucket_rows(engine)[listed] == (UPLOAD_MAX + 1, *counts(7, 0, 3, 1).values())
+    assert cli("verify").exit_code == 0
+
+
+def test_a_revision_at_the_column_maximum_is_refused_by_name_then_repaired_by_hand(
+    history: tuple[Persona, Persona], db: Database, cli: Cli, tmp_path: Path, engine: Engine
+) -> None:
+    """A revision of 2^63 - 1 (a database written before the limit) leaves no room above it:
+    plan refuses it by name with exit 1 (no overflow); the documented UPDATE and a replay
+    make it repairable, and the plan then applies."""
+    alice, _ = history
+    listed = key(alice, LISTED, "gpt-5-codex")
+    runaway = BucketWrite("codex", "gpt-5-codex", listed[4], COLUMN_MAX, counts(999_999))
+    apply_at(db, alice, [runaway], now_ms=now_ms())
+    path = repair_file(tmp_path)
+    refused = cli("backfill", "plan", "--file", str(path), "--reason", "runaway revision")
+    assert refused.exit_code == 1
+    assert not isinstance(refused.exception, OverflowError)
+    assert str(COLUMN_MAX) in refused.output
+    assert "Repairing a runaway revision" in refused.output
+    assert db.read(list_plans) == []
+
+    (statement,) = [
+        line
+        for line in OPERATIONS_DOC.read_text().splitlines()
+        if line.startswith("UPDATE bucket_revisions")
+    ]
+    with engine.begin() as conn:
+        conn.execute(text(statement.rstrip(";")))
+    assert cli("replay", "--user", "alice").exit_code == 0
+    assert bucket_rows(engine)[listed][0] < now_ms()
+
+    plan_and_apply(cli, path)
+    assert bucket_rows(engine)[listed][1:] == tuple(counts(7, 0, 3, 1).values())
+    assert cli("verify").exit_code == 0
+
+
+def test_a_plan_made_before_the_limit_is_refused_at_apply_instead_of_overflowing(
+    history: tuple[Persona, Persona],
+    db: Database,
+    cli: Cli,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Apply meets a bucket at the column maximum (as a plan recorded by an earlier version
+    can): exit 1 naming it, nothing changed, the plan still planned."""
+    alice, _ = history
+    listed = key(alice, LISTED, "gpt-5-codex")
+    runaway = BucketWrite("codex", "gpt-5-codex", listed[4], COLUMN_MAX, counts(999_999))
+    apply_at(db, alice, [runaway], now_ms=now_ms())
+    fixed = bucket(
+        start=LISTED, model="gpt-5-codex", inp=7, cached=0, out=3, reasoning=1, cache_write=0
+    )
+    fixed.pop("revision")
+    spec = parse(document(buckets=[fixed], zero_missing=False))
+    with monkeypatch.context() as patched:  # an earlier version planned without the check
+        patched.setattr(backfill, "_refuse_unsupersedable", lambda *_args: None)
+        plan = create_plan(db, spec, reason="before the limit", now_ms=now_ms())
+    facts = bucket_rows(engine)
+    result = cli("backfill", "apply", plan.plan_id)
+    assert result.exit_code == 1
+    assert not isinstance(result.exception, OverflowError)
+    assert str(COLUMN_MAX) in result.output
+    assert bucket_rows(engine) == facts
+    assert db.read(lambda conn: get_plan(conn, plan.plan_id))["state"] == "planned"

@@ -7,6 +7,13 @@ again, looks the key up, applies the batch and writes the receipt, so a push cos
 request that is still running in this process gets 409 at once (:class:`KeyClaims`); one that
 reaches another server process waits for the user's lock and then gets the stored response.
 Neither the key nor the body is stored: only their SHA-256.
+
+Keys are scoped per **device**, not per user: the tracker derives its key from the body, so two
+devices of one user sending byte-identical batches (same half-hours, same counts) send the same
+key, and a per-user key would answer the second device with the first one's stored reply and
+write nothing of its batch. The stored hash covers the device id and the key
+(:func:`idempotency_key_hash`), which needs no new column or index: the unique
+``(user_id, idempotency_key_hash)`` pair is then unique per device.
 """
 
 from __future__ import annotations
@@ -55,6 +62,16 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def idempotency_key_hash(device_id: int, key: str) -> str:
+    """What a receipt stores of a device's Idempotency-Key: SHA-256 of the device id and key.
+
+    A key is printable, so it never holds the newline that separates the two: this hash never
+    equals a hash of a bare key, which receipts written before keys were scoped per device hold
+    (see :func:`_look_up_key`).
+    """
+    return _sha256(f"{device_id}\n{key}".encode())
+
+
 def check_idempotency_key(key: str | None) -> None:
     """Reject an empty, over-long or non-printable Idempotency-Key."""
     if key is None:
@@ -69,7 +86,8 @@ class KeyClaims:
     """The Idempotency-Keys of the requests this process is applying right now.
 
     A duplicate arriving while the first is still running gets 409 at once instead of queueing
-    behind it for the user's lock.
+    behind it for the user's lock. The hashes come from :func:`idempotency_key_hash`, so a claim
+    is per device: another device's request with the same key is not held up.
     """
 
     def __init__(self) -> None:
@@ -125,8 +143,14 @@ def ingest_request(
     now_ms = int(now.timestamp() * 1000)
     writes = parse_ingest(raw, settings=settings, registry=registry, now=now)
     body_hash = _sha256(raw)
-    key_hash = _sha256(idempotency_key.encode("utf-8")) if idempotency_key else None
     user_id, device_id = principal.user_id, principal.device_id
+    # The device-scoped hash, and the bare key's for receipts of an earlier version.
+    hashes = (
+        (idempotency_key_hash(device_id, idempotency_key), _sha256(idempotency_key.encode()))
+        if idempotency_key
+        else None
+    )
+    key_hash = hashes[0] if hashes is not None else None
 
     def apply(conn: Connection) -> IngestReply:
         # Under the user's lock: the token is still live, and its user's time zone is current.
@@ -135,8 +159,10 @@ def ingest_request(
             raise Unauthenticated(
                 "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"}
             )
-        if key_hash is not None:
-            stored = _look_up_key(conn, user_id, key_hash, body_hash, request_id, settings, now_ms)
+        if hashes is not None:
+            stored = _look_up_key(
+                conn, user_id, device_id, hashes, body_hash, request_id, settings, now_ms
+            )
             if stored is not None:
                 return stored
         outcome = apply_batch(
@@ -162,14 +188,28 @@ def ingest_request(
 def _look_up_key(
     conn: Connection,
     user_id: int,
-    key_hash: str,
+    device_id: int,
+    hashes: tuple[str, str],
     body_hash: str,
     request_id: str,
     settings: Settings,
     now_ms: int,
 ) -> IngestReply | None:
-    """The stored reply for a used key, an error, or None when the key is free (again)."""
-    row = conn.execute(_KEY_RECEIPT, {"user_id": user_id, "key_hash": key_hash}).mappings().first()
+    """The stored reply for a used key, an error, or None when the key is free (again).
+
+    ``hashes`` is the device-scoped hash and the bare key's: a receipt written before keys were
+    scoped per device holds the latter, and still counts for the device that wrote it (so a
+    retry across an upgrade replays, and an old claim still answers 409), never for another.
+    """
+    scoped, legacy = hashes
+    found = conn.execute(_KEY_RECEIPT, {"user_id": user_id, "hashes": [scoped, legacy]}).mappings()
+    row = None
+    for candidate in found:
+        if candidate["idempotency_key_hash"] == scoped:
+            row = candidate
+            break
+        if int(candidate["device_id"]) == device_id:
+            row = candidate
     if row is None:
         return None
     if row["request_id"] == request_id and row["state"] == "done":
@@ -239,5 +279,5 @@ _RECEIPT_DONE = ("state", "response", "bucket_count", "completed_at_ms")
 
 _KEY_RECEIPT = select(ingest_receipts).where(
     ingest_receipts.c.user_id == bindparam("user_id"),
-    ingest_receipts.c.idempotency_key_hash == bindparam("key_hash"),
+    ingest_receipts.c.idempotency_key_hash.in_(bindparam("hashes", expanding=True)),
 )

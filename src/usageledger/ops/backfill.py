@@ -13,6 +13,11 @@
   apply left; it writes the snapshot back as new revisions (``origin = rollback:<plan_id>``)
   and checks that the range has its checksum before again.
 
+A revision at the largest the database stores (``2**63 - 1``, which only a database written
+before uploads were limited to revisions below ``2**53`` can hold) cannot be superseded: plan,
+apply and rollback refuse such a bucket by name instead of overflowing the column, and
+docs/operations.md ("Repairing a runaway revision") says how to repair it by hand.
+
 The log keeps every step. A bucket the plan created did not exist before; an append-only
 ledger cannot delete it, so rollback sets it to zero, which every total counts as absent (and
 so do the checksums, :mod:`usageledger.ops.checksums`). A device's tracker that later sends a
@@ -22,14 +27,14 @@ value with a newer revision wins over a backfilled value, as for any other revis
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, func, insert, select, update
 
-from usageledger.buckets import COUNT_COLUMNS
+from usageledger.buckets import COUNT_COLUMNS, STORED_REVISION_MAX, iso_utc
 from usageledger.errors import ErrorCode, LedgerError, NotFound, ValidationFailed
 from usageledger.ledger.accounts import require_user
 from usageledger.ledger.ingest import BucketWrite, apply_batch
@@ -96,6 +101,9 @@ def _plan(
         raise ValidationFailed(
             "the plan changes nothing: every bucket in it already has the given values"
         )
+    _refuse_unsupersedable(
+        _stored_revisions(conn, user_id, device_id, spec.start, spec.end), changes
+    )
     plan_id = str(uuid.uuid4())
     conn.execute(
         insert(backfill_plans).values(
@@ -266,6 +274,7 @@ def _write(
     now_ms: int,
 ) -> int:
     """Write ``values`` as new revisions through the ingest path; return the rows written."""
+    _refuse_unsupersedable(revisions, values)
     writes = [
         BucketWrite(
             source=source,
@@ -287,6 +296,23 @@ def _write(
         now_ms=now_ms,
     )
     return outcome.inserted + outcome.updated
+
+
+def _refuse_unsupersedable(revisions: Mapping[FactKey, int], keys: Iterable[FactKey]) -> None:
+    """Refuse when a key's highest revision leaves no room for a new one above it.
+
+    A new revision is the highest + 1; at the column's maximum that would overflow it (and
+    a write at the same revision would be a conflict, not applied).
+    """
+    stuck = sorted(key for key in keys if revisions.get(key, 0) >= STORED_REVISION_MAX)
+    if stuck:
+        source, model, start = stuck[0]
+        raise PlanRefused(
+            f"{len(stuck)} bucket(s) of the plan have revision {STORED_REVISION_MAX}, the "
+            f"largest the database stores (the first: {source} {model} at {iso_utc(start)}), "
+            "so no new revision can replace them; nothing was changed. Repair them as "
+            "docs/operations.md says under 'Repairing a runaway revision'"
+        )
 
 
 def _stored_revisions(

@@ -10,23 +10,23 @@
                   "cache_write_tokens": 10}],
      "zero_missing": false}
 
-``from`` and ``to`` are ISO 8601 instants with an offset, on half-hours; the range is
+``from`` and ``to`` are RFC 3339 date-times with an offset, on half-hours; the range is
 ``[from, to)`` and at most :data:`MAX_PLAN_DAYS` days long. Each bucket follows the ingest
-rules (DESIGN §3–§4): a registered source, the token equalities, counts in ``[0, 2**53)``;
-``cache_write_tokens`` may be left out (0). ``zero_missing`` sets every existing bucket of
-the device in the range that the file does not list to zero. Unknown fields are rejected.
+rules (DESIGN §3–§4): an RFC 3339 ``bucket_start``, a registered source, the token
+equalities, counts in ``[0, 2**53)``; ``cache_write_tokens`` may be left out (0).
+``zero_missing`` sets every existing bucket of the device in the range that the file does not
+list to zero. Unknown fields are rejected.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from usageledger.buckets import COUNT_COLUMNS, equality_violations, is_aligned
+from usageledger.buckets import COUNT_COLUMNS, equality_violations, is_aligned, parse_rfc3339
 from usageledger.errors import ValidationFailed
 from usageledger.ops.checksums import FactKey
 from usageledger.source_registry import SourceRegistry
@@ -77,14 +77,13 @@ class PlanSpec:
 
 
 def parse_instant(text: str) -> int | None:
-    """Epoch seconds of an ISO 8601 instant with an offset, or None."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return None
-    return int(parsed.timestamp()) if not parsed.microsecond else None
+    """Epoch seconds of an RFC 3339 date-time with an offset and whole seconds, or None.
+
+    The same strict reading as ingest's ``bucket_start``, so a plan names a bucket exactly as
+    an upload does.
+    """
+    parsed = parse_rfc3339(text)
+    return parsed[0] if parsed is not None and not parsed[1] else None
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
@@ -115,7 +114,7 @@ def parse_plan_file(raw: bytes, *, registry: SourceRegistry, max_model_length: i
     start, end = parse_instant(plan.from_), parse_instant(plan.to)
     for name, value in (("from", start), ("to", end)):
         if value is None or not is_aligned(value):
-            problems.append((name, "must be an ISO 8601 instant with an offset on a half-hour"))
+            problems.append((name, "must be an RFC 3339 date-time with an offset on a half-hour"))
     if start is not None and end is not None:
         if end <= start:
             problems.append(("to", "must be after from"))
@@ -127,7 +126,7 @@ def parse_plan_file(raw: bytes, *, registry: SourceRegistry, max_model_length: i
         where = f"buckets[{index}]"
         at = parse_instant(bucket.bucket_start)
         if at is None or not is_aligned(at):
-            problems.append((f"{where}.bucket_start", "must be an ISO 8601 half-hour start"))
+            problems.append((f"{where}.bucket_start", "must be an RFC 3339 half-hour start"))
         elif start is not None and end is not None and not start <= at < end:
             problems.append((f"{where}.bucket_start", "is outside [from, to)"))
         if bucket.source not in registry:

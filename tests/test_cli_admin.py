@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+import uuid
+from pathlib import Path
 
+import psycopg
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from sqlalchemy import Engine, select
 
+from tests.conftest import PG_ADMIN_URL
 from usageledger.cli import main
 from usageledger.ledger.accounts import authenticate
 from usageledger.store.tables import api_tokens, devices
@@ -115,3 +120,123 @@ def test_a_bad_setting_stops_the_command_with_its_name(tmp_path: object) -> None
     result = runner.invoke(main, ["users", "list"])
     assert result.exit_code == 2
     assert "USAGELEDGER_MAX_BUCKETS" in result.output
+
+
+#: Commands that need a ledger that is there; each must refuse a missing or empty one.
+NEEDS_A_LEDGER = [
+    ["users", "list"],
+    ["users", "create", "carol"],
+    ["tokens", "list"],
+    ["tokens", "revoke", "1"],
+    ["verify"],
+    ["replay"],
+    ["plans", "list"],
+    ["retention", "run", "--dry-run"],
+    ["leaderboard", "refresh"],
+    ["db", "current"],
+]
+
+
+def sqlite_cli(path: Path, tmp_path: Path) -> CliRunner:
+    """A runner pointed at the SQLite file ``path``."""
+    return CliRunner(
+        env={
+            "USAGELEDGER_DATABASE_URL": f"sqlite:///{path}",
+            "USAGELEDGER_HOME": str(tmp_path),
+            "USAGELEDGER_LOG_FILE": "off",
+        }
+    )
+
+
+def assert_one_line_exit_2(result: Result, *words: str) -> None:
+    """Exit status 2 with one error line naming ``words``, and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error:"), result.output
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize("args", NEEDS_A_LEDGER, ids=" ".join)
+def test_a_command_on_a_missing_sqlite_file_says_so_and_creates_nothing(
+    args: list[str], tmp_path: Path
+) -> None:
+    """One line naming the file and `db upgrade`, exit status 2, and no file (or folder)."""
+    path = tmp_path / "data" / "server.db"
+    result = sqlite_cli(path, tmp_path).invoke(main, args)
+    assert_one_line_exit_2(result, str(path), "db upgrade")
+    assert not path.parent.exists()
+
+
+@pytest.mark.parametrize(
+    "args", [a for a in NEEDS_A_LEDGER if a != ["db", "current"]], ids=" ".join
+)
+def test_a_command_on_an_unmigrated_sqlite_file_says_to_upgrade(
+    args: list[str], tmp_path: Path
+) -> None:
+    """A file with no schema (or an old one) is refused with a pointer to `db upgrade`."""
+    path = tmp_path / "server.db"
+    sqlite3.connect(path).close()
+    result = sqlite_cli(path, tmp_path).invoke(main, args)
+    assert_one_line_exit_2(result, "db upgrade")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+
+
+def test_db_current_reports_an_empty_file_and_db_upgrade_creates_a_missing_one(
+    tmp_path: Path,
+) -> None:
+    """The commands meant to look at or make a ledger still do: `db current` on an empty file
+    says `empty`, `db upgrade` creates and migrates a missing file."""
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    current = sqlite_cli(empty, tmp_path).invoke(main, ["db", "current"])
+    assert current.exit_code == 0
+    assert "current: empty" in current.output
+    fresh = tmp_path / "new" / "server.db"
+    runner = sqlite_cli(fresh, tmp_path)
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(main, ["users", "list"]).exit_code == 0
+
+
+def test_db_copy_from_a_missing_source_creates_nothing(tmp_path: Path) -> None:
+    """`db copy` refuses a missing source before it touches either side."""
+    source, target = tmp_path / "server.db", tmp_path / "target.db"
+    result = sqlite_cli(source, tmp_path).invoke(
+        main, ["db", "copy", "--to", f"sqlite:///{target}"]
+    )
+    assert_one_line_exit_2(result, "no database")
+    assert not source.exists()
+    assert not target.exists()
+
+
+@pytest.mark.postgres
+def test_a_command_on_a_missing_or_unmigrated_postgresql_database_is_one_line(
+    pg_server_url: str, tmp_path: Path
+) -> None:
+    """A database that does not exist, or has no schema, is one error line and exit 2."""
+    base = pg_server_url.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://")
+    name = f"ul_cli_{uuid.uuid4().hex[:8]}"
+
+    def runner(database: str) -> CliRunner:
+        return CliRunner(
+            env={
+                "USAGELEDGER_DATABASE_URL": f"{base}/{database}",
+                "USAGELEDGER_HOME": str(tmp_path),
+                "USAGELEDGER_LOG_FILE": "off",
+            }
+        )
+
+    missing = runner(name).invoke(main, ["users", "list"])
+    assert_one_line_exit_2(missing, "cannot open the database", name)
+    admin = PG_ADMIN_URL
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        for args in (["users", "list"], ["verify"], ["tokens", "list"]):
+            assert_one_line_exit_2(runner(name).invoke(main, args), "no schema", "db upgrade")
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -5,17 +5,23 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import click
 from rich.console import Console
 
 from usageledger.config import Settings, SettingsError, load_settings
 from usageledger.errors import LedgerError
-from usageledger.store.engine import Database, make_engine
+from usageledger.store.engine import Database, make_engine, sqlite_file
 
 T = TypeVar("T")
 console = Console(stderr=True)
+
+
+def fail(message: str, status: int = 2) -> NoReturn:
+    """Print ``message`` as one error line and exit with ``status`` (2: cannot run at all)."""
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    sys.exit(status)
 
 
 class Env:
@@ -27,13 +33,51 @@ class Env:
 
     @property
     def database(self) -> Database:
-        """The configured server database, built on first use."""
+        """The configured server database, built on first use; a SQLite file that is not there
+        is created. Only the commands that make a ledger use this (``db upgrade``, ``demo``):
+        every other one uses :meth:`existing_database`."""
         if self._database is None:
             s = self.settings
             engine = make_engine(
                 s.resolved_database_url, statement_timeout_ms=s.statement_timeout_ms
             )
             self._database = Database(engine, retries=s.db_retries)
+        return self._database
+
+    def existing_database(self, *, migrated: bool = True) -> Database:
+        """The configured database, which must exist (and, with ``migrated``, be at the newest
+        schema): otherwise one error line and exit status 2, and no file is created."""
+        if self._database is not None:
+            return self._database
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from usageledger.store.migrate import current_revision, head_revision
+
+        s = self.settings
+        url = s.resolved_database_url
+        shown = make_url(url).render_as_string(hide_password=True)
+        path = sqlite_file(url)
+        if path is not None and not path.is_file():
+            fail(
+                f"no database at {path}; create it with `usageledger db upgrade` "
+                "(or `usageledger serve`), or set USAGELEDGER_DATABASE_URL"
+            )
+        engine = make_engine(url, statement_timeout_ms=s.statement_timeout_ms, create=False)
+        try:
+            revision = current_revision(engine)
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            fail(f"cannot open the database {shown}: {_first_line(exc)}")
+        if migrated and revision != head_revision():
+            engine.dispose()
+            if revision is None:
+                fail(f"the database {shown} has no schema; run `usageledger db upgrade`")
+            fail(
+                f"the database {shown} is at schema revision {revision}, not {head_revision()}; "
+                "run `usageledger db upgrade` (or a newer usageledger)"
+            )
+        self._database = Database(engine, retries=s.db_retries)
         return self._database
 
     def close(self) -> None:
@@ -57,6 +101,14 @@ class Env:
 pass_env = click.make_pass_decorator(Env, ensure=True)
 
 
+def _first_line(exc: BaseException) -> str:
+    """The driver's own reason a connection failed, on one line (a connection error carries
+    no statement, so no parameters; a password is never part of it)."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    return lines[-1] if lines else type(orig).__name__
+
+
 def now_ms() -> int:
     """The current time in epoch milliseconds."""
     return int(time.time() * 1000)
@@ -67,12 +119,16 @@ def run(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except LedgerError as exc:
-        console.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
-        for detail in exc.details[1:]:
-            console.print(
-                f"  {detail.get('loc')}: {detail.get('message')}", highlight=False, soft_wrap=True
-            )
-        sys.exit(1)
+        _report(exc)
+
+
+def _report(exc: LedgerError) -> NoReturn:
+    console.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
+    for detail in exc.details[1:]:
+        console.print(
+            f"  {detail.get('loc')}: {detail.get('message')}", highlight=False, soft_wrap=True
+        )
+    sys.exit(1)
 
 
 #: Every command: name -> (module, attribute). Modules load only when their command runs, so
@@ -119,6 +175,14 @@ class LazyGroup(click.Group):
                 importlib.import_module(extension)
             self.add_command(command, cmd_name)
         return self.commands.get(cmd_name)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; a domain error that no command turned into a message (a database
+        outage in a listing) is one error line and exit status 1, never a traceback."""
+        try:
+            return super().invoke(ctx)
+        except LedgerError as exc:
+            _report(exc)
 
 
 @click.group(

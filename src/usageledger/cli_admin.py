@@ -17,8 +17,9 @@ out = Console()
 
 
 def database(env: Env) -> Database:
-    """The configured database (disposed when the command ends)."""
-    return env.database
+    """The configured database, which must exist at the newest schema (exit 2 otherwise,
+    creating nothing); disposed when the command ends."""
+    return env.existing_database()
 
 
 def _when(ms: int | None) -> str:
@@ -59,7 +60,7 @@ def db_current(env: Env) -> None:
     Example:
       usageledger db current
     """
-    engine = env.database.engine
+    engine = env.existing_database(migrated=False).engine
     out.print(f"current: {current_revision(engine) or 'empty'}  head: {head_revision()}")
 
 

@@ -484,6 +484,7 @@ def db_copy_command(env: Env, target_url: str, batch_size: int) -> None:
       usageledger db copy --to postgresql://ledger@127.0.0.1:5432/ledger
     """
     url = run(lambda: database_url(target_url))
+    env.existing_database()  # the source must be a migrated ledger; never create it
     source = make_engine(
         env.settings.resolved_database_url, statement_timeout_ms=OFFLINE_TIMEOUT_MS
     )

@@ -13,7 +13,9 @@
     ├── NotFound                     404
     ├── IdempotencyConflict          409 / 422: Idempotency-Key in flight or reused
     ├── RateLimited                  429: with Retry-After
-    └── DatabaseError                503 / 504: the database (our upstream) failed
+    ├── ClientDisconnected           499: the client hung up before its request was read
+    └── DatabaseError                503 / 504: the database (our upstream) failed,
+                                     is read-only or full, or its file was deleted
 
 Every error response has the shape ``{"error": {"code", "message", "request_id", "details"}}``
 and ``code`` is an :class:`ErrorCode`. Database error text never reaches a client.
@@ -45,6 +47,9 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     IDEMPOTENCY_KEY_IN_FLIGHT = "IDEMPOTENCY_KEY_IN_FLIGHT"
     RATE_LIMITED = "RATE_LIMITED"
+    #: The client closed the connection before sending its whole body (status 499, as nginx
+    #: logs it): nothing was written, and no response reached anyone.
+    CLIENT_DISCONNECTED = "CLIENT_DISCONNECTED"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     DATABASE_TIMEOUT = "DATABASE_TIMEOUT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
@@ -150,6 +155,13 @@ class RateLimited(LedgerError):
 
     status = 429
     code = ErrorCode.RATE_LIMITED
+
+
+class ClientDisconnected(LedgerError):
+    """The client hung up mid-request; 499 is what the M1 line records (no one reads it)."""
+
+    status = 499
+    code = ErrorCode.CLIENT_DISCONNECTED
 
 
 class DatabaseError(LedgerError):

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from usageledger import __version__
 from usageledger.api import errors
@@ -18,6 +18,7 @@ from usageledger.api.errors import documented
 from usageledger.api.ingest import REQUEST_SCHEMA
 from usageledger.api.ingest import router as ingest_router
 from usageledger.api.middleware import M1Middleware
+from usageledger.api.openapi import declare_caps
 from usageledger.api.ratelimit import RateLimiter
 from usageledger.api.read import router as read_router
 from usageledger.api.tokens import KnownTokens
@@ -34,18 +35,20 @@ health = APIRouter()
 
 @health.get(
     "/healthz",
-    summary="Liveness and database reachability",
+    summary="Liveness and database writability",
     responses=documented(
         {
-            503: "The database is unavailable (DATABASE_UNAVAILABLE); see Retry-After.",
+            503: "The database is down, read-only, or its file was deleted or replaced "
+            "(DATABASE_UNAVAILABLE); see Retry-After.",
             504: "The database did not answer in time (DATABASE_TIMEOUT); see Retry-After.",
         }
     ),
 )
 def healthz(request: Request) -> dict[str, str]:
-    """``{"status": "ok"}`` when the database answers (503 when it is down, 504 when slow)."""
+    """``{"status": "ok"}`` when an upload could commit now: the database answers, takes a
+    write, and (SQLite) is still the file the server opened. Otherwise 503 or 504."""
     name_function("healthz")
-    app_context(request).db.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
+    app_context(request).db.check_health()
     return {"status": "ok"}
 
 
@@ -58,6 +61,7 @@ def create_app(
         settings.resolved_database_url,
         statement_timeout_ms=settings.statement_timeout_ms,
         pool_size=settings.db_pool_size,
+        create=False,  # the server never makes an empty ledger where its file was
     )
     logger = m1 or M1Logger(settings.log_file)
     ctx = AppContext(
@@ -110,5 +114,5 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(REQUEST_SCHEMA.get("$defs", {}))
-        app.openapi_schema = schema
+        app.openapi_schema = declare_caps(schema, app.state.ctx.settings)
     return app.openapi_schema

@@ -1,8 +1,14 @@
-"""Every error becomes ``{"error": {"code", "message", "request_id", "details"}}``."""
+"""Every error becomes ``{"error": {"code", "message", "request_id", "details"}}``.
+
+A bug is logged with its traceback, but a database exception in it is logged by its classes and
+SQLSTATE only: its text can quote the failing row (PostgreSQL's ``DETAIL``), so no log line
+carries a statement's values.
+"""
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,10 +18,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from usageledger.api.context import request_context
-from usageledger.errors import ErrorCode, LedgerError
-from usageledger.store.engine import to_database_error
+from usageledger.errors import ClientDisconnected, ErrorCode, LedgerError
+from usageledger.store.engine import describe_database_error, is_database_error, to_database_error
 
 log = logging.getLogger("usageledger.api")
 
@@ -82,7 +89,7 @@ def error_response(
 def from_ledger_error(exc: LedgerError) -> JSONResponse:
     """Render a domain error (an internal one is logged with its cause, never sent)."""
     if exc.status >= 500 and exc.code == ErrorCode.INTERNAL_ERROR:
-        log.error("internal error in %s", request_context().function, exc_info=exc)
+        log.error("internal error in %s\n%s", request_context().function, safe_traceback(exc))
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
@@ -124,10 +131,40 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(SQLAlchemyError)
     async def _database(_: Request, exc: SQLAlchemyError) -> JSONResponse:
-        return from_ledger_error(to_database_error(exc))
+        error = to_database_error(exc)
+        error.__cause__ = exc  # so that a bug's log shows where it came from
+        return from_ledger_error(error)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _hung_up(_: Request, exc: ClientDisconnect) -> JSONResponse:
+        # A body read by FastAPI itself (not ingest's own reader): the same 499.
+        return from_ledger_error(ClientDisconnected("the client closed the connection mid-body"))
 
 
 def unhandled(exc: BaseException) -> JSONResponse:
     """The response for an exception nothing else handled (no internals in it)."""
-    log.error("unhandled error in %s", request_context().function, exc_info=exc)
+    log.error("unhandled error in %s\n%s", request_context().function, safe_traceback(exc))
     return error_response(500, ErrorCode.INTERNAL_ERROR, "internal error")
+
+
+def safe_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback with its causes, each database exception named by its classes and
+    SQLSTATE instead of its text."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    blocks = []
+    for error in reversed(chain):
+        if is_database_error(error):
+            what = describe_database_error(error)
+        else:
+            what = "".join(traceback.format_exception_only(type(error), error)).rstrip()
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        blocks.append(f"Traceback (most recent call last):\n{frames}{what}")
+    return "\n\nThe above exception was the direct cause of the following exception:\n\n".join(
+        blocks
+    )

@@ -7,11 +7,18 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from usageledger.api.auth import app_context, client_address, device_principal, refuse_user_id
 from usageledger.api.context import name_function, request_context
 from usageledger.api.errors import documented
-from usageledger.errors import BadRequest, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+from usageledger.errors import (
+    BadRequest,
+    ClientDisconnected,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
 from usageledger.ledger.accounts import Principal
 from usageledger.ledger.receipts import ingest_request
 from usageledger.wire import IngestResponse, IngestV1, IngestV2
@@ -41,7 +48,11 @@ REQUEST_SCHEMA = TypeAdapter(IngestV1 | IngestV2).json_schema(
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes before reading the rest."""
+    """The body, refusing more than ``limit`` bytes before reading the rest.
+
+    A client that hangs up before the whole body arrived is :class:`ClientDisconnected` (499),
+    not a bug of ours: the request is dropped before anything is parsed or written.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -50,11 +61,14 @@ async def read_limited(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnected("the client closed the connection mid-body") from None
     return b"".join(chunks)
 
 

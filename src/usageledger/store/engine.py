@@ -15,10 +15,22 @@ that contend for it inside SQLite poll with sleeps of up to 100 ms (its busy han
 burst of writers wastes most of the time the lock is free. Processes still meet at SQLite's
 lock and its busy timeout. The time spent queued is reported as ``DbStats.wait_ms``, apart
 from the database time.
+
+A SQLite file deleted or replaced while the server runs is invisible to SQLite: the open
+connections go on writing to the unlinked file, and everything they commit vanishes at the next
+start. :class:`SqliteFile` remembers which file (device and inode) the database is, and every
+transaction compares it with what the path holds now before it commits; a mismatch rolls back
+and answers 503 until the server is restarted on a restored file (it never switches files by
+itself, so it cannot start serving an empty or older file behind the operator's back).
+
+Engines are built with ``hide_parameters=True``: a database error's text then never carries the
+statement's parameters (a model name, a token hash), wherever it is logged.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import sqlite3
 import sys
@@ -31,6 +43,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
 from sqlalchemy import exc as sa_exc
@@ -41,6 +54,7 @@ from usageledger.errors import DatabaseError, ErrorCode, LedgerError
 from usageledger.store.dialect import lock_user
 
 T = TypeVar("T")
+log = logging.getLogger("usageledger.store")
 
 
 @dataclass(slots=True)
@@ -113,9 +127,33 @@ def classify(exc: BaseException) -> int:
             return 504
         if "unable to open" in text or "disk i/o" in text or "readonly" in text:
             return 503
+        if "is full" in text:  # SQLITE_FULL: "database or disk is full"
+            return 503
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return 503
     return 500
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the database layer (SQLAlchemy, sqlite3 or psycopg), whose
+    text may quote a row or a statement."""
+    module = type(exc).__module__
+    return isinstance(exc, sa_exc.SQLAlchemyError | sqlite3.Error) or module.startswith("psycopg")
+
+
+def describe_database_error(exc: BaseException) -> str:
+    """What a database error is, for a log: its classes and SQLSTATE or SQLite error name,
+    never its text (PostgreSQL's ``DETAIL`` quotes the failing row, a model name included)."""
+    orig: BaseException = exc
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        orig = exc.orig
+    parts = [type(exc).__name__]
+    if orig is not exc:
+        parts.append(f"from {type(orig).__module__}.{type(orig).__qualname__}")
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    if code:
+        parts.append(f"({code})")
+    return " ".join(parts)
 
 
 class WriterQueueTimeout(Exception):
@@ -182,21 +220,25 @@ def make_engine(
     statement_timeout_ms: int = 10_000,
     pool_size: int = 10,
     sqlite_synchronous: str = "FULL",
+    create: bool = True,
 ) -> Engine:
     """Build an instrumented engine for a SQLite or PostgreSQL URL.
 
     ``sqlite_synchronous`` is ``FULL`` (an acknowledged commit survives a power loss: the
     server) or ``NORMAL`` (it may be lost, never corrupted: the local ledger, whose scans
-    redo what was lost); PostgreSQL ignores it.
+    redo what was lost); PostgreSQL ignores it. With ``create=False`` a SQLite file that does
+    not exist is an error (``unable to open``, a 503) instead of a new, empty database: the
+    server and the CLI's commands open only a ledger that is there.
     """
     if sqlite_synchronous not in SQLITE_SYNC:
         raise ValueError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNC)}")
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(url, statement_timeout_ms, sqlite_synchronous)
+        engine = _sqlite_engine(url, statement_timeout_ms, sqlite_synchronous, create=create)
     else:
         engine = create_engine(
             parsed.set(drivername="postgresql+psycopg"),
+            hide_parameters=True,
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_timeout=max(1.0, statement_timeout_ms / 1000),
@@ -217,21 +259,51 @@ def make_engine(
             # connect_timeout bounds the connection itself; the deadline bounds what follows.
             return connect_with_deadline(cargs, cparams, round_trip_s)
 
+        @event.listens_for(engine, "checkout")
+        def _server_default_access_mode(dbapi_conn: Any, _rec: Any, _proxy: Any) -> None:
+            # A read sets READ ONLY and SQLAlchemy "resets" it to READ WRITE on return, which
+            # would make every later transaction on the connection override the server's
+            # default_transaction_read_only (what a provider sets on a full disk). Back to the
+            # server's default, so that a read-only database refuses writes on every connection.
+            if dbapi_conn.read_only is not None:
+                dbapi_conn.read_only = None
+
     _instrument(engine)
     return engine
 
 
-def _sqlite_engine(url: str, busy_timeout_ms: int, synchronous: str) -> Engine:
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL, an in-memory or a ``file:`` URI database)."""
     parsed = make_url(url)
     database = parsed.database
-    if database and database != ":memory:":
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    memory = not database or database == ":memory:"
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or parsed.query.get("uri"):
+        return None
+    return Path(database).expanduser()
+
+
+def _sqlite_engine(url: str, busy_timeout_ms: int, synchronous: str, *, create: bool) -> Engine:
+    parsed = make_url(url)
+    path = sqlite_file(url)
+    if path is not None and create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    memory = not parsed.database or parsed.database == ":memory:"
     engine = create_engine(
         parsed,
+        hide_parameters=True,
         connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
         poolclass=NullPool if memory else None,
     )
+
+    if path is not None and not create:
+
+        @event.listens_for(engine, "do_connect")
+        def _existing_only(_dialect: Any, _rec: Any, cargs: Any, cparams: Any) -> None:
+            # mode=rw: open the file read-write, never create it (SQLite's default would make
+            # a new, empty database where a deleted one was).
+            cargs[0] = f"file:{quote(str(cargs[0]))}?mode=rw"
+            cparams["uri"] = True
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -283,12 +355,76 @@ def to_database_error(exc: BaseException) -> LedgerError:
         timeout.status = 504
         return timeout
     if status in (503, 409):
-        return DatabaseError(
-            "the database is unavailable; retry later",
-            code=ErrorCode.DATABASE_UNAVAILABLE,
-            headers={"Retry-After": "5"},
-        )
+        return unavailable(f"{_unavailable_reason(exc)}; retry later")
     return LedgerError("internal error", code=ErrorCode.INTERNAL_ERROR)
+
+
+def _unavailable_reason(exc: BaseException) -> str:
+    """Our own words for why the database cannot take the request (never its text)."""
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    code = str(getattr(orig, "sqlite_errorname", None) or getattr(orig, "sqlstate", None) or "")
+    if code.startswith("SQLITE_READONLY") or code == "25006":
+        return "the database is read-only"
+    if code == "SQLITE_FULL" or code == "53100":
+        return "the database is full"
+    return "the database is unavailable"
+
+
+def unavailable(message: str) -> DatabaseError:
+    """A 503 ``DATABASE_UNAVAILABLE`` with ``Retry-After`` and a client-safe ``message``."""
+    return DatabaseError(message, code=ErrorCode.DATABASE_UNAVAILABLE, headers={"Retry-After": "5"})
+
+
+class SqliteFile:
+    """Which file a SQLite database is (device and inode), to notice it deleted or replaced.
+
+    The identity is taken when the :class:`Database` is built (or, for a file that is not there
+    yet, the first time it is seen). Once the path holds no file or another one, every check
+    fails until the process restarts: the connections still open are writing to the old file,
+    whose data the next start will not see.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.identity: tuple[int, int] | None = None
+        self.problem: str | None = None
+        self._lock = threading.Lock()
+        self.identity = self._identify()
+
+    def _identify(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def check(self) -> None:
+        """Raise a 503 :class:`DatabaseError` when the file is gone or is another file (one
+        ``stat`` of the path)."""
+        if self.problem is None:
+            now = self._identify()
+            with self._lock:
+                if self.identity is None and self.problem is None:
+                    self.identity = now
+                elif now != self.identity and self.problem is None:
+                    what = "deleted" if now is None else "replaced by another file"
+                    self.problem = f"the database file was {what} while the server ran"
+                    log.error(
+                        "%s: %s; refusing every transaction until a restart on a restored file",
+                        self.path,
+                        self.problem,
+                    )
+        if self.problem is not None:
+            raise unavailable(f"{self.problem}; retry later")
+        if self.identity is None:  # not there yet (never created, or not restored yet)
+            raise unavailable("the database file is missing; retry later")
+
+    def check_writable(self) -> None:
+        """Raise a 503 when the process may not write the file (mode bits, a read-only
+        mount). Root passes the mode bits; the write probe in ``Database.check_health``
+        still catches a read-only open."""
+        if not os.access(self.path, os.W_OK):
+            raise unavailable("the database file is read-only; retry later")
 
 
 class Database:
@@ -301,6 +437,9 @@ class Database:
         #: timeout's equivalent), before they take SQLite's write lock.
         self.writers = WriterQueue() if self.is_sqlite else None
         self.write_wait_s = write_wait_s
+        path = sqlite_file(str(engine.url)) if self.is_sqlite else None
+        #: SQLite on a file: which file it is, checked before every commit.
+        self.file = SqliteFile(path.resolve()) if path is not None else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -341,6 +480,32 @@ class Database:
         """Run ``fn`` in a write transaction, serialized per user, retried on conflicts."""
         return self._run(fn, write=True, user_id=user_id)
 
+    def check_health(self) -> None:
+        """Raise a 503 :class:`DatabaseError` unless a write could commit now.
+
+        SQLite: the file is the one opened and writable, and a write transaction can start and
+        write (``BEGIN IMMEDIATE``, then a delete of no row, which commits nothing): a
+        read-only open or ``PRAGMA query_only`` fails there. PostgreSQL:
+        ``SHOW transaction_read_only`` (a read-only default or a standby says ``on``). A
+        database that answers but cannot take a write is not healthy: every upload would fail.
+        """
+        if self.file is not None:
+            try:
+                self.file.check()
+                self.file.check_writable()
+            except DatabaseError:
+                _record(0.0, 503)
+                raise
+
+        def probe(conn: Connection) -> None:
+            if self.is_sqlite:
+                conn.exec_driver_sql("DELETE FROM alembic_version WHERE 0")
+            elif conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "on":
+                _record(0.0, 503)
+                raise unavailable("the database is read-only; retry later")
+
+        self._run(probe, write=True, user_id=None)
+
     @contextmanager
     def _writer_slot(self, write: bool) -> Iterator[None]:
         queue = self.writers if write else None
@@ -372,6 +537,8 @@ class Database:
                         if write and user_id is not None:
                             lock_user(conn, user_id)
                         result = fn(conn)
+                        if self.file is not None:
+                            self._check_file(self.file)
                     except BaseException:
                         _end(conn, transaction, commit=False)
                         raise
@@ -385,6 +552,15 @@ class Database:
                     time.sleep(random.uniform(0.005, 0.05) * attempt)
                     continue
                 raise to_database_error(exc) from exc
+
+    @staticmethod
+    def _check_file(file: SqliteFile) -> None:
+        # Before COMMIT acknowledges anything: a write to a deleted file would be lost.
+        try:
+            file.check()
+        except DatabaseError:
+            _record(0.0, 503)
+            raise
 
 
 def _end(conn: Connection, transaction: RootTransaction, *, commit: bool) -> None:

@@ -14,6 +14,13 @@ from psycopg.abc import PQGen
 
 RV = TypeVar("RV")
 
+#: SQLSTATEs of a server that is up but cannot take the write now (503, with Retry-After):
+#: class 53 "insufficient resources" (53100 disk full, 53200 out of memory, 53300 too many
+#: connections) and 25006 (a read-only transaction: ``default_transaction_read_only``, a
+#: standby).
+UNAVAILABLE_SQLSTATE_CLASSES = ("53",)
+UNAVAILABLE_SQLSTATES = frozenset({"25006"})
+
 
 class RoundTripTimeout(psycopg.OperationalError):
     """The server sent nothing back within the round-trip deadline (a 504, like a timeout)."""
@@ -76,6 +83,11 @@ def postgres_status(orig: BaseException) -> int | None:
         return 504
     if isinstance(orig, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
         return 409
+    sqlstate = getattr(orig, "sqlstate", None) if isinstance(orig, psycopg.Error) else None
+    if sqlstate is not None and (
+        sqlstate in UNAVAILABLE_SQLSTATES or sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES
+    ):
+        return 503
     if isinstance(orig, psycopg.OperationalError):
         text = str(orig).lower()
         return 504 if "timeout" in text or "timed out" in text else 503

@@ -233,7 +233,7 @@ def backfill_plan(env: Env, path: Path, reason: str) -> None:
     FILE is JSON: {"user", "device", "from", "to", "buckets": [{bucket_start, source, model,
     input_tokens, cached_input_tokens, output_tokens, reasoning_output_tokens,
     total_tokens, cache_write_tokens}], "zero_missing": false}. The range is [from, to),
-    ISO 8601 instants on half-hours, at most 93 days. With "zero_missing": true every
+    RFC 3339 instants on half-hours, at most 93 days. With "zero_missing": true every
     existing bucket of the device in the range that is not listed is set to zero.
 
     \b

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from usageledger.config import Settings, SettingsError, check_time_zone, load_settings
+from usageledger.config import (
+    MODEL_COLUMN_LENGTH,
+    TIME_ZONE_COLUMN_LENGTH,
+    Settings,
+    SettingsError,
+    check_time_zone,
+    load_settings,
+)
 
 
 def test_the_default_database_is_a_sqlite_file_in_home(
@@ -34,6 +41,11 @@ def test_a_postgresql_url_uses_psycopg_3(monkeypatch: pytest.MonkeyPatch) -> Non
         ("USAGELEDGER_DEFAULT_TIME_ZONE", "Nowhere/Land"),
         ("USAGELEDGER_RATE_PER_MINUTE", "0"),
         ("USAGELEDGER_LOG_FILE", " "),
+        ("USAGELEDGER_MAX_MODEL_LENGTH", "129"),
+        ("USAGELEDGER_MAX_MODEL_LENGTH", "512"),
+        ("USAGELEDGER_TRUSTED_PROXIES", "*"),
+        ("USAGELEDGER_TRUSTED_PROXIES", "127.0.0.1,proxy.local"),
+        ("USAGELEDGER_TRUSTED_PROXIES", "10.0.0.1/8"),
     ],
 )
 def test_a_bad_value_fails_loudly_with_the_variable_name(
@@ -57,3 +69,52 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.max_buckets = 5  # type: ignore[misc]
+
+
+def test_the_model_length_setting_cannot_exceed_the_model_column() -> None:
+    """The largest accepted model name fits every ``model`` column (a longer one was a 500
+    on PostgreSQL), and the cap's literal is the column's length."""
+    from usageledger.store import tables
+
+    lengths = {
+        table.c.model.type.length
+        for table in tables.metadata.tables.values()
+        if "model" in table.c and table.c.model.type.length is not None
+    }
+    assert lengths == {MODEL_COLUMN_LENGTH}
+    assert Settings.model_fields["max_model_length"].default == MODEL_COLUMN_LENGTH
+    assert load_settings(max_model_length=MODEL_COLUMN_LENGTH).max_model_length == 128
+    with pytest.raises(SettingsError, match="USAGELEDGER_MAX_MODEL_LENGTH"):
+        load_settings(max_model_length=MODEL_COLUMN_LENGTH + 1)
+
+
+def test_every_string_cap_fits_its_column() -> None:
+    """Source, user, device and display names and time zones are capped at their columns."""
+    from usageledger.ledger import accounts, profile
+    from usageledger.source_registry import SOURCE_NAME
+    from usageledger.store import tables
+
+    c = tables.metadata.tables
+    longest = {
+        "source": ("a" * 32, "a" * 33, SOURCE_NAME.fullmatch, c["usage_buckets"].c.source),
+        "name": ("a" * 64, "a" * 65, accounts.NAME.fullmatch, c["users"].c.name),
+        "device": ("a" * 64, "a" * 65, accounts.NAME.fullmatch, c["devices"].c.name),
+    }
+    for what, (fits, too_long, accepts, column) in longest.items():
+        assert column.type.length == len(fits), what
+        assert accepts(fits), what
+        assert not accepts(too_long), what
+    assert c["users"].c.display_name.type.length == profile.DISPLAY_NAME_MAX
+    assert c["users"].c.time_zone.type.length == TIME_ZONE_COLUMN_LENGTH
+    with pytest.raises(ValueError, match="unknown time zone"):
+        check_time_zone("Europe/" + "x" * TIME_ZONE_COLUMN_LENGTH)
+
+
+def test_trusted_proxies_default_to_loopback_and_may_be_none() -> None:
+    """A proxy on the same host is believed by default; an empty value believes nobody."""
+    assert Settings().trusted_proxy_list == ["127.0.0.1", "::1"]
+    assert Settings(trusted_proxies="").trusted_proxy_list == []
+    assert Settings(trusted_proxies=" 10.0.0.0/8, 192.0.2.7 ").trusted_proxy_list == [
+        "10.0.0.0/8",
+        "192.0.2.7",
+    ]

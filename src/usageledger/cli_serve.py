@@ -137,4 +137,9 @@ def serve(env: Env, host: str, port: int, workers: int, demo: bool) -> None:
         workers=workers,
         log_level="warning",
         access_log=False,
+        # Only USAGELEDGER_TRUSTED_PROXIES may set the client address and scheme from
+        # X-Forwarded-For / X-Forwarded-Proto (uvicorn would otherwise read FORWARDED_ALLOW_IPS,
+        # which may say "*"): the per-address budget of failed sign-ins depends on it.
+        proxy_headers=bool(settings.trusted_proxy_list),
+        forwarded_allow_ips=settings.trusted_proxy_list or None,
     )

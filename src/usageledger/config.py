@@ -6,6 +6,7 @@ time: :func:`load_settings` is called by the CLI, tests build :class:`Settings` 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import date
 from pathlib import Path
@@ -22,6 +23,17 @@ def default_home() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "share"
     return base / "usageledger"
+
+
+#: Column lengths of the server schema (``store/tables.py``) that settings and input caps may not
+#: exceed; kept here as literals so that reading settings never imports SQLAlchemy (a test
+#: checks that they equal the columns).
+MODEL_COLUMN_LENGTH = 128
+TIME_ZONE_COLUMN_LENGTH = 64
+
+#: Proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed by default: a
+#: reverse proxy on the same host (the setup docs/operations.md describes).
+LOOPBACK_PROXIES = "127.0.0.1,::1"
 
 
 class SettingsError(Exception):
@@ -41,7 +53,8 @@ class Settings(BaseSettings):
     log_file: str = "-"
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     max_buckets: int = Field(default=500, ge=1, le=10_000)
-    max_model_length: int = Field(default=128, ge=8, le=512)
+    #: At most the ``model`` column's length: a longer name could not be stored.
+    max_model_length: int = Field(default=MODEL_COLUMN_LENGTH, ge=8, le=MODEL_COLUMN_LENGTH)
     bucket_floor: date = date(2020, 1, 1)
     future_skew_seconds: int = Field(default=900, ge=0, le=86_400)
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
@@ -58,6 +71,9 @@ class Settings(BaseSettings):
     #: Per-client-address budget of failed token look-ups (unknown or revoked tokens).
     auth_failures_per_minute: float = Field(default=30.0, gt=0)
     auth_failure_burst: int = Field(default=30, ge=1)
+    #: Peers (addresses or networks, comma-separated) whose X-Forwarded-For and
+    #: X-Forwarded-Proto are believed; empty: none, every peer is the client itself.
+    trusted_proxies: str = LOOPBACK_PROXIES
 
     @field_validator("default_time_zone")
     @classmethod
@@ -75,6 +91,22 @@ class Settings(BaseSettings):
                 f"invalid source name(s) {bad}: use 1-32 of a-z, 0-9, '_' or '-', "
                 "starting with a letter"
             )
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",")):
+            if not entry:
+                continue
+            try:
+                ipaddress.ip_network(entry)  # strict, as uvicorn reads it
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 10.0.0.5 or "
+                    "10.0.0.0/8, host bits zero); '*' is refused: any client could then "
+                    "choose its own address"
+                ) from None
         return value
 
     @field_validator("database_url")
@@ -104,6 +136,11 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.home / 'server.db'}"
 
     @property
+    def trusted_proxy_list(self) -> list[str]:
+        """The proxies of ``trusted_proxies``, for uvicorn's ``forwarded_allow_ips``."""
+        return [e.strip() for e in self.trusted_proxies.split(",") if e.strip()]
+
+    @property
     def extra_source_names(self) -> frozenset[str]:
         """Operator-registered source names."""
         return frozenset(s.strip() for s in self.extra_sources.split(",") if s.strip())
@@ -111,7 +148,13 @@ class Settings(BaseSettings):
 
 def check_time_zone(name: str) -> ZoneInfo:
     """Return the zone for an IANA name, or raise ``ValueError`` with a clear message."""
-    if not name or name.strip() != name or ".." in name or name.startswith("/"):
+    if (
+        not name
+        or len(name) > TIME_ZONE_COLUMN_LENGTH
+        or name.strip() != name
+        or ".." in name
+        or name.startswith("/")
+    ):
         raise ValueError(f"unknown time zone {name!r}; use an IANA name like Europe/Berlin")
     try:
         return ZoneInfo(name)

@@ -7,10 +7,17 @@ fast the machine is.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -266,3 +273,80 @@ def test_the_failure_budget_refills() -> None:
     failures.ensure("10.0.0.2")  # another address is untouched
     clock.advance(10)
     failures.ensure("10.0.0.1")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def served(tmp_path: Path, trusted_proxies: str) -> Iterator[str]:
+    """``usageledger serve`` (the real uvicorn) on SQLite with a failure budget of 2 per address,
+    and uvicorn's own FORWARDED_ALLOW_IPS set to trust anyone (the setting must win)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "USAGELEDGER_HOME": str(tmp_path),
+        "USAGELEDGER_LOG_FILE": "off",
+        "USAGELEDGER_AUTH_FAILURE_BURST": "2",
+        "USAGELEDGER_AUTH_FAILURES_PER_MINUTE": "0.01",
+        "USAGELEDGER_TRUSTED_PROXIES": trusted_proxies,
+        "FORWARDED_ALLOW_IPS": "*",
+    }
+    env.pop("USAGELEDGER_DATABASE_URL", None)
+    cli = Path(sys.executable).with_name("usageledger")
+    server = subprocess.Popen(
+        [str(cli), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the server did not start")
+        yield base
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+def guesses_from_rotating_addresses(base: str) -> list[int]:
+    """Statuses of five guessed tokens, each claiming another client address."""
+    return [
+        httpx.get(
+            f"{base}/v1/me",
+            headers={
+                "Authorization": f"Bearer ul_read_guess{i}",
+                "X-Forwarded-For": f"203.0.113.{i}",
+            },
+        ).status_code
+        for i in range(5)
+    ]
+
+
+@pytest.mark.slow
+def test_x_forwarded_for_from_an_untrusted_peer_cannot_rotate_the_failure_budget(
+    tmp_path: Path,
+) -> None:
+    """With no trusted proxy, a client claiming a new address per guess still spends its own
+    budget (uvicorn's FORWARDED_ALLOW_IPS=* in the environment changes nothing)."""
+    with served(tmp_path, trusted_proxies="") as base:
+        assert guesses_from_rotating_addresses(base) == [401, 401, 429, 429, 429]
+
+
+@pytest.mark.slow
+def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(tmp_path: Path) -> None:
+    """Behind a configured proxy each real client has its own budget."""
+    with served(tmp_path, trusted_proxies="127.0.0.1,::1") as base:
+        assert guesses_from_rotating_addresses(base) == [401] * 5

@@ -328,6 +328,7 @@ BAD_PARAMS = [
     ("/v1/usage/summary", {"tz": "Mars/Olympus"}, "VALIDATION_FAILED", "Mars/Olympus"),
     ("/v1/usage/summary", {"tz": "../etc/passwd"}, "VALIDATION_FAILED", "time zone"),
     ("/v1/usage/monthly", {"from": "2026-1"}, "VALIDATION_FAILED", "YYYY-MM"),
+    ("/v1/usage/monthly", {"from": "0000-01"}, "VALIDATION_FAILED", "between"),
     ("/v1/usage/monthly", {"from": "2026-11", "to": "2026-10"}, "VALIDATION_FAILED", "after"),
     ("/v1/usage/hourly", {"day": "yesterday"}, "VALIDATION_FAILED", "day"),
     ("/v1/usage/heatmap", {"weeks": "0"}, "VALIDATION_FAILED", "weeks"),

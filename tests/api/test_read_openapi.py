@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import make_persona
+from usageledger.buckets import REVISION_LIMIT
+from usageledger.config import Settings
+from usageledger.ledger.receipts import MAX_IDEMPOTENCY_KEY
+from usageledger.source_registry import SOURCE_NAME
 from usageledger.store.engine import Database
 
 pytestmark = pytest.mark.usefixtures("db_url")
@@ -127,3 +132,71 @@ def test_healthz_documents_its_database_errors(openapi: dict[str, Any]) -> None:
         assert responses[status]["description"]
         schema = responses[status]["content"]["application/json"]["schema"]
         assert schema["$ref"].endswith("/ErrorResponse")
+
+
+def query_schema(openapi: dict[str, Any], path: str, name: str) -> dict[str, Any]:
+    """The schema of query parameter ``name`` of ``GET path``."""
+    for parameter in openapi["paths"][path]["get"]["parameters"]:
+        if parameter["name"] == name:
+            found: dict[str, Any] = parameter["schema"]
+            return found
+    raise AssertionError(f"{path} has no parameter {name}")
+
+
+def test_dates_months_zones_and_enums_are_declared(openapi: dict[str, Any]) -> None:
+    """Every pattern, enum and bound the read routes enforce is in the schema."""
+    for path, name in [
+        ("/v1/usage/summary", "from"),
+        ("/v1/usage/daily", "to"),
+        ("/v1/usage/models", "from"),
+        ("/v1/usage/hourly", "day"),
+        ("/v1/usage/heatmap", "to"),
+    ]:
+        declared = query_schema(openapi, path, name)
+        assert declared["format"] == "date", (path, name)
+        assert declared["pattern"] == r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", (path, name)
+    for name in ("from", "to"):
+        assert query_schema(openapi, "/v1/usage/monthly", name)["pattern"] == (
+            r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+        )
+    tz = query_schema(openapi, "/v1/usage/daily", "tz")
+    assert tz["pattern"].startswith("^[A-Za-z]")
+    assert tz["anyOf"][0]["maxLength"] == 64
+    weeks = query_schema(openapi, "/v1/usage/heatmap", "weeks")
+    assert (weeks["minimum"], weeks["maximum"]) == (1, 104)
+    assert query_schema(openapi, "/v1/leaderboard", "period")["enum"] == ["week", "month", "all"]
+    limit = query_schema(openapi, "/v1/leaderboard", "limit")
+    assert (limit["minimum"], limit["maximum"]) == (1, 100)
+
+
+def test_the_profile_patch_declares_its_caps(openapi: dict[str, Any]) -> None:
+    """A display name of at most 64, a zone that is never null, at least one field."""
+    patch = openapi["components"]["schemas"]["MePatch"]
+    assert patch["minProperties"] == 1
+    assert patch["properties"]["time_zone"]["type"] == "string"
+    assert patch["properties"]["leaderboard_opt_in"]["type"] == "boolean"
+    assert patch["properties"]["display_name"]["anyOf"][0]["maxLength"] == 64
+
+
+def test_the_ingest_caps_are_declared(openapi: dict[str, Any], settings: Settings) -> None:
+    """Idempotency-Key 1-255 printable, bucket_start RFC 3339, the source spelling, the model
+    length and bucket count of the settings, and the revision's bound."""
+    operation = openapi["paths"]["/v1/ingest"]["post"]
+    (key,) = [p["schema"] for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+    assert (key["minLength"], key["maxLength"]) == (1, MAX_IDEMPOTENCY_KEY)
+    assert re.fullmatch(key["pattern"], "batch-2026-11-28 #1")
+    assert not re.fullmatch(key["pattern"], "tab\there")
+    for version in ("IngestV1", "IngestV2"):
+        buckets = openapi["components"]["schemas"][version]["properties"]["buckets"]
+        assert buckets["maxItems"] == settings.max_buckets
+    for version in ("BucketV1", "BucketV2"):
+        fields = openapi["components"]["schemas"][version]["properties"]
+        assert fields["bucket_start"]["format"] == "date-time"
+        assert re.fullmatch(fields["bucket_start"]["pattern"], "2026-11-28T10:30:00Z")
+        assert not re.fullmatch(fields["bucket_start"]["pattern"], "2026-W48-6T10:30:00Z")
+        assert fields["source"]["maxLength"] == 32
+        assert fields["source"]["pattern"] == SOURCE_NAME.pattern
+        assert fields["model"]["maxLength"] == settings.max_model_length
+        (revision, _) = fields["revision"]["anyOf"]
+        assert revision["minimum"] == 0
+        assert revision["exclusiveMaximum"] == REVISION_LIMIT

@@ -6,7 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from tests.conftest import Persona
 from usageledger.api.app import create_app
+from usageledger.api.auth import COOKIE
 from usageledger.config import Settings
 from usageledger.m1 import M1Logger
 
@@ -51,3 +53,76 @@ def test_guessing_read_tokens_on_the_form_gets_429(settings: Settings, engine: E
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) >= 1
     assert "Too many unknown tokens" in refused.text
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://other.testserver"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Sec-Fetch-Site": "cross-site", "Origin": "http://testserver"},
+    ],
+    ids=["foreign-origin", "null-origin", "cross-site", "sibling-subdomain", "same-site", "lie"],
+)
+def test_a_sign_in_posted_by_another_site_is_refused(
+    client: TestClient, alice: Persona, headers: dict[str, str]
+) -> None:
+    """Login CSRF: another site's form cannot sign a victim in with its own read token."""
+    response = client.post(
+        "/login",
+        content=f"token={alice.read_token}",
+        headers={**FORM, **headers},
+        follow_redirects=False,
+    )
+    assert response.status_code == 403
+    assert "another site" in response.text
+    assert "set-cookie" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+        {"Origin": "http://testserver:80"},
+        {"Origin": "https://testserver"},  # TLS ended at a proxy the server does not trust
+        {"Sec-Fetch-Site": "none"},
+        # Chromium under "Referrer-Policy: no-referrer" sends Origin: null on its own form.
+        {"Sec-Fetch-Site": "same-origin", "Origin": "null"},
+        {},  # curl or a script: no browser session to abuse
+    ],
+    ids=["same-origin", "default-port", "tls-proxy", "typed", "hidden-origin", "no-browser"],
+)
+def test_a_sign_in_from_this_site_or_no_browser_is_served(
+    client: TestClient, alice: Persona, headers: dict[str, str]
+) -> None:
+    """The server's own form, and a client that is not a browser, still sign in."""
+    response = client.post(
+        "/login",
+        content=f"token={alice.read_token}",
+        headers={**FORM, **headers},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert COOKIE in response.headers["set-cookie"]
+
+
+def test_a_sign_out_posted_by_another_site_is_refused(client: TestClient) -> None:
+    """Another site cannot sign a person out either; this site's own form can."""
+    foreign = client.post(
+        "/logout", headers={"Sec-Fetch-Site": "cross-site"}, follow_redirects=False
+    )
+    own = client.post(
+        "/logout",
+        headers={"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"},
+        follow_redirects=False,
+    )
+    assert foreign.status_code == 403
+    assert "set-cookie" not in foreign.headers
+    assert own.status_code == 303
+    assert COOKIE in own.headers["set-cookie"]

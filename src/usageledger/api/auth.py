@@ -51,7 +51,10 @@ def app_context(request: Request) -> AppContext:
 
 
 def client_address(request: Request) -> str:
-    """The client's address (uvicorn sets it from X-Forwarded-For behind a trusted proxy)."""
+    """The client's address: the connection's peer. Never read from X-Forwarded-For here:
+    uvicorn rewrites the peer from it only for a peer in ``USAGELEDGER_TRUSTED_PROXIES``
+    (``usageledger serve`` passes the setting), so a client cannot pick a fresh address to
+    reset its budget of failed look-ups."""
     return request.client.host if request.client is not None else "-"
 
 

@@ -18,6 +18,7 @@ from usageledger.api import read_models as m
 from usageledger.api.auth import app_context, principal, refuse_user_id
 from usageledger.api.context import name_function
 from usageledger.api.errors import documented
+from usageledger.config import MODEL_COLUMN_LENGTH, TIME_ZONE_COLUMN_LENGTH
 from usageledger.errors import ValidationFailed
 from usageledger.ledger import leaderboard, profile, queries, windows
 from usageledger.ledger.accounts import Principal
@@ -39,19 +40,28 @@ _READ_ERRORS = {
 READ_ERRORS = documented(_READ_ERRORS)
 PATCH_ERRORS = documented({**_READ_ERRORS, 400: "The body is not JSON (INVALID_JSON)."})
 
+#: What the schema declares of a day, a month and a time zone. Only declared: the server
+#: checks them itself (``ledger/windows.py``), so that its messages stay its own. A range's
+#: length, ``from`` after ``to``, a day outside 1970-01-02…9998-12-31, a zone tzdata does not
+#: know or a device that is not yours cannot be said in a schema: they are 422s the fuzzing
+#: test (tests/api/test_schemathesis.py) accepts from schema-valid requests.
+DAY = {"format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "maxLength": 10}
+MONTH = {"pattern": r"^[0-9]{4}-(0[1-9]|1[0-2])$", "maxLength": 7}
+ZONE = {"pattern": r"^[A-Za-z][A-Za-z0-9_+/-]*$"}
+
 From = Annotated[
     str | None,
     Query(
         alias="from",
         description="First local day, YYYY-MM-DD (default: 29 days before `to`).",
-        json_schema_extra={"format": "date"},
+        json_schema_extra=DAY,
     ),
 ]
 To = Annotated[
     str | None,
     Query(
         description="Last local day, YYYY-MM-DD, inclusive (default: today in `tz`).",
-        json_schema_extra={"format": "date"},
+        json_schema_extra=DAY,
     ),
 ]
 Tz = Annotated[
@@ -59,12 +69,14 @@ Tz = Annotated[
     Query(
         description="IANA time zone of the local days (default: yours). Another zone is served "
         f"from half-hour buckets and capped at {windows.FOREIGN_TZ_CAP_DAYS} days.",
-        max_length=64,
+        max_length=TIME_ZONE_COLUMN_LENGTH,
+        json_schema_extra=ZONE,
     ),
 ]
 Source = Annotated[str | None, Query(description="Only this source (e.g. codex).", max_length=32)]
 Model = Annotated[
-    str | None, Query(description="Only this model, exactly as logged.", max_length=128)
+    str | None,
+    Query(description="Only this model, exactly as logged.", max_length=MODEL_COLUMN_LENGTH),
 ]
 Device = Annotated[
     str | None,
@@ -215,7 +227,7 @@ def usage_hourly(
         str | None,
         Query(
             description="The local day, YYYY-MM-DD (default: today in `tz`).",
-            json_schema_extra={"format": "date"},
+            json_schema_extra=DAY,
         ),
     ] = None,
     tz: Tz = None,
@@ -250,10 +262,15 @@ def usage_monthly(
         Query(
             alias="from",
             description="First month, YYYY-MM (default: the month of 29 days ago).",
+            json_schema_extra=MONTH,
         ),
     ] = None,
     to: Annotated[
-        str | None, Query(description="Last month, YYYY-MM, inclusive (default: this month).")
+        str | None,
+        Query(
+            description="Last month, YYYY-MM, inclusive (default: this month).",
+            json_schema_extra=MONTH,
+        ),
     ] = None,
     tz: Tz = None,
     source: Source = None,
@@ -287,7 +304,9 @@ def usage_heatmap(
         int | None,
         Query(
             description=f"Weeks to show, 1–{windows.WEEK_CAP} (default: "
-            f"{windows.DEFAULT_WEEKS}; {windows.DEFAULT_FOREIGN_WEEKS} in another time zone)."
+            f"{windows.DEFAULT_WEEKS}; {windows.DEFAULT_FOREIGN_WEEKS} in another time zone).",
+            # Declared, not enforced by FastAPI: past the cap is RANGE_TOO_LARGE, not a bad value.
+            json_schema_extra={"minimum": 1, "maximum": windows.WEEK_CAP},
         ),
     ] = None,
     tz: Tz = None,
@@ -412,7 +431,11 @@ def _refuse_body(message: str) -> NoReturn:
 def get_leaderboard(
     request: Request,
     period: Annotated[
-        str, Query(description="`week` (UTC ISO week), `month` (UTC calendar month) or `all`.")
+        str,
+        Query(
+            description="`week` (UTC ISO week), `month` (UTC calendar month) or `all`.",
+            json_schema_extra={"enum": list(leaderboard.PERIODS)},
+        ),
     ] = "week",
     limit: Annotated[int, Query(ge=1, le=100, description="Entries per page, 1–100.")] = 50,
     offset: Annotated[

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from usageledger.buckets import from_epoch, iso_utc
+from usageledger.config import TIME_ZONE_COLUMN_LENGTH
 from usageledger.ledger import leaderboard, profile, queries
 from usageledger.ledger.accounts import Principal
 from usageledger.ledger.costing import Tally
@@ -212,19 +213,30 @@ class MeResponse(Strict):
 class MePatch(Strict):
     """Fields to change; absent fields stay as they are."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # At least one field; time_zone and leaderboard_opt_in may be absent but not null (the
+    # route refuses null with its own message, so the model takes it and the schema says so).
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"minProperties": 1})
 
-    time_zone: str | None = Field(
+    time_zone: Annotated[
+        str | None,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "maxLength": TIME_ZONE_COLUMN_LENGTH,
+                "pattern": r"^[A-Za-z][A-Za-z0-9_+/-]*$",
+            }
+        ),
+    ] = Field(
         default=None,
         description="IANA time zone. Changing it rebuilds your daily rollups (same transaction).",
-        max_length=64,
+        max_length=TIME_ZONE_COLUMN_LENGTH,
     )
     display_name: str | None = Field(
         default=None,
         description="1-64 printable characters; null clears it (shown as `anonymous #rank`).",
-        max_length=256,
+        max_length=profile.DISPLAY_NAME_MAX,
     )
-    leaderboard_opt_in: bool | None = Field(
+    leaderboard_opt_in: Annotated[bool | None, WithJsonSchema({"type": "boolean"})] = Field(
         default=None, description="true to appear on the leaderboard, false to leave it."
     )
 

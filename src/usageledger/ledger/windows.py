@@ -83,6 +83,8 @@ def parse_month(param: str, text: str) -> date:
     """A ``YYYY-MM`` query value as the first day of that month, or a 422."""
     if not _MONTH.fullmatch(text) or not 1 <= int(text[5:]) <= 12:
         raise _invalid(param, f"expected a month written YYYY-MM, got {text!r}")
+    if text < f"{MIN_DAY:%Y-%m}":  # also year 0000, which no date can hold
+        raise _invalid(param, f"must be between {MIN_DAY:%Y-%m} and {MAX_DAY:%Y-%m}, got {text}")
     first = date(int(text[:4]), int(text[5:]), 1)
     if not MIN_DAY.replace(day=1) <= first <= MAX_DAY.replace(day=1):
         raise _invalid(param, f"must be between {MIN_DAY:%Y-%m} and {MAX_DAY:%Y-%m}, got {text}")

@@ -3,6 +3,10 @@
 A person signs in with a read token through a form POST; the token is kept in an HttpOnly,
 SameSite=Strict cookie (never in a URL) that the read API accepts for GET requests only.
 Every asset is served from the package: no CDN, no external font, no chart library.
+
+``/login`` and ``/logout`` refuse a post that another site made (:func:`cross_site`):
+SameSite keeps the cookie from being *sent* cross-site, but not from being *set* by a
+cross-site form, which would sign the victim in with the attacker's read token.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import html
 from importlib import resources
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -31,9 +35,56 @@ CSP = (
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not "no-referrer": under it a browser sends "Origin: null" even on the sign-in form's
+    # own post, which cross_site() cannot tell from a foreign one. No referrer leaves the site.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+#: ``Sec-Fetch-Site`` values of a request this site made itself (``none``: the person typed
+#: or bookmarked it). ``same-site`` is a sibling subdomain, another origin: refused.
+OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _host(netloc: str, scheme: str) -> str:
+    """``host[:port]`` in lower case, the scheme's default port left out."""
+    host, sep, port = netloc.lower().rpartition(":")
+    if sep and "]" not in port and port == DEFAULT_PORTS.get(scheme):
+        return host
+    return netloc.lower()
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a browser says another site made this request.
+
+    A browser's ``Sec-Fetch-Site`` (no page can set it) decides when present. A browser too
+    old to send it is judged by ``Origin``: another host, or ``null`` (a sandboxed frame, a
+    page that hides its origin), is refused. The host, not the scheme, is compared: behind a
+    TLS-terminating proxy that is not a trusted proxy the server sees ``http`` while the page
+    is ``https``. A request with neither header is not from a browser (curl, a script): it
+    cannot carry a victim's session, so it is served.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site.strip().lower() not in OWN_FETCH_SITES
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in DEFAULT_PORTS or not parts.netloc:
+        return True  # "null" (a sandboxed frame, a redirect chain) or garbage
+    own = request.headers.get("host", "")
+    return _host(parts.netloc, parts.scheme) != _host(own, parts.scheme)
+
+
+def _refused() -> HTMLResponse:
+    return _page(
+        "login.html",
+        message="That request came from another site and was refused. Sign in here instead.",
+        status=403,
+    )
 
 
 def static_files() -> StaticFiles:
@@ -101,6 +152,8 @@ async def leaderboard(request: Request) -> Response:
 async def login(request: Request) -> Response:
     """Check a read token from the form and keep it in an HttpOnly cookie."""
     name_function("web_login")
+    if cross_site(request):
+        return _refused()
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -145,9 +198,11 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout() -> Response:
-    """Forget the cookie."""
+async def logout(request: Request) -> Response:
+    """Forget the cookie (for a post from this site only)."""
     name_function("web_logout")
+    if cross_site(request):
+        return _refused()
     response = RedirectResponse("/", status_code=303, headers=SECURITY_HEADERS)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response

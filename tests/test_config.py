@@ -110,10 +110,10 @@ def test_every_string_cap_fits_its_column() -> None:
         check_time_zone("Europe/" + "x" * TIME_ZONE_COLUMN_LENGTH)
 
 
-def test_trusted_proxies_default_to_loopback_and_may_be_none() -> None:
-    """A proxy on the same host is believed by default; an empty value believes nobody."""
-    assert Settings().trusted_proxy_list == ["127.0.0.1", "::1"]
-    assert Settings(trusted_proxies="").trusted_proxy_list == []
+def test_no_proxy_is_trusted_unless_one_is_configured() -> None:
+    """By default nobody's X-Forwarded-For is believed, not even a loopback peer's."""
+    assert Settings().trusted_proxy_list == []
+    assert Settings(trusted_proxies="127.0.0.1,::1").trusted_proxy_list == ["127.0.0.1", "::1"]
     assert Settings(trusted_proxies=" 10.0.0.0/8, 192.0.2.7 ").trusted_proxy_list == [
         "10.0.0.0/8",
         "192.0.2.7",

@@ -31,9 +31,10 @@ def default_home() -> Path:
 MODEL_COLUMN_LENGTH = 128
 TIME_ZONE_COLUMN_LENGTH = 64
 
-#: Proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed by default: a
-#: reverse proxy on the same host (the setup docs/operations.md describes).
-LOOPBACK_PROXIES = "127.0.0.1,::1"
+#: Proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed by default: none.
+#: A client on the same host could otherwise name any address it likes; an operator behind a
+#: reverse proxy lists it (docs/operations.md shows ``127.0.0.1`` for a proxy on the host).
+DEFAULT_TRUSTED_PROXIES = ""
 
 
 class SettingsError(Exception):
@@ -73,7 +74,7 @@ class Settings(BaseSettings):
     auth_failure_burst: int = Field(default=30, ge=1)
     #: Peers (addresses or networks, comma-separated) whose X-Forwarded-For and
     #: X-Forwarded-Proto are believed; empty: none, every peer is the client itself.
-    trusted_proxies: str = LOOPBACK_PROXIES
+    trusted_proxies: str = DEFAULT_TRUSTED_PROXIES
 
     @field_validator("default_time_zone")
     @classmethod

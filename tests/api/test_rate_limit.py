@@ -284,9 +284,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(tmp_path: Path, trusted_proxies: str) -> Iterator[str]:
+def served(tmp_path: Path, trusted_proxies: str | None) -> Iterator[str]:
     """``usageledger serve`` (the real uvicorn) on SQLite with a failure budget of 2 per address,
-    and uvicorn's own FORWARDED_ALLOW_IPS set to trust anyone (the setting must win)."""
+    and uvicorn's own FORWARDED_ALLOW_IPS set to trust anyone (the setting must win); ``None``
+    leaves USAGELEDGER_TRUSTED_PROXIES unset (its default)."""
     port = free_port()
     env = {
         **os.environ,
@@ -294,10 +295,12 @@ def served(tmp_path: Path, trusted_proxies: str) -> Iterator[str]:
         "USAGELEDGER_LOG_FILE": "off",
         "USAGELEDGER_AUTH_FAILURE_BURST": "2",
         "USAGELEDGER_AUTH_FAILURES_PER_MINUTE": "0.01",
-        "USAGELEDGER_TRUSTED_PROXIES": trusted_proxies,
         "FORWARDED_ALLOW_IPS": "*",
     }
     env.pop("USAGELEDGER_DATABASE_URL", None)
+    env.pop("USAGELEDGER_TRUSTED_PROXIES", None)
+    if trusted_proxies is not None:
+        env["USAGELEDGER_TRUSTED_PROXIES"] = trusted_proxies
     cli = Path(sys.executable).with_name("usageledger")
     server = subprocess.Popen(
         [str(cli), "serve", "--port", str(port)],
@@ -339,9 +342,10 @@ def guesses_from_rotating_addresses(base: str) -> list[int]:
 def test_x_forwarded_for_from_an_untrusted_peer_cannot_rotate_the_failure_budget(
     tmp_path: Path,
 ) -> None:
-    """With no trusted proxy, a client claiming a new address per guess still spends its own
-    budget (uvicorn's FORWARDED_ALLOW_IPS=* in the environment changes nothing)."""
-    with served(tmp_path, trusted_proxies="") as base:
+    """By default no proxy is trusted, not even a loopback peer: a client claiming a new
+    address per guess still spends its own budget (uvicorn's FORWARDED_ALLOW_IPS=* in the
+    environment changes nothing)."""
+    with served(tmp_path, trusted_proxies=None) as base:
         assert guesses_from_rotating_addresses(base) == [401, 401, 429, 429, 429]
 
 

@@ -106,7 +106,7 @@ def test_an_unknown_source_is_rejected_with_how_to_register_it(
     assert error["code"] == "UNKNOWN_SOURCE"
     assert error["details"][0]["loc"] == "buckets[1].source"
     assert "unknown source 'acme-cli'" in error["message"]
-    assert "known sources: claude, codex, gemini, opencode" in error["message"]
+    assert f"known sources: {', '.join(sorted(KNOWN_SOURCES))}." in error["message"]
     assert "USAGELEDGER_EXTRA_SOURCES" in error["message"]
     assert written_rows(engine) == (0, 0, 0, 0)
 

@@ -17,6 +17,35 @@ KNOWN_SOURCES: dict[str, str] = {
     "gemini": "Gemini CLI: thoughts are output (reasoning), tool-use prompt tokens are input.",
     "opencode": "Opencode: input = input + cache.write; cached = cache.read; "
     "output = output + reasoning.",
+    "qwen": "Qwen Code: input = promptTokenCount - cachedContentTokenCount (+ tool-use prompt); "
+    "output = candidates + thoughts (unless candidates already hold them).",
+    "kimi": "Kimi CLI: input = input_other + input_cache_creation; cached = input_cache_read; "
+    "largest (final) snapshot per message_id.",
+    "kilo": "Kilo CLI (opencode-shaped): input = input + cache.write; cached = cache.read; "
+    "output = output + reasoning.",
+    "droid": "Factory Droid (per-session total): input = inputTokens + cacheCreationTokens; "
+    "cached = cacheReadTokens; output = outputTokens + thinkingTokens.",
+    "hermes": "Hermes Agent (per-session total): input = input_tokens + cache_write_tokens; "
+    "cached = cache_read_tokens; output = output_tokens (reasoning inside).",
+    "goose": "Goose (per-session accumulated_* total): input = input - cache_read; "
+    "output = total - input (reasoning = total - input - output).",
+    "pi": "pi-agent: input = input + cacheWrite (pi's input is net of both caches); "
+    "cached = cacheRead; cache_write = cacheWrite.",
+    "openclaw": "OpenClaw (pi's format): input = input + cacheWrite; cached = cacheRead; "
+    "cache_write = cacheWrite.",
+    "cline": "Cline: input = tokensIn + cacheWrites (tokensIn - cacheReads when tokensIn "
+    "holds the whole prompt); cached = cacheReads; cache_write = cacheWrites.",
+    "roo-code": "Roo Code (Cline's format): as cline; tokensIn holds the whole prompt for "
+    "OpenAI-protocol requests and for all requests from 2025-11-01.",
+    "kilo-code": "Kilo Code (Cline's format): as cline; tokensIn holds the whole prompt for "
+    "OpenAI-protocol requests and for all requests from 2025-11-12.",
+    "copilot": "GitHub Copilot CLI (per-process session.shutdown, summed): input = inputTokens "
+    "- cacheReadTokens; cached = cacheReadTokens; cache_write = cacheWriteTokens; "
+    "output = outputTokens (+ reasoningTokens for Gemini models).",
+    "amp": "Amp: input = inputTokens + cacheCreationInputTokens; cached = cacheReadInputTokens; "
+    "one of messages[].usage or the legacy usageLedger per thread.",
+    "every-code": "Every Code (Codex fork, token_count in payload.msg): as codex, "
+    "input = input - cached.",
 }
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")

@@ -261,7 +261,8 @@ V1_ERRORS: list[tuple[str, dict[str, Any], int, str, str | None, str | re.Patter
         # The list grows when a source is registered; the rest of the message is fixed.
         re.compile(
             r"buckets\[0\]\.source: unknown source 'cursor'; known sources: "
-            r"claude, codex, gemini, opencode(, [a-z0-9_-]+)*\. "
+            r"([a-z0-9_-]+, )*claude(, [a-z0-9_-]+)*, codex(, [a-z0-9_-]+)*, "
+            r"gemini(, [a-z0-9_-]+)*, opencode(, [a-z0-9_-]+)*\. "
             r"An operator can register another with USAGELEDGER_EXTRA_SOURCES=name"
         ),
     ),

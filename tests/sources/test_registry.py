@@ -30,17 +30,25 @@ def event(key: str, output: int, *, source: str = "claude") -> UsageEvent:
 
 def test_every_source_is_registered_under_its_own_name() -> None:
     """PARSERS maps each source name to a parser carrying that name."""
-    assert sorted(PARSERS) == ["claude", "codex", "gemini", "opencode"]
+    assert sorted(PARSERS) == sorted(
+        [
+            *("claude", "codex", "gemini", "kilo", "kimi", "opencode", "qwen"),
+            *("droid", "hermes", "goose", "copilot", "amp", "every-code"),
+            *("pi", "openclaw", "cline", "roo-code", "kilo-code"),
+        ]
+    )
     for name, parser in PARSERS.items():
         assert parser.name == name
         assert get_parser(name) is parser
         assert parser.duplicate_policy in {"first", "last", "max"}
-    assert {n for n, p in PARSERS.items() if p.incremental} == {"claude", "codex"}
+    incremental = {"claude", "codex", "kimi", "qwen"} | {"pi", "openclaw"}
+    incremental |= {"copilot", "every-code"}
+    assert {n for n, p in PARSERS.items() if p.incremental} == incremental
 
 
 def test_get_parser_names_the_known_sources_for_an_unknown_one() -> None:
     """An unknown source is a KeyError that lists what is known."""
-    with pytest.raises(KeyError, match="claude, codex, gemini, opencode"):
+    with pytest.raises(KeyError, match=r"unknown source 'cursor' \(known: .*gemini, .*opencode"):
         get_parser("cursor")
 
 

@@ -10,11 +10,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from usageledger.sources.amp import AmpParser
 from usageledger.sources.base import ParseResult, Problem, SourceParser, UsageEvent
 from usageledger.sources.claude import ClaudeParser
+from usageledger.sources.cline import cline_parsers
 from usageledger.sources.codex import CodexParser
+from usageledger.sources.copilot import CopilotParser
+from usageledger.sources.droid import DroidParser
+from usageledger.sources.every_code import EveryCodeParser
 from usageledger.sources.gemini import GeminiParser
+from usageledger.sources.goose import GooseParser
+from usageledger.sources.hermes import HermesParser
+from usageledger.sources.kilo import KiloParser
+from usageledger.sources.kimi import KimiParser
+from usageledger.sources.openclaw import OpenClawParser
 from usageledger.sources.opencode import OpencodeParser
+from usageledger.sources.pi import PiParser
+from usageledger.sources.qwen import QwenParser
 
 __all__ = [
     "PARSERS",
@@ -31,7 +43,24 @@ __all__ = [
 
 PARSERS: dict[str, SourceParser] = {
     parser.name: parser
-    for parser in (CodexParser(), ClaudeParser(), GeminiParser(), OpencodeParser())
+    for parser in (
+        CodexParser(),
+        ClaudeParser(),
+        GeminiParser(),
+        OpencodeParser(),
+        QwenParser(),
+        KimiParser(),
+        KiloParser(),
+        DroidParser(),
+        HermesParser(),
+        GooseParser(),
+        PiParser(),
+        OpenClawParser(),
+        *cline_parsers(),
+        CopilotParser(),
+        AmpParser(),
+        EveryCodeParser(),
+    )
 }
 
 POLICIES = ("first", "last", "max")

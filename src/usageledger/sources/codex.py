@@ -74,6 +74,10 @@ class CodexParser:
     incremental = True
     duplicate_policy = "first"
 
+    def reader(self, **fields: Any) -> _Reader:
+        """The line reader of one file; a Codex fork (every-code) returns its own subclass."""
+        return _Reader(source=self.name, **fields)
+
     def discover(self, env: Mapping[str, str], home: Path) -> list[Path]:
         """Return ``sessions/**/rollout-*.jsonl`` and ``archived_sessions/`` files per home."""
         roots = env_dirs(env, "CODEX_HOME", home) or [home / ".codex"]
@@ -87,7 +91,7 @@ class CodexParser:
         if session is None:
             found = _SESSION_IN_NAME.search(path)
             session = found.group(1) if found else Path(path).stem
-        reader = _Reader(
+        reader = self.reader(
             path=path,
             model=text(st.get("model")),
             session=session,
@@ -130,6 +134,7 @@ class _Reader:
     def __init__(
         self,
         *,
+        source: str,
         path: str,
         model: str | None,
         session: str,
@@ -137,6 +142,7 @@ class _Reader:
         meta_seen: bool,
         totals: Usage | None,
     ) -> None:
+        self.source = source
         self.path = path
         self.model = model
         self.session = session
@@ -220,7 +226,7 @@ class _Reader:
         when = timestamp(obj.get("timestamp"))
         self.events.append(
             UsageEvent(
-                source="codex",
+                source=self.source,
                 event_key=key,
                 timestamp=when,
                 model=model or self.model or UNKNOWN_MODEL,

@@ -97,7 +97,7 @@ class OpencodeParser:
     def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
         """Parse one message file; a user message or one without usage yields nothing."""
         result = ParseResult(consumed=len(data))
-        _add_message(result, path, data)
+        _add_message(result, path, data, source=self.name)
         return result
 
     def read_database(self, path: str, *, page_rows: int | None = None) -> Iterator[ParseResult]:
@@ -116,7 +116,7 @@ class OpencodeParser:
                 conn.execute("PRAGMA query_only = ON")
                 cursor = conn.execute(_messages_sql(conn))
                 while rows := cursor.fetchmany(page_rows or PAGE_ROWS):
-                    yield _page(path, rows)
+                    yield _page(path, rows, self.name)
         except sqlite3.Error as exc:
             raise DatabaseUnavailableError(f"cannot read the database ({exc})") from exc
 
@@ -138,12 +138,13 @@ def _messages_sql(conn: sqlite3.Connection) -> str:
     )
 
 
-def _page(path: str, rows: list[Any]) -> ParseResult:
+def _page(path: str, rows: list[Any], source: str) -> ParseResult:
     """The events and problems of one page of ``(id, session_id, created, data)`` rows."""
     result = ParseResult()
     for message_id, session_id, created, data in rows:
         fill = partial(_with_columns, message_id, session_id, created)
-        _add_message(result, path, data, prefix=f"message {message_id}: ", fill=fill)
+        prefix = f"message {message_id}: "
+        _add_message(result, path, data, source=source, prefix=prefix, fill=fill)
     return result
 
 
@@ -164,13 +165,14 @@ def _add_message(
     path: str,
     data: Any,
     *,
+    source: str,
     prefix: str = "",
     fill: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> None:
     """Add one message's event to ``result``, or a problem (``prefix`` names the message).
 
     ``data`` is its JSON (bytes, or a database's text); ``fill`` completes a database row's
-    JSON with the columns it lacks.
+    JSON with the columns it lacks; ``source`` names the events (opencode, or a fork of it).
     """
     raw = b""
     try:
@@ -184,7 +186,7 @@ def _add_message(
         message = orjson.loads(raw)
         if fill is not None:
             message = fill(dict(mapping(message, "message data")))
-        event = _event(message, Path(path))
+        event = _event(message, Path(path), source)
     except orjson.JSONDecodeError as exc:
         reason = decode_reason(raw, exc)
     except InvalidRecordError as exc:
@@ -198,8 +200,9 @@ def _add_message(
     result.problems.append(Problem(path, None, prefix + reason))
 
 
-def _databases(root: Path) -> list[Path]:
-    """``opencode.db`` and ``opencode-<channel>.db`` directly in ``root``, sorted."""
+def _databases(root: Path, stems: tuple[str, ...] = ("opencode",)) -> list[Path]:
+    """``<stem>.db`` and ``<stem>-<channel>.db`` directly in ``root`` for each of ``stems``
+    (``opencode.db`` and ``opencode-<channel>.db`` by default), sorted."""
     try:
         names = os.listdir(root)
     except OSError:
@@ -207,12 +210,13 @@ def _databases(root: Path) -> list[Path]:
     found = [
         root / name
         for name in names
-        if name == DATABASE or (name.startswith(DATABASE_PREFIX) and name.endswith(".db"))
+        for stem in stems
+        if name == f"{stem}.db" or (name.startswith(f"{stem}-") and name.endswith(".db"))
     ]
     return sorted(path for path in found if path.is_file())
 
 
-def _event(message: Any, path: Path) -> UsageEvent | None:
+def _event(message: Any, path: Path, source: str) -> UsageEvent | None:
     obj = mapping(message, "message file")
     if obj.get("tokens") is None:
         return None
@@ -229,7 +233,7 @@ def _event(message: Any, path: Path) -> UsageEvent | None:
     if isinstance(paths, dict):
         project = text(paths.get("cwd")) or text(paths.get("root"))
     return UsageEvent(
-        source="opencode",
+        source=source,
         event_key=text(obj.get("id")) or path.stem,
         timestamp=timestamp(times.get("created")),
         model=text(obj.get("modelID")) or UNKNOWN_MODEL,

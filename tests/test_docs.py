@@ -68,3 +68,17 @@ def test_the_quick_start_has_exactly_two_commands() -> None:
     assert lines == ["make run", "make test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_the_readme_lists_every_supported_assistant_and_sources_md_describes_it() -> None:
+    """Each registered parser's ``--source`` name is in the README's table and has its own
+    section heading in docs/sources.md."""
+    from usageledger.sources import PARSERS
+
+    readme = (ROOT / "README.md").read_text()
+    headings = [
+        line for line in (ROOT / "docs" / "sources.md").read_text().splitlines() if line[:1] == "#"
+    ]
+    for name in PARSERS:
+        assert f"| `{name}` |" in readme, f"{name} is missing from the README's assistants"
+        assert any(f"(`{name}`)" in h for h in headings), f"docs/sources.md has no {name} section"

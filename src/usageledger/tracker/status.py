@@ -23,12 +23,28 @@ from usageledger.tracker.push import count_pending
 from usageledger.tracker.scan import discover
 from usageledger.tracker.state import load_state
 
-#: Bytes that appear in a source's files only where they record token usage.
+#: Bytes that appear in a source's files only where they record token usage. A database's
+#: head holds its schema, so a column name marks it. Every parser has an entry (a test checks
+#: it, and that each source's sample files contain one of its markers).
 USAGE_MARKERS: dict[str, tuple[bytes, ...]] = {
     "codex": (b'"token_count"',),
     "claude": (b'"usage"',),
     "gemini": (b'"tokens"',),
     "opencode": (b'"tokens"',),
+    "copilot": (b'"modelMetrics"',),
+    "amp": (b'"usage"', b'"usageLedger"'),
+    "every-code": (b'"token_count"',),
+    "droid": (b'"tokenUsage"',),
+    "hermes": (b"input_tokens",),
+    "goose": (b"input_tokens",),
+    "qwen": (b'"usageMetadata"',),
+    "kimi": (b'"token_usage"',),
+    "kilo": (b'"tokens"',),
+    "openclaw": (b'"usage"',),
+    "pi": (b'"usage"',),
+    "cline": (b"tokensIn",),
+    "roo-code": (b"tokensIn",),
+    "kilo-code": (b"tokensIn",),
 }
 SNIFF_FILES = 20
 SNIFF_BYTES = 1024 * 1024
@@ -42,7 +58,7 @@ def _iso(ms: Any) -> str | None:
 
 def mentions_usage(source: str, paths: list[Path]) -> int:
     """How many of (up to ``SNIFF_FILES`` of) ``paths`` contain a usage marker of ``source``."""
-    markers = USAGE_MARKERS.get(source, (b'"usage"', b'"tokens"'))
+    markers = USAGE_MARKERS[source]
     hits = 0
     for path in paths[:SNIFF_FILES]:
         try:

@@ -92,6 +92,19 @@ const drawn = { daily: null, hourly: null };
 function chartWidth(box) { return Math.max(240, Math.round(box.clientWidth || 720)); }
 function chartHeight(width, min, max) { return Math.round(Math.min(max, Math.max(min, width * 0.3))); }
 
+// A chart of many days is one Tab stop (the newest day); the arrow keys, Home and End move
+// between days ("roving tabindex"), so a year of bars does not cost 365 presses of Tab.
+function moveFocus(from, to) {
+  from.setAttribute("tabindex", "-1");
+  to.setAttribute("tabindex", "0");
+  to.focus();
+}
+
+// One day is one transparent column (rect.day) drawn ABOVE its coloured segments (rect.seg) and
+// as tall as the plot, the empty part above the stack included: the day's only target for the
+// pointer, the keyboard and assistive technology, so a click anywhere on the bar or above it
+// opens the day whatever the segments' sizes. Segments are pictures (pointer-events: none); the
+// column's title lists them, one line per model.
 function renderDaily(days, series) {
   const box = $("daily");
   box.replaceChildren();
@@ -99,34 +112,46 @@ function renderDaily(days, series) {
   drawn.daily = { width, args: [days, series] };
   const max = Math.max(1, ...days.map((d) => d.total_tokens));
   const step = (width - pad) / Math.max(days.length, 1);
-  const root = svg("svg", { viewBox: `0 0 ${width} ${height + 22}`, role: "img" });
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height + 22}`, role: "group",
+    "aria-label": "Daily tokens by model, one bar per day: arrow keys move, Enter opens the day" });
   for (const frac of [0.5, 1]) {
     const y = height - frac * (height - 10);
     root.append(svg("line", { x1: pad, x2: width, y1: y, y2: y, stroke: "#e4e7ec" }));
-    const label = svg("text", { x: 0, y: y + 4, "font-size": FONT, fill: "#667085" });
+    const label = svg("text", { x: 0, y: y + 4, "font-size": FONT, fill: "#667085", "aria-hidden": "true" });
     label.textContent = compact.format(max * frac);
     root.append(label);
   }
+  const columns = [];
   days.forEach((day, i) => {
     let y = height;
+    const lines = [];
     series.forEach((s, k) => {
       const value = s.values[i] || 0;
       if (!value) return;
       const h = (value / max) * (height - 10);
       y -= h;
-      const rect = svg("rect", { x: pad + i * step + 1, y, width: Math.max(step - 2, 1), height: h,
-        fill: COLORS[k % COLORS.length], class: "bar", "data-day": day.day });
-      const title = svg("title");
-      title.textContent = `${day.day} · ${s.label}: ${full.format(value)} tokens`;
-      rect.append(title);
-      rect.addEventListener("click", () => openDay(day.day));
-      root.append(rect);
+      root.append(svg("rect", { x: pad + i * step + 1, y, width: Math.max(step - 2, 1), height: h,
+        fill: COLORS[k % COLORS.length], class: "seg", "data-day": day.day }));
+      lines.push(`${s.label}: ${full.format(value)} tokens`);
     });
-    const hit = svg("rect", { x: pad + i * step, y: 0, width: step, height, fill: "transparent",
-      class: "bar", "data-day": day.day, "data-total": day.total_tokens });
-    hit.addEventListener("click", () => openDay(day.day));
-    root.prepend(hit);
+    const summary = `${day.day}: ${full.format(day.total_tokens)} tokens`;
+    const column = svg("rect", { x: pad + i * step, y: 0, width: step, height, fill: "transparent",
+      class: "day", "data-day": day.day, "data-total": day.total_tokens, role: "button",
+      tabindex: i === days.length - 1 ? 0 : -1, "aria-label": `${summary}, open the day` });
+    const title = svg("title");
+    title.textContent = [summary, ...lines].join("\n");
+    column.append(title);
+    column.addEventListener("click", () => openDay(day.day));
+    column.addEventListener("keydown", (event) => {
+      const next = { ArrowLeft: i - 1, ArrowRight: i + 1, Home: 0, End: days.length - 1 }[event.key];
+      if (event.key === "Enter" || event.key === " ") openDay(day.day);
+      else if (columns[next]) moveFocus(column, columns[next]);
+      else return;
+      event.preventDefault();
+    });
+    columns.push(column);
   });
+  root.append(...columns);  // after every segment, so on top of them
   if (days.length) {
     for (const [i, anchor] of [[0, "start"], [days.length - 1, "end"]]) {
       const t = svg("text", { x: pad + i * step + (anchor === "end" ? step : 0), y: height + 16,

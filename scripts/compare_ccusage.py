@@ -1,26 +1,47 @@
-"""Compare per-day token totals from our parsers with the peer tool ccusage.
+"""Compare per-day token totals from our parsers with the peer tool ccusage, source by source.
 
-Runs ``npx --yes ccusage@20.0.24 daily --json --by-agent --offline --timezone UTC`` against
-a directory of sample logs (by default tests/sources/samples), computes the same per-day,
-per-source totals with ``usageledger.sources`` (duplicates resolved by each parser's
-policy), and prints every difference. ccusage is pointed at the samples through
-``CODEX_HOME``, ``CLAUDE_CONFIG_DIR``, ``GEMINI_DATA_DIR`` and ``OPENCODE_DATA_DIR`` and
-given an empty temporary ``HOME``, so neither tool reads the real home directory.
+For every source in ``usageledger.sources.PARSERS`` that ccusage 20.0.24 also reads, runs
+``npx --yes ccusage@20.0.24 <source> daily --json --offline --timezone UTC`` on the committed
+sample logs (by default tests/sources/samples), computes the same per-day totals with our
+parsers (duplicates resolved by each parser's policy), and prints every difference per
+source, day and field. Both tools get an empty temporary ``HOME`` and only the source's own
+directory variables (the ``SOURCES`` table below), so neither reads the real home directory.
+The SQLite samples are kept as SQL text (``<source>/schema.sql`` + ``X.sql``): they are built
+into ``X.db`` in a temporary copy first, as tests/sources/_session_dbs.py does. Sources that
+ccusage 20.0.24 has no command for are listed as "not compared", with our totals.
 
 Example::
 
     .venv/bin/python scripts/compare_ccusage.py
+    .venv/bin/python scripts/compare_ccusage.py --save-ccusage-json saved.json
     .venv/bin/python scripts/compare_ccusage.py --ccusage-json saved.json  # no npx run
 
-Field mapping used for the comparison (ours -> ccusage):
-    inputTokens         = input_tokens - cache_write_tokens
-    cacheCreationTokens = cache_write_tokens
-    cacheReadTokens     = cached_input_tokens
-    outputTokens        = output_tokens, less reasoning for gemini and opencode
-                          (ccusage keeps their reasoning out of outputTokens)
-    totalTokens         = total_tokens
+A saved document maps each source name to that source's ``ccusage <source> daily --json``
+output (``{"codex": {"daily": [{"date": …, "inputTokens": …}, …]}, …}``).
+
+Field mapping used for the comparison (ours -> ccusage), the same for every source unless
+its ``SOURCES`` row says otherwise:
+    inputTokens           = input_tokens - cache_write_tokens (ccusage keeps cache writes
+                            out of input for every source)
+    cacheCreationTokens   = cache_write_tokens
+    cacheReadTokens       = cached_input_tokens
+    outputTokens          = output_tokens, less reasoning_output_tokens for the sources whose
+                            row has reasoning_apart=True: gemini, opencode, kilo, qwen, droid,
+                            goose. ccusage keeps their reasoning (Gemini/Qwen ``thoughts``,
+                            opencode/Kilo ``reasoning``, Droid ``thinkingTokens``, Goose's
+                            ``total - input - output``) out of outputTokens and adds it to
+                            totalTokens only. Where the log shows the reasoning already inside
+                            the output (a stored total), ccusage still adds it: that shows as
+                            a difference in outputTokens and totalTokens, as it should.
+                            Hermes's ``output_tokens`` already contains its reasoning and
+                            ccusage reports it unchanged (then adds reasoning to the total):
+                            no subtraction there.
+    reasoningOutputTokens = reasoning_output_tokens, compared only for codex (the one source
+                            whose ccusage rows carry it; it stays inside outputTokens there)
+    totalTokens           = total_tokens
 Exit status: 0 when the run completed (differences are reported, not failures) unless
-``--strict`` is given, 2 when ccusage could not be run or its output not read.
+``--strict`` is given (then 1 when any field differs), 2 when ccusage could not be run or
+its output not read.
 """
 
 from __future__ import annotations
@@ -29,11 +50,14 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,54 +73,148 @@ from usageledger.sources import (  # noqa: E402
 )
 
 CCUSAGE = "ccusage@20.0.24"
-FIELDS = ("inputTokens", "cacheCreationTokens", "cacheReadTokens", "outputTokens", "totalTokens")
-#: Sources whose reasoning ccusage counts in totalTokens but not in outputTokens.
-REASONING_APART = {"gemini", "opencode"}
+FIELDS = (
+    "inputTokens",
+    "cacheCreationTokens",
+    "cacheReadTokens",
+    "outputTokens",
+    "reasoningOutputTokens",
+    "totalTokens",
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """How one source's samples are shown to both tools, and how its fields map."""
+
+    #: Directory variables -> sample directories (relative to the samples root) they list.
+    env: Mapping[str, tuple[str, ...]]
+    #: ccusage 20.0.24 has a ``<source> daily`` command for it.
+    compared: bool = True
+    #: ccusage keeps this source's reasoning out of outputTokens (adds it to totalTokens).
+    reasoning_apart: bool = False
+    #: ccusage's rows carry reasoningOutputTokens (inside outputTokens).
+    reasoning_field: bool = False
+    #: The docs/sources.md section that explains this source's differences.
+    section: str = ""
+
+
+#: Every source in PARSERS; the variables are the ones ccusage reads (ours read them too).
+SOURCES: dict[str, Source] = {
+    "codex": Source({"CODEX_HOME": ("codex",)}, reasoning_field=True, section="Codex CLI"),
+    "claude": Source({"CLAUDE_CONFIG_DIR": ("claude",)}, section="Claude Code"),
+    "gemini": Source(
+        {"GEMINI_DATA_DIR": ("gemini/tmp",)}, reasoning_apart=True, section="Gemini CLI"
+    ),
+    "opencode": Source(
+        {"OPENCODE_DATA_DIR": ("opencode", "opencode-backup")},
+        reasoning_apart=True,
+        section="Opencode",
+    ),
+    "qwen": Source({"QWEN_DATA_DIR": ("qwen",)}, reasoning_apart=True, section="Qwen Code"),
+    "kimi": Source({"KIMI_DATA_DIR": ("kimi/share", "kimi/synced")}, section="Kimi CLI"),
+    "kilo": Source({"KILO_DATA_DIR": ("kilo",)}, reasoning_apart=True, section="Kilo CLI"),
+    "droid": Source(
+        {"DROID_SESSIONS_DIR": ("droid/sessions",)}, reasoning_apart=True, section="Factory Droid"
+    ),
+    "hermes": Source({"HERMES_HOME": ("hermes",)}, section="Hermes Agent"),
+    "goose": Source({"GOOSE_PATH_ROOT": ("goose",)}, reasoning_apart=True, section="Goose"),
+    "pi": Source({"PI_AGENT_DIR": ("pi/sessions",)}, section="pi-agent"),
+    "openclaw": Source({"OPENCLAW_DIR": ("openclaw", "openclaw-legacy")}, section="OpenClaw"),
+    # Ours also reads COPILOT_CONFIG_DIR first; ccusage 20.0.24 reads only COPILOT_HOME.
+    "copilot": Source({"COPILOT_HOME": ("copilot",)}, section="GitHub Copilot CLI"),
+    "amp": Source({"AMP_DATA_DIR": ("amp",)}, section="Amp"),
+    "every-code": Source({"CODE_HOME": ("every-code",)}, compared=False, section="Every Code"),
+    # The VS Code extensions' storage: <XDG_CONFIG_HOME>/Code/User/globalStorage/<extension>.
+    "cline": Source({"XDG_CONFIG_HOME": ("vscode",)}, compared=False, section="Cline"),
+    "roo-code": Source({"XDG_CONFIG_HOME": ("vscode",)}, compared=False, section="Roo Code"),
+    "kilo-code": Source({"XDG_CONFIG_HOME": ("vscode",)}, compared=False, section="Kilo Code"),
+}
 
 Totals = dict[tuple[str, str], dict[str, int]]
 
 
-def sample_env(samples: Path) -> dict[str, str]:
-    """Return the directory variables that point both tools at ``samples``."""
-    opencode = sorted(str(p) for p in samples.glob("opencode*") if p.is_dir())
-    return {
-        "CODEX_HOME": str(samples / "codex"),
-        "CLAUDE_CONFIG_DIR": str(samples / "claude"),
-        "GEMINI_DATA_DIR": str(samples / "gemini" / "tmp"),
-        "OPENCODE_DATA_DIR": ",".join(opencode),
-    }
+def build_samples(samples: Path, dest: Path) -> dict[str, Path]:
+    """Build each sample directory kept as SQL into ``dest``; return top name -> built copy.
+
+    ``<top>/schema.sql`` holds the tool's tables; every other ``X.sql`` below ``<top>``
+    becomes ``X.db`` at the same place (WAL mode, as the tools keep them). Directories
+    without SQL are not copied: both tools read them in place.
+    """
+    built: dict[str, Path] = {}
+    for top in sorted(p for p in samples.iterdir() if p.is_dir()):
+        scripts = sorted(s for s in top.rglob("*.sql") if s.name != "schema.sql")
+        if not scripts:
+            continue
+        schema = top / "schema.sql"
+        copy = dest / top.name
+        shutil.copytree(top, copy, ignore=shutil.ignore_patterns("*.sql"))
+        for script in scripts:
+            target = copy / script.relative_to(top).with_suffix(".db")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(target)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                if schema.is_file():
+                    conn.executescript(schema.read_text())
+                conn.executescript(script.read_text())
+                conn.commit()
+            finally:
+                conn.close()
+        built[top.name] = copy
+    return built
 
 
-def our_totals(env: Mapping[str, str], home: Path) -> tuple[Totals, list[Problem]]:
-    """Parse every discovered file with each parser; sum per (UTC day, source)."""
+def source_env(source: Source, samples: Path, built: Mapping[str, Path]) -> dict[str, str]:
+    """Return the source's directory variables, pointing at the samples (or their built copy)."""
+    env: dict[str, str] = {}
+    for name, dirs in source.env.items():
+        paths = []
+        for rel in dirs:
+            top, _, rest = rel.partition("/")
+            base = built.get(top, samples / top)
+            paths.append(str(base / rest) if rest else str(base))
+        env[name] = ",".join(paths)
+    return env
+
+
+def our_totals(name: str, env: Mapping[str, str], home: Path) -> tuple[Totals, list[Problem]]:
+    """Parse every file the source discovers; sum per UTC day in ccusage's fields."""
+    source = SOURCES[name]
+    parser = PARSERS[name]
     totals: Totals = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
     problems: list[Problem] = []
-    for name, parser in PARSERS.items():
-        events: list[UsageEvent] = []
-        for path in parser.discover(env, home):
-            result = parse_whole(parser, path)
-            events.extend(result.events)
-            problems.extend(result.problems)
-        for event in resolve_duplicates(events, parser.duplicate_policy):
-            row = totals[(event.timestamp.date().isoformat(), name)]
-            output = event.output_tokens
-            if name in REASONING_APART:
-                output -= event.reasoning_output_tokens
-            row["inputTokens"] += event.input_tokens - event.cache_write_tokens
-            row["cacheCreationTokens"] += event.cache_write_tokens
-            row["cacheReadTokens"] += event.cached_input_tokens
-            row["outputTokens"] += output
-            row["totalTokens"] += event.total_tokens
+    events: list[UsageEvent] = []
+    for path in parser.discover(env, home):
+        result = parse_whole(parser, path)
+        events.extend(result.events)
+        problems.extend(result.problems)
+    for event in resolve_duplicates(events, parser.duplicate_policy):
+        row = totals[(event.timestamp.date().isoformat(), name)]
+        output = event.output_tokens
+        if source.reasoning_apart:
+            output -= event.reasoning_output_tokens
+        row["inputTokens"] += event.input_tokens - event.cache_write_tokens
+        row["cacheCreationTokens"] += event.cache_write_tokens
+        row["cacheReadTokens"] += event.cached_input_tokens
+        row["outputTokens"] += output
+        if source.reasoning_field:
+            row["reasoningOutputTokens"] += event.reasoning_output_tokens
+        row["totalTokens"] += event.total_tokens
     return dict(totals), problems
 
 
-def run_ccusage(spec: str, env: Mapping[str, str], home: Path) -> dict[str, Any]:
-    """Run ccusage through npx with only the sample directories visible; return its JSON."""
+def ccusage_command(spec: str, name: str) -> list[str]:
+    """The ccusage command line (after ``npx``) for one source."""
+    return ["--yes", spec, name, "daily", "--json", "--offline", "--timezone", "UTC"]
+
+
+def run_ccusage(spec: str, name: str, env: Mapping[str, str], home: Path) -> dict[str, Any]:
+    """Run ccusage's command for ``name`` with only ``env``'s directories visible; its JSON."""
     npx = shutil.which("npx")
     if npx is None:
         raise RuntimeError("npx not found on PATH")
-    command = [npx, "--yes", spec, "daily", "--json", "--by-agent", "--offline"]
-    command += ["--timezone", "UTC"]
+    command = [npx, *ccusage_command(spec, name)]
     child_env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(home),
@@ -106,37 +224,39 @@ def run_ccusage(spec: str, env: Mapping[str, str], home: Path) -> dict[str, Any]
         "NPM_CONFIG_CACHE": os.environ.get("NPM_CONFIG_CACHE", str(Path.home() / ".npm")),
         **env,
     }
-    print("$", " ".join(f"{k}={v}" for k, v in env.items()), " ".join(command[1:]))
+    print("$", "HOME=<empty>", *(f"{k}={v}" for k, v in env.items()), "npx", *command[1:])
     done = subprocess.run(
         command, env=child_env, capture_output=True, text=True, timeout=600, check=False
     )
     if done.returncode != 0:
-        raise RuntimeError(f"ccusage exited {done.returncode}: {done.stderr.strip()[:500]}")
+        raise RuntimeError(f"ccusage {name} exited {done.returncode}: {done.stderr[:500]}")
     data: dict[str, Any] = json.loads(done.stdout)
     return data
 
 
-def their_totals(report: Mapping[str, Any]) -> Totals:
-    """Read per-(day, agent) rows from ``ccusage daily --json --by-agent`` output."""
+def their_totals(name: str, report: Mapping[str, Any]) -> Totals:
+    """Read per-day rows from ``ccusage <source> daily --json`` output, in our field set."""
+    source = SOURCES[name]
     totals: Totals = {}
     for day in report.get("daily", []):
-        for agent in day.get("agents", []):
-            row = {field: int(agent.get(field, 0)) for field in FIELDS}
-            totals[(str(day["period"]), str(agent["agent"]))] = row
+        row = {field: int(day.get(field, 0)) for field in FIELDS}
+        if not source.reasoning_field:
+            row["reasoningOutputTokens"] = 0
+        totals[(str(day.get("date", day.get("period"))), name)] = row
     return totals
 
 
 def compare(ours: Totals, theirs: Totals) -> list[str]:
-    """Return one printable line per (day, source, field) where the two tools differ."""
+    """Return one printable line per (source, day, field) where the two tools differ."""
     lines: list[str] = []
-    for day, source in sorted(set(ours) | set(theirs)):
+    for day, source in sorted(set(ours) | set(theirs), key=lambda key: (key[1], key[0])):
         mine = ours.get((day, source), dict.fromkeys(FIELDS, 0))
         peer = theirs.get((day, source), dict.fromkeys(FIELDS, 0))
         for field in FIELDS:
             if mine[field] != peer[field]:
                 delta = mine[field] - peer[field]
                 lines.append(
-                    f"{day}  {source:<9} {field:<20} ours={mine[field]:>8} "
+                    f"{source:<9} {day}  {field:<21} ours={mine[field]:>8} "
                     f"ccusage={peer[field]:>8}  ours-ccusage={delta:+d}"
                 )
     return lines
@@ -147,34 +267,63 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=Path, default=REPO / "tests" / "sources" / "samples")
     parser.add_argument("--ccusage", default=CCUSAGE, help="npm package spec to run")
-    parser.add_argument("--ccusage-json", type=Path, help="read a saved ccusage report instead")
+    parser.add_argument("--ccusage-json", type=Path, help="read saved ccusage reports instead")
+    parser.add_argument("--save-ccusage-json", type=Path, help="write the ccusage reports here")
     parser.add_argument("--strict", action="store_true", help="exit 1 when totals differ")
     args = parser.parse_args(argv)
 
-    env = sample_env(args.samples.resolve())
-    with tempfile.TemporaryDirectory(prefix="compare-ccusage-home-") as tmp:
-        home = Path(tmp)
-        ours, problems = our_totals(env, home)
+    samples = args.samples.resolve()
+    missing = sorted(set(PARSERS) - set(SOURCES))
+    ours: Totals = {}
+    theirs: Totals = {}
+    problems: list[Problem] = []
+    reports: dict[str, Any] = {}
+    print(f"ccusage comparison, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, samples {samples}")
+    with tempfile.TemporaryDirectory(prefix="compare-ccusage-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        built = build_samples(samples, Path(tmp) / "built")
         try:
-            if args.ccusage_json:
-                report = json.loads(args.ccusage_json.read_text())
-            else:
-                report = run_ccusage(args.ccusage, env, home)
+            saved = json.loads(args.ccusage_json.read_text()) if args.ccusage_json else None
+            for name, source in SOURCES.items():
+                if name not in PARSERS:
+                    continue
+                env = source_env(source, samples, built)
+                mine, found = our_totals(name, env, home)
+                ours.update(mine)
+                problems += found
+                if not source.compared:
+                    continue
+                if saved is not None:
+                    reports[name] = saved.get(name, {})
+                else:
+                    reports[name] = run_ccusage(args.ccusage, name, env, home)
+                theirs.update(their_totals(name, reports[name]))
         except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
             print(f"could not get a ccusage report: {exc}", file=sys.stderr)
             return 2
-    theirs = their_totals(report)
+    if args.save_ccusage_json:
+        args.save_ccusage_json.write_text(json.dumps(reports, indent=1, sort_keys=True) + "\n")
 
+    compared = {name for name, source in SOURCES.items() if source.compared}
     print("\nper-day totalTokens (UTC)")
-    for day, source in sorted(set(ours) | set(theirs)):
-        mine = ours.get((day, source), {}).get("totalTokens", 0)
-        peer = theirs.get((day, source), {}).get("totalTokens", 0)
-        mark = "" if mine == peer else "   <- differs"
-        print(f"  {day}  {source:<9} ours={mine:>8}  ccusage={peer:>8}{mark}")
-    differences = compare(ours, theirs)
-    print(f"\n{len(differences)} field differences")
+    for day, name in sorted(set(ours) | set(theirs), key=lambda key: (key[1], key[0])):
+        mine_total = ours.get((day, name), {}).get("totalTokens", 0)
+        if name not in compared:
+            print(f"  {name:<10} {day}  ours={mine_total:>8}  ccusage=  (not compared)")
+            continue
+        peer_total = theirs.get((day, name), {}).get("totalTokens", 0)
+        mark = "" if mine_total == peer_total else "   <- differs"
+        print(f"  {name:<10} {day}  ours={mine_total:>8}  ccusage={peer_total:>8}{mark}")
+    differences = compare({key: row for key, row in ours.items() if key[1] in compared}, theirs)
+    print(f"\n{len(differences)} field differences (explained per source in docs/sources.md)")
     for line in differences:
-        print("  " + line)
+        name = line.split()[0]
+        print(f"  {line}   [§ {SOURCES[name].section}]")
+    skipped = sorted(set(PARSERS) - compared)
+    print(f"\nnot compared (no ccusage 20.0.24 command): {', '.join(skipped) or 'none'}")
+    if missing:
+        print(f"not compared (no sample mapping in SOURCES): {', '.join(missing)}")
     print(f"\n{len(problems)} problems reported by our parsers")
     for problem in problems:
         print(f"  {Path(problem.path).name}:{problem.line}: {problem.reason}")

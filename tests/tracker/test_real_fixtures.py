@@ -123,6 +123,8 @@ def test_status_shows_no_problem_for_the_fixtures(
 ) -> None:
     """``usageledger status`` agrees: every file scanned, no problem, no warning."""
     status = invoke(real_env, "status")
+    fixtures = {"codex", "claude", "gemini", "opencode"}  # the sources shared/data/real holds
     for row in status["sources"]:
-        assert row["files_found"] == row["files_scanned"] > 0, row
+        assert row["files_found"] == row["files_scanned"], row
+        assert (row["files_found"] > 0) == (row["source"] in fixtures), row
         assert (row["problems"], row["warning"]) == (0, None), row

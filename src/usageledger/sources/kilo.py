@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from usageledger.sources._common import env_dirs, find_files
-from usageledger.sources.opencode import OpencodeParser, _databases
+from usageledger.sources._common import env_dirs
+from usageledger.sources.opencode import OpencodeParser, data_dir_files
 
 #: The database names Kilo CLI writes in its data dir (``<stem>.db`` and ``<stem>-<channel>.db``).
 DATABASE_STEMS = ("kilo", "opencode")
@@ -45,6 +45,5 @@ class KiloParser(OpencodeParser):
                 # Kilo resolves a relative KILO_DB against its data dir.
                 database = roots[0] / override  # an absolute override stays as it is
                 databases = [database] if database.is_file() else []
-        files = find_files([root / "storage" / "message" for root in roots], ["*.json"])
-        found = [db for root in roots for db in _databases(root, DATABASE_STEMS)]
-        return files + found + [db for db in databases if db not in found]
+        found = data_dir_files(roots, DATABASE_STEMS)
+        return found + [db for db in databases if db not in found]

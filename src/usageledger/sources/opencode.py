@@ -91,8 +91,7 @@ class OpencodeParser:
         if not roots:
             xdg = env_dirs(env, "XDG_DATA_HOME", home)
             roots = [(xdg[0] if xdg else home / ".local" / "share") / "opencode"]
-        files = find_files([root / "storage" / "message" for root in roots], ["*.json"])
-        return files + [db for root in roots for db in _databases(root)]
+        return data_dir_files(roots)
 
     def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
         """Parse one message file; a user message or one without usage yields nothing."""
@@ -200,20 +199,31 @@ def _add_message(
     result.problems.append(Problem(path, None, prefix + reason))
 
 
-def _databases(root: Path, stems: tuple[str, ...] = ("opencode",)) -> list[Path]:
-    """``<stem>.db`` and ``<stem>-<channel>.db`` directly in ``root`` for each of ``stems``
-    (``opencode.db`` and ``opencode-<channel>.db`` by default), sorted."""
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return []
+def data_dir_files(roots: list[Path], stems: tuple[str, ...] = ("opencode",)) -> list[Path]:
+    """The ``storage/message/**/*.json`` files, then the databases, of opencode-shaped data dirs.
+
+    An absent root costs one ``stat``. A present one is listed once: that listing finds the
+    databases (``<stem>.db`` and ``<stem>-<channel>.db`` for each of ``stems``) and says
+    whether there is a ``storage`` folder to walk.
+    """
+    listings: list[tuple[Path, list[str]]] = []
+    for root in roots:
+        if not os.path.isdir(root):
+            continue
+        try:
+            listings.append((root, os.listdir(root)))
+        except OSError:
+            continue
+    messages = [root / "storage" / "message" for root, names in listings if "storage" in names]
     found = [
         root / name
-        for name in names
+        for root, names in listings
+        for name in sorted(names)
         for stem in stems
         if name == f"{stem}.db" or (name.startswith(f"{stem}-") and name.endswith(".db"))
     ]
-    return sorted(path for path in found if path.is_file())
+    databases = [path for path in found if path.is_file()]
+    return find_files(messages, ["*.json"]) + databases
 
 
 def _event(message: Any, path: Path, source: str) -> UsageEvent | None:

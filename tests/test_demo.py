@@ -163,10 +163,12 @@ def test_an_end_in_the_future_seeds_nothing_after_the_last_whole_half_hour(
     db: Database, engine: Engine
 ) -> None:
     """Ingest refuses future buckets; the demo never writes one either, whatever `end` says."""
-    end = datetime.now(UTC).date() + timedelta(days=2)
-    summary = seed_history(db, days=6, end=end, now_ms=1)  # three days past, the rest ahead
-    now = int(datetime.now(UTC).timestamp())  # after seeding: a half-hour may have ended since
+    clock = datetime(2026, 11, 25, 14, 10, tzinfo=UTC)  # a Wednesday afternoon
+    end = clock.date() + timedelta(days=2)
+    summary = seed_history(db, days=6, end=end, now_ms=1, now=clock)  # 3 days past, 3 ahead
+    now = int(clock.timestamp())
     starts = [key[4] for key in bucket_rows(engine)]
     assert starts, "the days before today were seeded"
     assert summary.buckets == len(starts)
     assert max(starts) <= now - 1800  # the newest bucket's half-hour has ended
+    assert max(starts) > now - 86400  # today's office hours up to now were seeded

@@ -112,15 +112,17 @@ def seed_history(
     end: date | None = None,
     seed: int = 7,
     now_ms: int = 0,
+    now: datetime | None = None,
 ) -> DemoSummary:
     """Create ``user`` if needed and write a synthetic history ending ``end`` (default today).
 
-    Never a half-hour that has not ended yet, whatever ``end`` says: ingest refuses future
-    buckets, and so does the demo.
+    Never a half-hour that has not ended by ``now`` (default: the real time), whatever ``end``
+    says: ingest refuses future buckets, and so does the demo. Tests pass their own ``now``.
     """
     tz = ZoneInfo(time_zone)
-    until = int(datetime.now(UTC).timestamp()) - HALF_HOUR
-    end = end or datetime.now(tz).date()
+    current = now or datetime.now(UTC)
+    until = int(current.timestamp()) - HALF_HOUR
+    end = end or current.astimezone(tz).date()
 
     def ensure(conn: Connection) -> tuple[int, str]:
         row = accounts.find_user(conn, user)

@@ -482,13 +482,12 @@ def test_a_duplicate_of_a_running_request_gets_409_at_once(
     client: TestClient, alice: Persona, engine: Engine
 ) -> None:
     """While this process is applying a key, the same key again is refused with 409 and
-    Retry-After, without waiting for the first; afterwards it replays."""
+    Retry-After, without waiting for the first (the claim is held until after the request, so
+    a request that waited would end in a timeout, not a 409); afterwards it replays."""
     body = batch(bucket())
     claims = client.app.state.ctx.claims  # type: ignore[attr-defined]
     with claims.hold(alice.user_id, idempotency_key_hash(1, "busy")):
-        started = datetime.now(UTC)
         refused = post(client, alice, body, **{"Idempotency-Key": "busy"})
-        assert (datetime.now(UTC) - started).total_seconds() < 5
     assert_error(refused, 409, "IDEMPOTENCY_KEY_IN_FLIGHT")
     assert refused.headers["retry-after"] == "1"
     assert written_rows(engine)[0] == 0

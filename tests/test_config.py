@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from usageledger.cli import main as cli_main
 from usageledger.config import (
     MODEL_COLUMN_LENGTH,
     TIME_ZONE_COLUMN_LENGTH,
@@ -14,6 +16,8 @@ from usageledger.config import (
     check_time_zone,
     load_settings,
 )
+from usageledger.settings_rules import check_home
+from usageledger.tracker.settings import RULES, TrackerSettings, load_tracker_settings
 
 
 def test_the_default_database_is_a_sqlite_file_in_home(
@@ -118,3 +122,49 @@ def test_no_proxy_is_trusted_unless_one_is_configured() -> None:
         "10.0.0.0/8",
         "192.0.2.7",
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("USAGELEDGER_DEFAULT_TIME_ZONE", "Nowhere/Land"),
+        ("USAGELEDGER_DEFAULT_TIME_ZONE", ""),
+        ("USAGELEDGER_HOME", ""),
+    ],
+)
+def test_the_tracker_reader_and_the_server_settings_refuse_the_same_value(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """A value the server's Settings refuse, the tracker's light reader refuses, naming it."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name):
+        load_settings()
+    with pytest.raises(SettingsError, match=name):
+        load_tracker_settings()
+
+
+def test_the_tracker_reader_checks_with_the_server_settings_rules() -> None:
+    """One definition per rule: the light reader's rules are the ones config.Settings uses."""
+    assert RULES["DEFAULT_TIME_ZONE"] is check_time_zone
+    assert RULES["HOME"] is check_home
+
+
+def test_the_tracker_reader_defaults_like_the_server_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Unset: the same home; set: the same home and zone."""
+    monkeypatch.delenv("USAGELEDGER_HOME", raising=False)
+    monkeypatch.delenv("USAGELEDGER_DEFAULT_TIME_ZONE", raising=False)
+    assert load_tracker_settings() == TrackerSettings(load_settings().home, None)
+    monkeypatch.setenv("USAGELEDGER_HOME", str(tmp_path))
+    monkeypatch.setenv("USAGELEDGER_DEFAULT_TIME_ZONE", "Asia/Tokyo")
+    light, full = load_tracker_settings(), load_settings()
+    assert (light.home, light.default_time_zone) == (full.home, full.default_time_zone)
+
+
+def test_a_bad_tracker_setting_exits_2_with_the_variable_name(tmp_path: Path) -> None:
+    """`usageledger status` with a bad zone: exit status 2 and the variable's name."""
+    env = {"USAGELEDGER_HOME": str(tmp_path), "USAGELEDGER_DEFAULT_TIME_ZONE": "Mars/Base"}
+    result = CliRunner().invoke(cli_main, ["status"], env=env)
+    assert result.exit_code == 2
+    assert "USAGELEDGER_DEFAULT_TIME_ZONE" in result.stderr

@@ -241,6 +241,17 @@ def day_range(first: date, last: date, tz: ZoneInfo) -> tuple[int, int]:
     return day_start(first, tz), day_start(last + timedelta(days=1), tz)
 
 
+def contiguous_runs(days: Iterable[date]) -> list[tuple[date, date]]:
+    """Group days into ``(first, last)`` runs of consecutive days (a rebuild's ranges)."""
+    runs: list[tuple[date, date]] = []
+    for day in sorted(set(days)):
+        if runs and runs[-1][1] + timedelta(days=1) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
 def utc_offsets(start: int, end: int, tz: ZoneInfo) -> list[tuple[int, int]]:
     """Segments of constant UTC offset over ``[start, end)``: ``[(segment_start, offset_s)]``.
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 
-from usageledger.config import Settings, SettingsError, load_settings
 from usageledger.errors import LedgerError
-from usageledger.store.engine import Database, make_engine, sqlite_file
+
+if TYPE_CHECKING:
+    from usageledger.config import Settings
+    from usageledger.store.engine import Database
+
+# The settings (pydantic-settings) and the database layer (SQLAlchemy) load inside the
+# methods that use them: ``--help``, ``--version`` and the tracker's commands never do.
 
 T = TypeVar("T")
 console = Console(stderr=True)
@@ -37,6 +42,8 @@ class Env:
         is created. Only the commands that make a ledger use this (``db upgrade``, ``demo``):
         every other one uses :meth:`existing_database`."""
         if self._database is None:
+            from usageledger.store.engine import Database, make_engine
+
             s = self.settings
             engine = make_engine(
                 s.resolved_database_url, statement_timeout_ms=s.statement_timeout_ms
@@ -52,6 +59,7 @@ class Env:
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import SQLAlchemyError
 
+        from usageledger.store.engine import Database, make_engine, sqlite_file
         from usageledger.store.migrate import current_revision, head_revision
 
         s = self.settings
@@ -90,6 +98,8 @@ class Env:
     def settings(self) -> Settings:
         """The settings, read from the environment on first use (exit 2 when invalid)."""
         if self._settings is None:
+            from usageledger.config import SettingsError, load_settings
+
             try:
                 self._settings = load_settings()
             except SettingsError as exc:
@@ -151,7 +161,34 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("usageledger.cli_tracker", "push"),
     "status": ("usageledger.cli_tracker", "status"),
     "pricing": ("usageledger.cli_read", "pricing_group"),
+    "prices": ("usageledger.cli_read", "prices_group"),
     "leaderboard": ("usageledger.cli_read", "leaderboard_group"),
+}
+#: Every command's one-line help, so that ``usageledger --help`` lists the commands without
+#: importing them (that would load the server's libraries); a test checks each equals the
+#: command's own short help.
+SUMMARIES: dict[str, str] = {
+    "attribute": "Attribute incidents in M1 log lines to vendor, application or unknown.",
+    "backfill": "Change a device's buckets safely: plan, apply, roll back.",
+    "db": "Database schema commands.",
+    "demo": "Seed a realistic synthetic history (devices, models, weekly rhythm) for a demo user.",
+    "leaderboard": "Leaderboard snapshots (week, month, all time) of users who opted in.",
+    "login": "Save the server and this device's token for `usageledger push` (file mode 600).",
+    "plans": "List and show backfill plans.",
+    "pricing": "Prices of the server: the shipped table plus the ones you load.",
+    "prices": "Prices from maintained sources, and the models that still have none.",
+    "push": "Upload the half-hour buckets the server has not acknowledged (scans first).",
+    "replay": "Rebuild usage_buckets and usage_daily from bucket_revisions.",
+    "report": "Usage and cost per day, week, month, session, model or project (scans first).",
+    "retention": "Delete data the ledger no longer needs (receipts, superseded revisions).",
+    "scan": "Read what is new in the assistants' logs into the local ledger.",
+    "serve": "Run the server.",
+    "status": "The ledger's path, last scan and push, pending buckets and per-source health.",
+    "tokens": "Issue, list and revoke API tokens.",
+    "users": "Create and list users.",
+    "verify": (
+        "Compare usage_buckets and usage_daily with a fresh rebuild; exit 1 on any difference."
+    ),
 }
 #: Modules that add subcommands to a group defined elsewhere (``db copy`` lives with the ops).
 EXTENDS: dict[str, tuple[str, ...]] = {"db": ("usageledger.cli_ops",)}
@@ -175,6 +212,25 @@ class LazyGroup(click.Group):
                 importlib.import_module(extension)
             self.add_command(command, cmd_name)
         return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help`` from :data:`SUMMARIES`, importing no command."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in SUMMARIES:
+                # A stand-in command shortens the line exactly as the real one's would be.
+                stand_in = click.Command(name, help=SUMMARIES[name])
+                rows.append((name, stand_in.get_short_help_str(limit)))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> object:
         """Run the command; a domain error that no command turned into a message (a database

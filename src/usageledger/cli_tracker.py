@@ -9,6 +9,7 @@ and the home directory, as docs/tracker.md lists.
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -20,10 +21,9 @@ from typing import Any, NoReturn
 import click
 import orjson
 from rich.console import Console
-from sqlalchemy.exc import SQLAlchemyError
 
-from usageledger.config import Settings, SettingsError, check_time_zone, load_settings
 from usageledger.errors import LedgerError
+from usageledger.settings_rules import SettingsError, check_time_zone
 from usageledger.sources import PARSERS
 from usageledger.tracker import render
 from usageledger.tracker.ledger import LocalLedger, open_ledger
@@ -31,9 +31,13 @@ from usageledger.tracker.login import LoginError, load_login, save_login
 from usageledger.tracker.report import KINDS
 from usageledger.tracker.scan import ScanSummary
 from usageledger.tracker.scan import scan as scan_logs
+from usageledger.tracker.settings import TrackerSettings, load_tracker_settings
 
 # ``push`` (httpx), ``status`` and the report's price book load inside their commands, so
-# ``scan`` — the command a shell prompt or a cron job runs — starts without them.
+# ``scan`` — the command a shell prompt or a cron job runs — starts without them. None of
+# these commands loads pydantic, SQLAlchemy or Alembic (``tests/test_startup.py``): the
+# settings are read by ``tracker.settings``, the ledger is spoken to with ``sqlite3``, and
+# only a ledger that needs a migration loads the migration machinery.
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -60,10 +64,10 @@ def _zone(value: str | None) -> str | None:
     return value
 
 
-def _settings() -> Settings:
-    """The settings from the environment (exit 2 naming a bad one)."""
+def _settings() -> TrackerSettings:
+    """The tracker's settings from the environment (exit 2 naming a bad one)."""
     try:
-        return load_settings()
+        return load_tracker_settings()
     except SettingsError as exc:
         _fail(str(exc), 2)
 
@@ -78,11 +82,11 @@ def opened(time_zone: str | None = None) -> Iterator[LocalLedger]:
     home = _settings().home
     try:
         ledger = open_ledger(home, now_ms=clock(), time_zone=_zone(time_zone))
-    except (LedgerError, SQLAlchemyError, OSError) as exc:
+    except (LedgerError, sqlite3.Error, OSError) as exc:
         _fail(f"cannot open the ledger in {home}: {_reason(exc)}")
     try:
         yield ledger
-    except (LedgerError, SQLAlchemyError) as exc:
+    except (LedgerError, sqlite3.Error) as exc:
         _fail(f"the ledger {ledger.path}: {_reason(exc)}")
     finally:
         ledger.close()

@@ -7,38 +7,38 @@ time: :func:`load_settings` is called by the CLI, tests build :class:`Settings` 
 from __future__ import annotations
 
 import ipaddress
-import os
 from datetime import date
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from usageledger.settings_rules import (
+    MODEL_COLUMN_LENGTH,
+    TIME_ZONE_COLUMN_LENGTH,
+    SettingsError,
+    check_home,
+    check_time_zone,
+    default_home,
+    invalid,
+)
 from usageledger.source_registry import SOURCE_NAME
 
-
-def default_home() -> Path:
-    """``$XDG_DATA_HOME/usageledger``, else ``~/.local/share/usageledger``."""
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "usageledger"
-
-
-#: Column lengths of the server schema (``store/tables.py``) that settings and input caps may not
-#: exceed; kept here as literals so that reading settings never imports SQLAlchemy (a test
-#: checks that they equal the columns).
-MODEL_COLUMN_LENGTH = 128
-TIME_ZONE_COLUMN_LENGTH = 64
+# Re-exported: the rules live in ``settings_rules`` (shared with the tracker's light reader).
+__all__ = [
+    "MODEL_COLUMN_LENGTH",
+    "TIME_ZONE_COLUMN_LENGTH",
+    "Settings",
+    "SettingsError",
+    "check_time_zone",
+    "default_home",
+    "load_settings",
+]
 
 #: Proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed by default: none.
 #: A client on the same host could otherwise name any address it likes; an operator behind a
 #: reverse proxy lists it (docs/operations.md shows ``127.0.0.1`` for a proxy on the host).
 DEFAULT_TRUSTED_PROXIES = ""
-
-
-class SettingsError(Exception):
-    """A setting has a bad value; the message names the variable and the problem."""
 
 
 class Settings(BaseSettings):
@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     #: Peers (addresses or networks, comma-separated) whose X-Forwarded-For and
     #: X-Forwarded-Proto are believed; empty: none, every peer is the client itself.
     trusted_proxies: str = DEFAULT_TRUSTED_PROXIES
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _home_path(cls, value: object) -> object:
+        return check_home(value) if isinstance(value, str) else value
 
     @field_validator("default_time_zone")
     @classmethod
@@ -147,24 +152,6 @@ class Settings(BaseSettings):
         return frozenset(s.strip() for s in self.extra_sources.split(",") if s.strip())
 
 
-def check_time_zone(name: str) -> ZoneInfo:
-    """Return the zone for an IANA name, or raise ``ValueError`` with a clear message."""
-    if (
-        not name
-        or len(name) > TIME_ZONE_COLUMN_LENGTH
-        or name.strip() != name
-        or ".." in name
-        or name.startswith("/")
-    ):
-        raise ValueError(f"unknown time zone {name!r}; use an IANA name like Europe/Berlin")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        raise ValueError(
-            f"unknown time zone {name!r}; use an IANA name like Europe/Berlin"
-        ) from exc
-
-
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; raise :class:`SettingsError` naming each bad one."""
     try:
@@ -174,4 +161,4 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             name = "USAGELEDGER_" + "_".join(str(p) for p in err["loc"]).upper()
             lines.append(f"{name}: {err['msg']}")
-        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from exc
+        raise invalid(lines) from exc

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import Engine, func, select
 
 from usageledger.buckets import COUNT_COLUMNS
 from usageledger.sources import PARSERS, UsageEvent, parse_whole, resolve_duplicates
+from usageledger.store.engine import make_engine
 from usageledger.store.tables import usage_buckets, usage_daily, usage_events
 from usageledger.tracker.ledger import LocalLedger
 from usageledger.tracker.scan import ScanSummary, scan
@@ -56,6 +58,17 @@ def sums(events: Iterable[UsageEvent]) -> dict[str, int]:
     return out
 
 
+@contextmanager
+def sa_engine(ledger: LocalLedger) -> Iterator[Engine]:
+    """A SQLAlchemy engine on the ledger's file, for tests that read it with the server's
+    table metadata (the tracker itself speaks ``sqlite3``); disposed afterwards."""
+    engine = make_engine(f"sqlite:///{ledger.path}", create=False)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def table_sums(engine: Engine, table: Any) -> dict[str, int]:
     """Column sums of a table with the count columns."""
     with engine.connect() as conn:
@@ -66,16 +79,17 @@ def table_sums(engine: Engine, table: Any) -> dict[str, int]:
 
 def layer_sums(ledger: LocalLedger) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """Totals of the three layers: events, buckets, daily rollups."""
-    return (
-        table_sums(ledger.engine, usage_events),
-        table_sums(ledger.engine, usage_buckets),
-        table_sums(ledger.engine, usage_daily),
-    )
+    with sa_engine(ledger) as engine:
+        return (
+            table_sums(engine, usage_events),
+            table_sums(engine, usage_buckets),
+            table_sums(engine, usage_daily),
+        )
 
 
 def event_count(ledger: LocalLedger) -> int:
     """Rows in usage_events."""
-    with ledger.engine.connect() as conn:
+    with sa_engine(ledger) as engine, engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(usage_events)).scalar_one())
 
 

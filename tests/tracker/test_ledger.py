@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from tests.tracker.conftest import Clock, new_ledger
-from tests.tracker.support import layer_sums, sums, table_sums
+from tests.tracker.support import layer_sums, sa_engine, sums, table_sums
 from usageledger.sources import UsageEvent, resolve_duplicates
 from usageledger.store.engine import make_engine
 from usageledger.store.migrate import current_revision, head_revision
@@ -77,8 +77,8 @@ def test_a_new_ledger_is_migrated_with_one_local_user_and_one_device(
 ) -> None:
     """The file is at the newest schema, with the user "local" and a device named for the host."""
     assert ledger.path.name == "ledger.db"
-    assert current_revision(ledger.engine) == head_revision()
-    with ledger.engine.connect() as conn:
+    with sa_engine(ledger) as engine, engine.connect() as conn:
+        assert current_revision(engine) == head_revision()
         assert conn.execute(select(users.c.name, users.c.time_zone)).all() == [("local", "UTC")]
         assert conn.execute(select(devices.c.name)).scalars().all() == ["test-host"]
 
@@ -197,12 +197,13 @@ def test_any_split_into_writes_gives_the_facts_of_one_resolution(
 def test_changing_the_zone_rebuilds_every_local_day(ledger: LocalLedger, clock: Clock) -> None:
     """Late-evening UTC usage moves to the next local day in Asia/Tokyo; totals stay."""
     write(ledger, clock, event("a", hour=20), event("b", hour=1))
-    before = table_sums(ledger.engine, usage_daily)
+    with sa_engine(ledger) as engine:
+        before = table_sums(engine, usage_daily)
     ledger.db.write(lambda conn: change_time_zone(conn, ledger.user_id, "Asia/Tokyo"))
-    with ledger.engine.connect() as conn:
+    with sa_engine(ledger) as engine, engine.connect() as conn:
         days = sorted(set(conn.execute(select(usage_daily.c.day)).scalars()))
-    assert days == [date(2025, 9, 15), date(2025, 9, 16)]
-    assert table_sums(ledger.engine, usage_daily) == before
+        assert days == [date(2025, 9, 15), date(2025, 9, 16)]
+        assert table_sums(engine, usage_daily) == before
 
 
 def test_long_keys_and_odd_model_names_are_made_to_fit() -> None:
@@ -219,7 +220,7 @@ def test_bucket_revisions_only_grow(ledger: LocalLedger) -> None:
     """A bucket rewritten at an earlier clock still gets a revision above its previous one."""
     write(ledger, Clock(5_000), event("a"))
     write(ledger, Clock(1_000), event("b"))
-    with ledger.engine.connect() as conn:
+    with sa_engine(ledger) as engine, engine.connect() as conn:
         revisions = conn.execute(select(usage_buckets.c.revision)).scalars().all()
     assert revisions == [5_002]
 
@@ -228,9 +229,9 @@ def test_the_local_ledger_syncs_at_checkpoints_and_the_server_on_every_commit(
     ledger: LocalLedger, tmp_path: Path
 ) -> None:
     """synchronous=NORMAL (1) for the local ledger; a server engine keeps FULL (2)."""
-    with ledger.engine.connect() as conn:
-        assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 1
-        assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+    conn = ledger.db.conn  # the tracker's own sqlite3 connection (pragmas are per connection)
+    assert conn.execute("PRAGMA synchronous").fetchone() == (1,)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     server = make_engine(f"sqlite:///{tmp_path / 'server.db'}")
     try:
         with server.connect() as conn:

@@ -6,10 +6,8 @@ import stat
 
 import orjson
 import pytest
-from sqlalchemy import func, insert, select
 
 from tests.tracker.conftest import Clock
-from usageledger.store.tables import push_acks
 from usageledger.tracker.ledger import LocalLedger
 from usageledger.tracker.login import (
     LoginError,
@@ -31,13 +29,19 @@ def add_ack(ledger: LocalLedger) -> None:
         "acked_revision": 5,
         "acked_at_ms": 6,
     }
-    ledger.db.write(lambda conn: conn.execute(insert(push_acks).values(**row)))
+    columns = ", ".join(row)
+    marks = ", ".join("?" * len(row))
+    ledger.db.write(
+        lambda conn: conn.execute(
+            f"INSERT INTO push_acks ({columns}) VALUES ({marks})", tuple(row.values())
+        )
+    )
 
 
 def acks(ledger: LocalLedger) -> int:
     """Rows in push_acks."""
     return ledger.db.read(
-        lambda conn: int(conn.execute(select(func.count()).select_from(push_acks)).scalar_one())
+        lambda conn: int(conn.execute("SELECT COUNT(*) FROM push_acks").fetchone()[0])
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from tests.tracker.conftest import Clock, LiveServer, logs_env
-from tests.tracker.support import run_scan
+from tests.tracker.support import run_scan, sa_engine
 from usageledger.buckets import COUNT_COLUMNS
 from usageledger.store.tables import ingest_receipts, usage_buckets, usage_daily
 from usageledger.tracker.ledger import LocalLedger
@@ -98,11 +98,12 @@ def test_a_push_killed_half_way_and_restarted_leaves_the_server_with_the_local_t
     assert len(partial) == (9 if lose_response else 6)
 
     summary = push(ledger, login, clock=clock, max_buckets=3)
-    local = buckets_of(ledger.engine, ledger.user_id)
-    assert buckets_of(live_server.engine, live_server.user_id) == local
-    assert daily_total(live_server.engine, live_server.user_id) == daily_total(
-        ledger.engine, ledger.user_id
-    )
+    with sa_engine(ledger) as engine:
+        local = buckets_of(engine, ledger.user_id)
+        assert buckets_of(live_server.engine, live_server.user_id) == local
+        assert daily_total(live_server.engine, live_server.user_id) == daily_total(
+            engine, ledger.user_id
+        )
     assert summary.outcomes["conflicts"] == 0
     # 13 buckets in batches of 3 make 5 requests; the lost one was replayed, not re-applied.
     assert receipts(live_server.engine) == 5
@@ -131,6 +132,7 @@ def test_new_usage_after_a_push_updates_the_server(
     summary = push(ledger, login, clock=clock)
     assert summary.buckets == 1
     assert summary.outcomes["updated"] == 1
-    assert buckets_of(live_server.engine, live_server.user_id) == buckets_of(
-        ledger.engine, ledger.user_id
-    )
+    with sa_engine(ledger) as engine:
+        assert buckets_of(live_server.engine, live_server.user_id) == buckets_of(
+            engine, ledger.user_id
+        )

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from tests.tracker.conftest import Clock, logs_env
 from tests.tracker.support import (
@@ -21,6 +21,7 @@ from tests.tracker.support import (
     parsed_events,
     resolved,
     run_scan,
+    sa_engine,
     sums,
 )
 from usageledger.sources import opencode as opencode_module
@@ -197,7 +198,7 @@ def test_a_deleted_file_keeps_its_events_and_drops_its_cursor(
     summary = run_scan(ledger, env, empty_home, clock)
     assert summary.sources["claude"].files_gone == 1
     assert layer_sums(ledger) == before
-    with ledger.engine.connect() as conn:
+    with sa_engine(ledger) as engine, engine.connect() as conn:
         paths = set(conn.execute(select(scan_files.c.path)).scalars())
     assert str(path) not in paths
 
@@ -240,7 +241,7 @@ def test_a_crash_inside_a_batch_neither_loses_nor_double_counts(
     env = logs_env(logs)
     batches = 0
 
-    def crash(conn: Connection) -> None:
+    def crash(conn: sqlite3.Connection) -> None:
         nonlocal batches
         batches += 1
         if batches == crash_at:
@@ -351,7 +352,7 @@ def test_an_unchanged_bucket_keeps_its_revision_and_a_changed_one_gets_a_newer_o
 
 def bucket_revisions(ledger: LocalLedger) -> dict[int, int]:
     """Revision of each bucket by its start."""
-    with ledger.engine.connect() as conn:
+    with sa_engine(ledger) as engine, engine.connect() as conn:
         rows = conn.execute(select(usage_buckets.c.bucket_start, usage_buckets.c.revision))
         return {int(start): int(revision) for start, revision in rows}
 
@@ -367,7 +368,7 @@ def test_an_event_that_moves_to_another_half_hour_leaves_a_zero_bucket(
         handle.write(jsonl([claude_line("m1", "2025-09-15T10:30:01Z", output=50)]))
     summary = run_scan(ledger, env, empty_home, clock)
     assert summary.events_updated == 1
-    with ledger.engine.connect() as conn:
+    with sa_engine(ledger) as engine, engine.connect() as conn:
         rows = conn.execute(select(usage_buckets.c.bucket_start, usage_buckets.c.total_tokens))
         by_start = {int(s): int(t) for s, t in rows}
     assert sorted(by_start.values()) == [0, 150]
@@ -402,7 +403,7 @@ def test_a_scan_of_one_source_leaves_the_others_cursors(
 
 def cursor_paths(ledger: LocalLedger) -> set[str]:
     """Paths with a cursor."""
-    with ledger.engine.connect() as conn:
+    with sa_engine(ledger) as engine, engine.connect() as conn:
         return set(conn.execute(select(scan_files.c.path)).scalars())
 
 
@@ -575,7 +576,7 @@ def test_a_crash_between_pages_of_a_database_reads_it_again(
             opencode_row(conn, f"msg_{n}", 1757926800000 + n * 60_000, output=10 + n)
         batches = 0
 
-        def crash(_conn: Connection) -> None:
+        def crash(_conn: sqlite3.Connection) -> None:
             nonlocal batches
             batches += 1
             if batches == 2:

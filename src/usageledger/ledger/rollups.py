@@ -9,27 +9,16 @@ local day of its start.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import date
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, Connection, case, delete, func, insert, literal_column, select
 
-from usageledger.buckets import COUNT_COLUMNS, day_range, utc_offsets
+from usageledger.buckets import COUNT_COLUMNS, contiguous_runs, day_range, utc_offsets
 from usageledger.store.dialect import epoch_day_to_date
 from usageledger.store.tables import usage_buckets, usage_daily
-
-
-def contiguous_runs(days: Iterable[date]) -> list[tuple[date, date]]:
-    """Group days into ``(first, last)`` runs of consecutive days."""
-    runs: list[tuple[date, date]] = []
-    for day in sorted(set(days)):
-        if runs and runs[-1][1] + timedelta(days=1) == day:
-            runs[-1] = (runs[-1][0], day)
-        else:
-            runs.append((day, day))
-    return runs
 
 
 def rebuild_days(conn: Connection, user_id: int, tz: ZoneInfo, days: Iterable[date]) -> int:

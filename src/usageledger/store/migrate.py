@@ -2,7 +2,9 @@
 
 Alembic is imported only when a migration runs: opening a database that is already at the
 newest revision (every quick CLI command does) reads ``alembic_version`` and the revision ids
-of the packaged files, which costs a few milliseconds instead of Alembic's import.
+of the packaged files, which costs a few milliseconds instead of Alembic's import. SQLAlchemy
+too loads only inside the functions that take an engine, so :func:`head_revision` serves the
+tracker, which opens its ledger with the standard ``sqlite3``.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, inspect, text
-
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"
@@ -44,6 +45,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
+    from sqlalchemy import inspect, text
+
     with engine.connect() as conn:
         if not inspect(conn).has_table(VERSION_TABLE):
             return None

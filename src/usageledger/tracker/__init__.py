@@ -6,8 +6,9 @@
                                                                   ├─ report, status
                                                                   └─ push ─► server
 
-``ledger`` opens the embedded SQLite file and holds its one user and one device; ``events``
-is its write path (events → half-hour buckets → ``ledger.rollups.rebuild_days``); ``files``
-reads log files in bounded chunks; ``scan`` drives both; ``report``, ``status``, ``login``
-and ``push`` are the rest. See docs/tracker.md.
+``ledger`` opens the embedded SQLite file (``db``: the standard ``sqlite3``, no ORM) and holds
+its one user and one device; ``events`` is its write path (events → half-hour buckets →
+``daily.rebuild_days``, the server's rollup statement); ``settings`` reads the two settings
+the commands use; ``files`` reads log files in bounded chunks; ``scan`` drives both;
+``report``, ``status``, ``login`` and ``push`` are the rest. See docs/tracker.md.
 """

@@ -8,35 +8,33 @@ keeps the copy with more tokens (then more output; a tie keeps the stored one), 
 ``(source, half-hour)`` are then recomputed from the events with one ``GROUP BY``; a bucket
 whose value changed gets ``revision`` = now in Unix ms (always above its previous revision) so
 that push sends it, and a bucket whose events all moved elsewhere is set to zeros rather than
-deleted, so the server learns that too. Finally ``ledger.rollups.rebuild_days`` recomputes the
-touched local days.
+deleted, so the server learns that too. Finally ``tracker.daily.rebuild_days`` recomputes the
+touched local days. Every statement runs on the standard ``sqlite3`` (``tracker.db``).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import operator
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Table, bindparam, func, select
-
-from usageledger.buckets import COUNT_COLUMNS, floor_half_hour, local_day
-from usageledger.ledger.ingest import BUCKET_VALUE_COLUMNS
-from usageledger.ledger.rollups import rebuild_days
+from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS, floor_half_hour, local_day
 from usageledger.sources import UsageEvent, resolve_duplicates
-from usageledger.store.dialect import insert_for, upsert
-from usageledger.store.tables import usage_buckets, usage_events
+from usageledger.tracker.daily import rebuild_days
+from usageledger.tracker.db import chunks, placeholders, upsert
 
 KEY_LIMIT = 255  # usage_events.event_key and session_id are String(255)
 MODEL_LIMIT = 128  # what the server accepts (USAGELEDGER_MAX_MODEL_LENGTH's default)
 CHUNK = 400  # values per IN (...) list; SQLite allows 32766 parameters, PostgreSQL 65535
 EVENT_VALUES = ("device_id", "model", "event_ms", "bucket_start", "session_id", "project")
 EVENT_UPDATE = (*EVENT_VALUES, *COUNT_COLUMNS, "updated_at_ms")
+#: What a bucket's upsert replaces (``ledger.ingest.BUCKET_VALUE_COLUMNS``; a test checks).
+BUCKET_VALUE_COLUMNS = ("revision", *COUNT_COLUMNS, "updated_at_ms")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -105,7 +103,7 @@ def _wins(policy: str, new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
 
 
 def store_events(
-    conn: Connection,
+    conn: sqlite3.Connection,
     *,
     user_id: int,
     device_id: int,
@@ -137,9 +135,7 @@ def store_events(
             halves.add(row["bucket_start"])
             writes.append(row)
         if writes:
-            upsert_many(
-                conn, usage_events, writes, ("user_id", "source", "event_key"), EVENT_UPDATE
-            )
+            upsert(conn, "usage_events", writes, ("user_id", "source", "event_key"), EVENT_UPDATE)
     changed = refresh_buckets(
         conn, user_id=user_id, device_id=device_id, touched=touched, now_ms=now_ms
     )
@@ -150,55 +146,25 @@ def store_events(
     return outcome
 
 
-def upsert_many(
-    conn: Connection,
-    table: Table,
-    rows: Sequence[dict[str, Any]],
-    key: Sequence[str],
-    update: Sequence[str],
-) -> None:
-    """``store.dialect.upsert``, compiled once and sent as one DBAPI ``executemany``.
-
-    A cold scan writes tens of thousands of rows; SQLAlchemy's per-row parameter processing
-    cost more than SQLite's insert itself. The statement is still built by the dialect (no SQL
-    text here); when the dialect is not positional or a column needs a bind processor, the
-    ordinary Core path is used.
-    """
-    if not rows:
-        return
-    columns = list(rows[0])
-    stmt: Any = insert_for(conn, table).values({c: bindparam(c) for c in columns})
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(key), set_={c: stmt.excluded[c] for c in update}
-    )
-    compiled = stmt.compile(dialect=conn.dialect)
-    order = compiled.positiontup
-    if order is None or compiled._bind_processors:
-        upsert(conn, table, rows, key, update)
-        return
-    values = operator.itemgetter(*order)
-    conn.exec_driver_sql(str(compiled), [values(row) for row in rows])
-
-
 def _stored_events(
-    conn: Connection, user_id: int, source: str, keys: Sequence[str]
+    conn: sqlite3.Connection, user_id: int, source: str, keys: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    columns = [usage_events.c.event_key, *(usage_events.c[c] for c in EVENT_VALUES)]
-    columns += [usage_events.c[c] for c in COUNT_COLUMNS]
-    for part in _chunks(keys):
-        query = select(*columns).where(
-            usage_events.c.user_id == user_id,
-            usage_events.c.source == source,
-            usage_events.c.event_key.in_(part),
+    columns = ("event_key", *EVENT_VALUES, *COUNT_COLUMNS)
+    select = ", ".join(columns)
+    for part in chunks(keys, CHUNK):
+        rows = conn.execute(
+            f"SELECT {select} FROM usage_events WHERE user_id = ? AND source = ? "
+            f"AND event_key IN ({placeholders(len(part))})",
+            (user_id, source, *part),
         )
-        for row in conn.execute(query).mappings():
-            found[row["event_key"]] = dict(row)
+        for row in rows:
+            found[row[0]] = dict(zip(columns, row, strict=True))
     return found
 
 
 def refresh_buckets(
-    conn: Connection,
+    conn: sqlite3.Connection,
     *,
     user_id: int,
     device_id: int,
@@ -212,7 +178,7 @@ def refresh_buckets(
     """
     changed: set[int] = set()
     for source, halves in touched.items():
-        for part in _chunks(sorted(set(halves))):
+        for part in chunks(sorted(set(halves)), CHUNK):
             sums = _event_sums(conn, user_id, source, part)
             current = _current_buckets(conn, user_id, device_id, source, part)
             writes: list[dict[str, Any]] = []
@@ -239,50 +205,31 @@ def refresh_buckets(
                 )
                 changed.add(start)
             if writes:
-                key_columns = ("user_id", "device_id", "source", "model", "bucket_start")
-                upsert_many(conn, usage_buckets, writes, key_columns, BUCKET_VALUE_COLUMNS)
+                upsert(conn, "usage_buckets", writes, BUCKET_KEY, BUCKET_VALUE_COLUMNS)
     return changed
 
 
 def _event_sums(
-    conn: Connection, user_id: int, source: str, starts: Sequence[int]
+    conn: sqlite3.Connection, user_id: int, source: str, starts: Sequence[int]
 ) -> dict[tuple[str, int], tuple[int, ...]]:
-    query = (
-        select(
-            usage_events.c.model,
-            usage_events.c.bucket_start,
-            *(func.sum(usage_events.c[c]) for c in COUNT_COLUMNS),
-        )
-        .where(
-            usage_events.c.user_id == user_id,
-            usage_events.c.source == source,
-            usage_events.c.bucket_start.in_(starts),
-        )
-        .group_by(usage_events.c.model, usage_events.c.bucket_start)
+    sums = ", ".join(f"SUM({c})" for c in COUNT_COLUMNS)
+    rows = conn.execute(
+        f"SELECT model, bucket_start, {sums} FROM usage_events "
+        f"WHERE user_id = ? AND source = ? AND bucket_start IN ({placeholders(len(starts))}) "
+        "GROUP BY model, bucket_start",
+        (user_id, source, *starts),
     )
-    return {(str(r[0]), int(r[1])): tuple(int(v or 0) for v in r[2:]) for r in conn.execute(query)}
+    return {(str(r[0]), int(r[1])): tuple(int(v or 0) for v in r[2:]) for r in rows}
 
 
 def _current_buckets(
-    conn: Connection, user_id: int, device_id: int, source: str, starts: Sequence[int]
+    conn: sqlite3.Connection, user_id: int, device_id: int, source: str, starts: Sequence[int]
 ) -> dict[tuple[str, int], tuple[int, tuple[int, ...]]]:
-    query = select(
-        usage_buckets.c.model,
-        usage_buckets.c.bucket_start,
-        usage_buckets.c.revision,
-        *(usage_buckets.c[c] for c in COUNT_COLUMNS),
-    ).where(
-        usage_buckets.c.user_id == user_id,
-        usage_buckets.c.device_id == device_id,
-        usage_buckets.c.source == source,
-        usage_buckets.c.bucket_start.in_(starts),
+    counts = ", ".join(COUNT_COLUMNS)
+    rows = conn.execute(
+        f"SELECT model, bucket_start, revision, {counts} FROM usage_buckets "
+        "WHERE user_id = ? AND device_id = ? AND source = ? "
+        f"AND bucket_start IN ({placeholders(len(starts))})",
+        (user_id, device_id, source, *starts),
     )
-    return {
-        (str(r[0]), int(r[1])): (int(r[2]), tuple(int(v) for v in r[3:]))
-        for r in conn.execute(query)
-    }
-
-
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
+    return {(str(r[0]), int(r[1])): (int(r[2]), tuple(int(v) for v in r[3:])) for r in rows}

@@ -1,9 +1,11 @@
 """The local ledger: ``$USAGELEDGER_HOME/ledger.db`` with one local user and one device.
 
 It is the same store as the server's (same Alembic tree, same tables); the local user is
-called ``local`` and its device is named after the machine. The user's time zone decides
-the local days of ``usage_daily``: the ``--timezone`` given when the ledger is created (or
-changed later), else ``USAGELEDGER_DEFAULT_TIME_ZONE`` when set, else the machine's zone.
+called ``local`` and its device is named after the machine. It is opened with the standard
+``sqlite3`` (``tracker.db``); SQLAlchemy and Alembic load only when the file needs a
+migration. The user's time zone decides the local days of ``usage_daily``: the
+``--timezone`` given when the ledger is created (or changed later), else
+``USAGELEDGER_DEFAULT_TIME_ZONE`` when set, else the machine's zone.
 """
 
 from __future__ import annotations
@@ -12,35 +14,34 @@ import contextlib
 import os
 import re
 import socket
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, delete, func, select, update
-
 from usageledger.buckets import local_day
-from usageledger.config import check_time_zone
-from usageledger.ledger import accounts
-from usageledger.ledger.rollups import rebuild_days
-from usageledger.store.engine import Database, make_engine
-from usageledger.store.migrate import current_revision, head_revision, upgrade
-from usageledger.store.tables import devices, usage_buckets, usage_daily, users
+from usageledger.errors import LedgerError
+from usageledger.settings_rules import check_time_zone
+from usageledger.tracker.daily import rebuild_days
+from usageledger.tracker.db import LocalDb, needs_migration
 
 LEDGER_FILE = "ledger.db"
 LOCAL_USER = "local"
 FALLBACK_DEVICE = "this-device"
+#: The device-name rule of ``ledger.accounts.NAME`` (a test checks they are the same pattern;
+#: importing accounts would bring SQLAlchemy onto the tracker's start-up).
+DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True, slots=True)
 class LocalLedger:
-    """An open local ledger: its file, database boundary, user, device and time zone."""
+    """An open local ledger: its file, connection, user, device and time zone."""
 
     path: Path
     home: Path
-    engine: Engine
-    db: Database
+    db: LocalDb
     user_id: int
     device_id: int
     device_name: str
@@ -52,8 +53,8 @@ class LocalLedger:
         return ZoneInfo(self.time_zone)
 
     def close(self) -> None:
-        """Release the engine's connections."""
-        self.engine.dispose()
+        """Close the connection."""
+        self.db.close()
 
 
 def ledger_path(home: Path) -> Path:
@@ -93,7 +94,7 @@ def device_name(hostname: str | None = None) -> str:
     raw = socket.gethostname() if hostname is None else hostname
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", raw.strip())
     name = re.sub(r"^[^A-Za-z0-9]+", "", name)[:64].rstrip("-")
-    return name if name and accounts.NAME.match(name) else FALLBACK_DEVICE
+    return name if name and DEVICE_NAME.match(name) else FALLBACK_DEVICE
 
 
 def initial_time_zone(explicit: str | None, env: Mapping[str, str]) -> str:
@@ -123,35 +124,44 @@ def open_ledger(
     if time_zone is not None:
         check_time_zone(time_zone)
     path = ledger_path(home)
-    # synchronous=NORMAL (the server keeps FULL): in WAL mode a power loss may then drop the
-    # newest committed scans, never corrupt the file. That loses nothing: a scan's events and
-    # the cursors that cover them commit in one transaction, so the next scan reads the same
-    # lines again; a lost push acknowledgement makes the next push send buckets the server
-    # answers ``unchanged``. It spares an fsync per scan, most of a quick rescan on a slow disk.
-    engine = make_engine(f"sqlite:///{path}", sqlite_synchronous="NORMAL")
+    # ``LocalDb`` sets synchronous=NORMAL (the server keeps FULL): in WAL mode a power loss
+    # may then drop the newest committed scans, never corrupt the file. That loses nothing: a
+    # scan's events and the cursors that cover them commit in one transaction, so the next
+    # scan reads the same lines again; a lost push acknowledgement makes the next push send
+    # buckets the server answers ``unchanged``. It spares an fsync per scan, most of a quick
+    # rescan on a slow disk.
+    home.mkdir(parents=True, exist_ok=True)
+    db = LocalDb(path)
     try:
-        if current_revision(engine) != head_revision():
-            upgrade(engine)
-        db = Database(engine)
+        if db.read(needs_migration):
+            migrate(path)
         zone = initial_time_zone(time_zone, env)
         check_time_zone(zone)
         name = device_name(hostname)
 
-        def identity(conn: Connection) -> tuple[int, int, str, str]:
-            user = accounts.find_user(conn, LOCAL_USER)
+        def identity(conn: sqlite3.Connection) -> tuple[int, int, str, str]:
+            user = conn.execute(
+                "SELECT user_id, time_zone FROM users WHERE name = ?", (LOCAL_USER,)
+            ).fetchone()
             if user is None:
-                user_id = accounts.create_user(conn, LOCAL_USER, time_zone=zone, now_ms=now_ms)
-                current_zone = zone
+                cursor = conn.execute(
+                    "INSERT INTO users (name, time_zone, created_at_ms) VALUES (?, ?, ?)",
+                    (LOCAL_USER, zone, now_ms),
+                )
+                user_id, current_zone = int(cursor.lastrowid or 0), zone
             else:
-                user_id, current_zone = int(user["user_id"]), str(user["time_zone"])
+                user_id, current_zone = int(user[0]), str(user[1])
             found = conn.execute(
-                select(devices.c.device_id, devices.c.name)
-                .where(devices.c.user_id == user_id)
-                .order_by(devices.c.device_id)
-            ).first()
+                "SELECT device_id, name FROM devices WHERE user_id = ? ORDER BY device_id LIMIT 1",
+                (user_id,),
+            ).fetchone()
             if found is None:
-                device_id = accounts.ensure_device(conn, user_id, name, now_ms=now_ms)
-                device = name
+                device_id, device = 1, name
+                conn.execute(
+                    "INSERT INTO devices (user_id, device_id, name, created_at_ms) "
+                    "VALUES (?, ?, ?, ?)",
+                    (user_id, device_id, name, now_ms),
+                )
             else:
                 device_id, device = int(found[0]), str(found[1])
             if time_zone is not None and time_zone != current_zone:
@@ -161,12 +171,11 @@ def open_ledger(
 
         user_id, device_id, device, current_zone = db.write(identity)
     except BaseException:
-        engine.dispose()
+        db.close()
         raise
     return LocalLedger(
         path=path,
         home=home,
-        engine=engine,
         db=db,
         user_id=user_id,
         device_id=device_id,
@@ -175,16 +184,44 @@ def open_ledger(
     )
 
 
-def change_time_zone(conn: Connection, user_id: int, time_zone: str) -> int:
+def migrate(path: Path) -> None:
+    """Create or upgrade the ledger's schema through the one Alembic history.
+
+    The only place the tracker loads SQLAlchemy and Alembic, and only for a file that is new
+    or older than this usageledger.
+    """
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from usageledger.store.engine import make_engine
+    from usageledger.store.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{path}", sqlite_synchronous="NORMAL")
+    try:
+        upgrade(engine)
+    except (SQLAlchemyError, CommandError) as exc:
+        # A newer usageledger's file (a revision this one does not know), a locked or broken
+        # file: one line, never a traceback.
+        raise LedgerError(f"cannot migrate the ledger ({_first_line(exc)})") from exc
+    finally:
+        engine.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    return lines[0] if lines else type(orig).__name__
+
+
+def change_time_zone(conn: sqlite3.Connection, user_id: int, time_zone: str) -> int:
     """Set the user's zone and rebuild all of its ``usage_daily`` rows in it (one replay)."""
     tz = check_time_zone(time_zone)
-    conn.execute(update(users).where(users.c.user_id == user_id).values(time_zone=time_zone))
-    conn.execute(delete(usage_daily).where(usage_daily.c.user_id == user_id))
+    conn.execute("UPDATE users SET time_zone = ? WHERE user_id = ?", (time_zone, user_id))
+    conn.execute("DELETE FROM usage_daily WHERE user_id = ?", (user_id,))
     first, last = conn.execute(
-        select(
-            func.min(usage_buckets.c.bucket_start), func.max(usage_buckets.c.bucket_start)
-        ).where(usage_buckets.c.user_id == user_id)
-    ).one()
+        "SELECT MIN(bucket_start), MAX(bucket_start) FROM usage_buckets WHERE user_id = ?",
+        (user_id,),
+    ).fetchone()
     if first is None or last is None:
         return 0
     start, end = local_day(int(first), tz), local_day(int(last), tz)

@@ -12,9 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
-from sqlalchemy import delete
 
-from usageledger.store.tables import push_acks
 from usageledger.tracker.ledger import LocalLedger
 from usageledger.tracker.state import write_private
 
@@ -93,9 +91,7 @@ def save_login(ledger: LocalLedger, server: str, token: str, *, now_ms: int) -> 
     if changed:
         ledger.db.write(
             lambda conn: (
-                conn.execute(
-                    delete(push_acks).where(push_acks.c.user_id == ledger.user_id)
-                ).rowcount
+                conn.execute("DELETE FROM push_acks WHERE user_id = ?", (ledger.user_id,)).rowcount
             ),
             user_id=ledger.user_id,
         )

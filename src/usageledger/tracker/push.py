@@ -18,6 +18,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,12 +27,10 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import Connection, and_, func, or_, select
 
 from usageledger import __version__
-from usageledger.buckets import COUNT_COLUMNS, iso_utc
-from usageledger.store.dialect import upsert
-from usageledger.store.tables import push_acks, usage_buckets
+from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS, iso_utc
+from usageledger.tracker.db import upsert
 from usageledger.tracker.ledger import LocalLedger
 from usageledger.tracker.login import Login
 from usageledger.tracker.state import update_state
@@ -122,51 +121,35 @@ class PushSummary:
         }
 
 
-def _pending_filter(ledger: LocalLedger) -> Any:
-    b, a = usage_buckets.c, push_acks.c
-    return and_(
-        b.user_id == ledger.user_id,
-        b.device_id == ledger.device_id,
-        or_(
-            and_(a.acked_revision.is_(None), b.total_tokens > 0),
-            b.revision > a.acked_revision,
-        ),
-    )
+#: Buckets of this device whose revision the server has not acknowledged: never acknowledged
+#: (and holding tokens), or changed since. Parameters: the user and the device.
+_PENDING = (
+    "FROM usage_buckets AS b LEFT OUTER JOIN push_acks AS a ON a.user_id = b.user_id "
+    "AND a.device_id = b.device_id AND a.source = b.source AND a.model = b.model "
+    "AND a.bucket_start = b.bucket_start "
+    "WHERE b.user_id = ? AND b.device_id = ? "
+    "AND ((a.acked_revision IS NULL AND b.total_tokens > 0) OR b.revision > a.acked_revision)"
+)
 
 
-def _joined() -> Any:
-    b, a = usage_buckets.c, push_acks.c
-    return usage_buckets.outerjoin(
-        push_acks,
-        and_(
-            a.user_id == b.user_id,
-            a.device_id == b.device_id,
-            a.source == b.source,
-            a.model == b.model,
-            a.bucket_start == b.bucket_start,
-        ),
-    )
-
-
-def pending_buckets(conn: Connection, ledger: LocalLedger) -> list[PendingBucket]:
+def pending_buckets(conn: sqlite3.Connection, ledger: LocalLedger) -> list[PendingBucket]:
     """Buckets whose revision the server has not acknowledged, oldest first."""
-    b = usage_buckets.c
-    query = (
-        select(b.source, b.model, b.bucket_start, b.revision, *(b[c] for c in COUNT_COLUMNS))
-        .select_from(_joined())
-        .where(_pending_filter(ledger))
-        .order_by(b.bucket_start, b.source, b.model)
+    counts = ", ".join(f"b.{c}" for c in COUNT_COLUMNS)
+    rows = conn.execute(
+        f"SELECT b.source, b.model, b.bucket_start, b.revision, {counts} {_PENDING} "
+        "ORDER BY b.bucket_start, b.source, b.model",
+        (ledger.user_id, ledger.device_id),
     )
     return [
         PendingBucket(str(r[0]), str(r[1]), int(r[2]), int(r[3]), tuple(int(v) for v in r[4:]))
-        for r in conn.execute(query)
+        for r in rows
     ]
 
 
-def count_pending(conn: Connection, ledger: LocalLedger) -> int:
+def count_pending(conn: sqlite3.Connection, ledger: LocalLedger) -> int:
     """How many buckets a push would send now (held-back ones included)."""
-    query = select(func.count()).select_from(_joined()).where(_pending_filter(ledger))
-    return int(conn.execute(query).scalar_one())
+    row = conn.execute(f"SELECT COUNT(*) {_PENDING}", (ledger.user_id, ledger.device_id)).fetchone()
+    return int(row[0])
 
 
 def encode(buckets: Sequence[PendingBucket]) -> bytes:
@@ -301,7 +284,7 @@ class Uploader:
 
 
 def record_acks(
-    conn: Connection, ledger: LocalLedger, sent: Sequence[PendingBucket], now_ms: int
+    conn: sqlite3.Connection, ledger: LocalLedger, sent: Sequence[PendingBucket], now_ms: int
 ) -> None:
     """Remember that the server acknowledged these revisions."""
     rows = [
@@ -316,8 +299,7 @@ def record_acks(
         }
         for b in sent
     ]
-    key = ("user_id", "device_id", "source", "model", "bucket_start")
-    upsert(conn, push_acks, rows, key, ("acked_revision", "acked_at_ms"))
+    upsert(conn, "push_acks", rows, BUCKET_KEY, ("acked_revision", "acked_at_ms"))
 
 
 def push(

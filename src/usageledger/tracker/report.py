@@ -13,17 +13,16 @@ project (with their half-hour, so every report puts a token on the same local da
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, select
-
 from usageledger.buckets import COUNT_COLUMNS, day_start, from_epoch, local_day
 from usageledger.ledger.pricing import Cost, Price, PriceBook, format_usd
-from usageledger.store.tables import usage_buckets, usage_daily, usage_events
+from usageledger.tracker.db import placeholders
 from usageledger.tracker.ledger import LocalLedger
 
 KINDS = ("daily", "weekly", "monthly", "session", "models", "projects")
@@ -89,7 +88,7 @@ class Unit:
 
 
 def build_report(
-    conn: Connection, ledger: LocalLedger, request: ReportRequest, book: PriceBook
+    conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequest, book: PriceBook
 ) -> dict[str, Any]:
     """The report ``request`` asks for, as its JSON shape."""
     header: dict[str, Any] = {
@@ -117,55 +116,65 @@ def _range(request: ReportRequest) -> tuple[int | None, int | None]:
     return start, end
 
 
-def day_units(conn: Connection, ledger: LocalLedger, request: ReportRequest) -> list[Unit]:
+def _where(
+    conditions: list[str], params: list[Any], column: str, request: ReportRequest
+) -> tuple[str, list[Any]]:
+    """The ``WHERE`` of a report's query: the user, ``conditions`` and the sources."""
+    if request.sources:
+        conditions.append(f"{column} IN ({placeholders(len(request.sources))})")
+        params.extend(request.sources)
+    return " AND ".join(conditions), params
+
+
+def day_units(conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequest) -> list[Unit]:
     """Tokens per local day, source and model in the request's zone and range."""
+    sums = ", ".join(f"SUM({c})" for c in COUNT_COLUMNS)
     if request.time_zone == ledger.time_zone:
-        daily = usage_daily.c
-        query = (
-            select(
-                daily.day, daily.source, daily.model, *(func.sum(daily[c]) for c in COUNT_COLUMNS)
-            )
-            .where(daily.user_id == ledger.user_id)
-            .group_by(daily.day, daily.source, daily.model)
-        )
+        conditions: list[str] = ["user_id = ?"]
+        params: list[Any] = [ledger.user_id]
         if request.since:
-            query = query.where(daily.day >= request.since)
+            conditions.append("day >= ?")
+            params.append(request.since.isoformat())
         if request.until:
-            query = query.where(daily.day <= request.until)
-        if request.sources:
-            query = query.where(daily.source.in_(request.sources))
+            conditions.append("day <= ?")
+            params.append(request.until.isoformat())
+        where, params = _where(conditions, params, "source", request)
+        rows = conn.execute(
+            f"SELECT day, source, model, {sums} FROM usage_daily WHERE {where} "
+            "GROUP BY day, source, model",
+            params,
+        )
         units = [
-            Unit(row[0], str(row[1]), str(row[2]), tuple(int(v) for v in row[3:]))
-            for row in conn.execute(query)
+            Unit(
+                date.fromisoformat(row[0]), str(row[1]), str(row[2]), tuple(int(v) for v in row[3:])
+            )
+            for row in rows
         ]
         return [u for u in units if u.counts[_TOTAL] > 0]
-    buckets = usage_buckets.c
-    query = (
-        select(
-            buckets.bucket_start,
-            buckets.source,
-            buckets.model,
-            *(func.sum(buckets[c]) for c in COUNT_COLUMNS),
-        )
-        .where(buckets.user_id == ledger.user_id)
-        .group_by(buckets.bucket_start, buckets.source, buckets.model)
-    )
+    conditions = ["user_id = ?"]
+    params = [ledger.user_id]
     start, end = _range(request)
     if start is not None:
-        query = query.where(buckets.bucket_start >= start)
+        conditions.append("bucket_start >= ?")
+        params.append(start)
     if end is not None:
-        query = query.where(buckets.bucket_start < end)
-    if request.sources:
-        query = query.where(buckets.source.in_(request.sources))
-    sums: dict[tuple[date, str, str], list[int]] = {}
+        conditions.append("bucket_start < ?")
+        params.append(end)
+    where, params = _where(conditions, params, "source", request)
+    rows = conn.execute(
+        f"SELECT bucket_start, source, model, {sums} FROM usage_buckets WHERE {where} "
+        "GROUP BY bucket_start, source, model",
+        params,
+    )
+    totals: dict[tuple[date, str, str], list[int]] = {}
     days = _DayCache(request.tz)
-    for row in conn.execute(query):
-        acc = sums.setdefault(
+    for row in rows:
+        acc = totals.setdefault(
             (days(int(row[0])), str(row[1]), str(row[2])), [0] * len(COUNT_COLUMNS)
         )
         for i, value in enumerate(row[3:]):
             acc[i] += int(value)
-    return [Unit(k[0], k[1], k[2], tuple(v)) for k, v in sorted(sums.items()) if v[_TOTAL] > 0]
+    return [Unit(k[0], k[1], k[2], tuple(v)) for k, v in sorted(totals.items()) if v[_TOTAL] > 0]
 
 
 class _DayCache:
@@ -196,31 +205,27 @@ class EventGroup:
     counts: tuple[int, ...]
 
 
-def event_groups(conn: Connection, ledger: LocalLedger, request: ReportRequest) -> list[EventGroup]:
+def event_groups(
+    conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequest
+) -> list[EventGroup]:
     """Sums of ``usage_events`` per session, project, model and half-hour in the range."""
-    ev = usage_events.c
-    query = (
-        select(
-            ev.source,
-            ev.session_id,
-            ev.project,
-            ev.model,
-            ev.bucket_start,
-            func.min(ev.event_ms),
-            func.max(ev.event_ms),
-            *(func.sum(ev[c]) for c in COUNT_COLUMNS),
-        )
-        .where(ev.user_id == ledger.user_id)
-        .group_by(ev.source, ev.session_id, ev.project, ev.model, ev.bucket_start)
-        .order_by(func.min(ev.event_ms))
-    )
+    conditions: list[str] = ["user_id = ?"]
+    params: list[Any] = [ledger.user_id]
     start, end = _range(request)
     if start is not None:
-        query = query.where(ev.bucket_start >= start)
+        conditions.append("bucket_start >= ?")
+        params.append(start)
     if end is not None:
-        query = query.where(ev.bucket_start < end)
-    if request.sources:
-        query = query.where(ev.source.in_(request.sources))
+        conditions.append("bucket_start < ?")
+        params.append(end)
+    where, params = _where(conditions, params, "source", request)
+    sums = ", ".join(f"SUM({c})" for c in COUNT_COLUMNS)
+    rows = conn.execute(
+        "SELECT source, session_id, project, model, bucket_start, MIN(event_ms), MAX(event_ms), "
+        f"{sums} FROM usage_events WHERE {where} "
+        "GROUP BY source, session_id, project, model, bucket_start ORDER BY MIN(event_ms)",
+        params,
+    )
     return [
         EventGroup(
             source=str(r[0]),
@@ -232,7 +237,7 @@ def event_groups(conn: Connection, ledger: LocalLedger, request: ReportRequest) 
             last_ms=int(r[6]),
             counts=tuple(int(v) for v in r[7:]),
         )
-        for r in conn.execute(query)
+        for r in rows
     ]
 
 

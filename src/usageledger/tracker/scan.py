@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,11 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Connection, delete, select, update
 
 from usageledger.sources import PARSERS, Problem, SourceParser, UsageEvent
-from usageledger.store.dialect import upsert
-from usageledger.store.tables import scan_files
+from usageledger.tracker.db import placeholders, upsert
 from usageledger.tracker.events import WriteOutcome, store_events
 from usageledger.tracker.files import CHUNK_BYTES, Cursor, Plan, plan_file, read_plan, stat_file
 from usageledger.tracker.ledger import LocalLedger
@@ -138,7 +137,7 @@ class _Batch:
         )
 
 
-AfterWrite = Callable[[Connection], None]
+AfterWrite = Callable[[sqlite3.Connection], None]
 
 
 @contextmanager
@@ -153,22 +152,14 @@ def scan_lock(home: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def load_cursors(conn: Connection, user_id: int) -> dict[str, Cursor]:
+def load_cursors(conn: sqlite3.Connection, user_id: int) -> dict[str, Cursor]:
     """Every file cursor of the ledger, by path."""
     cursors: dict[str, Cursor] = {}
-    c = scan_files.c
-    query = select(
-        c.path,
-        c.source,
-        c.inode,
-        c.size,
-        c.mtime_ns,
-        c.offset,
-        c.head_sha256,
-        c.parser_state,
-        c.problems,
+    rows = conn.execute(
+        'SELECT path, source, inode, size, mtime_ns, "offset", head_sha256, parser_state, '
+        "problems FROM scan_files WHERE user_id = ?",
+        (user_id,),
     )
-    rows = conn.execute(query.where(c.user_id == user_id))
     for path, source, inode, size, mtime_ns, offset, head, parser_state, problems in rows:
         try:
             state = orjson.loads(parser_state or "{}")
@@ -366,7 +357,7 @@ class _Scanner:
         now = self.clock()
         finishing = gone is not None
 
-        def write(conn: Connection) -> WriteOutcome:
+        def write(conn: sqlite3.Connection) -> WriteOutcome:
             outcome = store_events(
                 conn,
                 user_id=ledger.user_id,
@@ -379,21 +370,17 @@ class _Scanner:
             if self.after_write is not None:
                 self.after_write(conn)
             rows = list(batch.cursors.values())
-            upsert(conn, scan_files, rows, ("user_id", "path"), CURSOR_COLUMNS)
+            upsert(conn, "scan_files", rows, ("user_id", "path"), CURSOR_COLUMNS)
             if finishing:
-                for path in gone or {}:
-                    conn.execute(
-                        delete(scan_files).where(
-                            scan_files.c.user_id == ledger.user_id, scan_files.c.path == path
-                        )
-                    )
+                conn.executemany(
+                    "DELETE FROM scan_files WHERE user_id = ? AND path = ?",
+                    [(ledger.user_id, path) for path in gone or {}],
+                )
+                names = list(self.parsers)
                 conn.execute(
-                    update(scan_files)
-                    .where(
-                        scan_files.c.user_id == ledger.user_id,
-                        scan_files.c.source.in_(list(self.parsers)),
-                    )
-                    .values(last_scanned_ms=self.summary.started_ms)
+                    "UPDATE scan_files SET last_scanned_ms = ? WHERE user_id = ? "
+                    f"AND source IN ({placeholders(len(names))})",
+                    (self.summary.started_ms, ledger.user_id, *names),
                 )
             return outcome
 

@@ -8,15 +8,13 @@ parsed from them (the sign of a log format the parser no longer understands).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, select
-
 from usageledger.sources import PARSERS
-from usageledger.store.tables import scan_files, usage_events
 from usageledger.tracker.ledger import LocalLedger
 from usageledger.tracker.login import LoginError, load_login
 from usageledger.tracker.push import count_pending
@@ -71,22 +69,21 @@ def mentions_usage(source: str, paths: list[Path]) -> int:
     return hits
 
 
-def _tracked(conn: Connection, user_id: int) -> dict[str, tuple[int, int]]:
-    query = (
-        select(scan_files.c.source, func.count(), func.sum(scan_files.c.problems))
-        .where(scan_files.c.user_id == user_id)
-        .group_by(scan_files.c.source)
+def _tracked(conn: sqlite3.Connection, user_id: int) -> dict[str, tuple[int, int]]:
+    rows = conn.execute(
+        "SELECT source, COUNT(*), SUM(problems) FROM scan_files WHERE user_id = ? GROUP BY source",
+        (user_id,),
     )
-    return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in conn.execute(query)}
+    return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
 
 
-def _stored(conn: Connection, user_id: int) -> dict[str, tuple[int, int]]:
-    query = (
-        select(usage_events.c.source, func.count(), func.sum(usage_events.c.total_tokens))
-        .where(usage_events.c.user_id == user_id)
-        .group_by(usage_events.c.source)
+def _stored(conn: sqlite3.Connection, user_id: int) -> dict[str, tuple[int, int]]:
+    rows = conn.execute(
+        "SELECT source, COUNT(*), SUM(total_tokens) FROM usage_events WHERE user_id = ? "
+        "GROUP BY source",
+        (user_id,),
     )
-    return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in conn.execute(query)}
+    return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
 
 
 def ledger_status(ledger: LocalLedger, *, env: Mapping[str, str], home: Path) -> dict[str, Any]:
@@ -98,7 +95,7 @@ def ledger_status(ledger: LocalLedger, *, env: Mapping[str, str], home: Path) ->
     except LoginError as exc:
         login, login_problem = None, str(exc)
 
-    def read(conn: Connection) -> tuple[dict[str, Any], dict[str, Any], int]:
+    def read(conn: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, Any], int]:
         return (
             _tracked(conn, ledger.user_id),
             _stored(conn, ledger.user_id),

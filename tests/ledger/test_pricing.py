@@ -132,6 +132,37 @@ def test_it_strips_vendor_prefixes_and_version_stamps(
     assert shipped.resolve(logged) == priced
 
 
+@pytest.mark.parametrize(
+    ("logged", "priced"),
+    [
+        ("custom:GLM-4.6-[Fireworks]-0", "glm-4.6"),  # Droid's bring-your-own-key models
+        ("custom:glm-4.6", "glm-4.6"),
+        ("openrouter/x-ai/grok-code-fast-1", "grok-code-fast-1"),
+        ("openrouter/qwen/qwen3-coder-plus", "qwen3-coder-plus"),
+        ("bedrock/us-east-1/moonshotai.kimi-k2.5", "kimi-k2.5"),
+        ("fireworks_ai/accounts/fireworks/models/kimi-k2.5", "kimi-k2.5"),
+        ("global.anthropic.claude-opus-5-5", "claude-opus-5-5"),
+        ("us-gov.anthropic.claude-opus-5-5-v1:0", "claude-opus-5-5"),
+        ("claude-opus-5-5@default", "claude-opus-5-5"),
+        ("vertex_ai/claude-opus-5-5@20261201", "claude-opus-5-5"),
+    ],
+)
+def test_provider_paths_cloud_prefixes_and_custom_names_resolve(logged: str, priced: str) -> None:
+    """Every documented prefix and tag is removed before the name is looked up."""
+    book = PriceBook(
+        [price("glm-4.6"), price("grok-code-fast-1"), price("qwen3-coder-plus"),
+         price("kimi-k2.5"), price("claude-opus-5-5")]
+    )  # fmt: skip
+    assert book.resolve(logged) == priced
+
+
+def test_a_custom_name_with_a_bare_index_but_no_provider_tag_keeps_it() -> None:
+    """``custom:kimi-k2-0`` is not cut to kimi-k2: the ``-0`` is cut only after a ``[…]`` tag."""
+    book = PriceBook([price("kimi-k2")])
+    assert book.resolve("custom:kimi-k2-0") is None
+    assert book.resolve("custom:Kimi-K2-[Moonshot]-0") == "kimi-k2"
+
+
 def test_an_explicit_alias_names_the_model_it_means(shipped: PriceBook) -> None:
     """Anthropic's ``claude-opus-4-0`` alias is priced as Claude Opus 4."""
     assert shipped.resolve("claude-opus-4-0") == "claude-opus-4"
@@ -148,7 +179,7 @@ def test_an_exact_entry_beats_the_alias_rules(shipped: PriceBook) -> None:
 
 def test_the_longest_priced_prefix_wins(shipped: PriceBook) -> None:
     """A variant without an entry takes its closest family's price (gpt-5.1-codex, not gpt-5.1)."""
-    assert shipped.resolve("gpt-5.1-codex-max") == "gpt-5.1-codex"
+    assert shipped.resolve("gpt-5-codex-high") == "gpt-5-codex"
     assert shipped.resolve("gemini-2.5-flash-lite-preview-06-17") == "gemini-2.5-flash-lite"
 
 
@@ -408,14 +439,38 @@ def test_the_shipped_file_loads(shipped: PriceBook) -> None:
     assert expected <= set(shipped.models)
 
 
+def test_the_shipped_file_prices_the_models_people_use_now(shipped: PriceBook) -> None:
+    """Recent Claude, GPT and Gemini models and the new sources' models are in the table."""
+    day = date(2026, 12, 4)
+    for logged in (
+        "claude-opus-5-5", "claude-fable-5-1", "claude-sonnet-5-5", "gpt-6-sol", "gpt-5.3-codex",
+        "gemini-3.1-pro-preview", "gemini-3-flash-preview", "qwen3-coder-plus", "kimi-k2.5",
+        "glm-4.6", "grok-code-fast-1", "deepseek-chat", "minimax-m2",
+        "custom:GLM-4.6-[Fireworks]-0", "us.anthropic.claude-opus-5-5-v1:0",
+    ):  # fmt: skip
+        assert shipped.match(logged, day) is not None, logged
+
+
+def test_the_shipped_history_is_kept_when_the_table_is_regenerated(shipped: PriceBook) -> None:
+    """Every hand-kept entry is in the shipped table, so a past day keeps its price."""
+    root = Path(__file__).resolve().parents[2]
+    hand_kept = PriceBook.from_file(root / "scripts" / "prices_hand_kept.json")
+    assert set(hand_kept.prices) <= set(shipped.prices)
+    o3 = shipped.match("o3", date(2025, 6, 9))
+    assert o3 is not None
+    assert (o3.input, o3.output) == (Decimal("10"), Decimal("40"))
+
+
 def test_every_shipped_price_names_an_https_source_and_the_day_it_was_taken(
     shipped: PriceBook,
 ) -> None:
-    """Each entry cites the vendor page it came from and when it was read."""
+    """Each entry cites the vendor page it came from and when it was read; no entry takes
+    effect after the table's newest reading (the table holds no announced future prices)."""
+    as_of = max(entry_.taken for entry_ in shipped.prices)
     for entry_ in shipped.prices:
         assert entry_.source.startswith("https://"), entry_.model
-        assert date(2024, 1, 1) <= entry_.taken <= date.today(), entry_.model
-        assert entry_.effective_from <= date.today(), entry_.model
+        assert date(2024, 1, 1) <= entry_.taken, entry_.model
+        assert entry_.effective_from <= as_of, entry_.model
 
 
 def test_shipped_openai_cache_writes_cost_the_input_price(shipped: PriceBook) -> None:

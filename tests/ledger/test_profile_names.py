@@ -38,6 +38,7 @@ ALICE_LOOKALIKES = {
     "soft hyphen": "ali\u00adce",
     "variation selector": "alice\ufe0f",
     "combining grapheme joiner": "al\u034fice",
+    "small capitals": "\u1d00\u029f\u026a\u1d04\u1d07",  # ᴀʟɪᴄᴇ
 }
 
 #: Look-alikes of the leaderboard's own names for users without one.
@@ -55,6 +56,7 @@ RESERVED = {
     "combining dot below, decomposed": "anony\u0323mous #4",
     "music sharp for #": "anonymous \u266f1",
     "no number": "Anonymous",
+    "small capitals": "\u1d00\u0274\u1d0f\u0274\u028f\u1d0d\u1d0f\u1d1c\ua731 #1",  # ᴀɴᴏɴʏᴍᴏᴜꜱ
 }
 
 

@@ -110,6 +110,42 @@ def test_an_upload_after_the_database_file_is_deleted_is_refused(
     assert not sqlite_path.exists()
 
 
+def test_an_upload_after_only_the_write_ahead_log_is_deleted_is_refused(
+    on_sqlite: Served, sqlite_path: Path
+) -> None:
+    """Deleting server.db-wal and -shm (the main file stays) would send every later commit to
+    an unlinked log that the next start never reads: uploads and /healthz get 503 instead."""
+    assert on_sqlite.ingest(batch(bucket(slot=0))).status_code == 200
+    assert on_sqlite.client.get("/healthz").status_code == 200
+    on_sqlite.direct.dispose()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{sqlite_path}{suffix}").unlink()
+
+    assert_unavailable(on_sqlite.ingest(batch(bucket(slot=1))))
+    health = on_sqlite.client.get("/healthz")
+    assert_unavailable(health)
+    assert "write-ahead log" in health.json()["error"]["message"]
+
+
+def test_a_database_path_that_cannot_be_reached_is_a_503_not_a_500(
+    on_sqlite: Served, sqlite_path: Path, tmp_path: Path
+) -> None:
+    """A stat that fails for another reason than a missing file (here ELOOP: a symlink loop
+    where the file was) is a retryable 503, not a traceback; it is not latched, so the file
+    put back serves again without a restart."""
+    assert on_sqlite.ingest(batch(bucket(slot=0))).status_code == 200
+    aside = tmp_path / "aside.db"
+    sqlite_path.rename(aside)
+    sqlite_path.symlink_to(sqlite_path.name)  # server.db -> server.db
+    refused = on_sqlite.ingest(batch(bucket(slot=1)))
+    assert_unavailable(refused)
+    assert "cannot be reached" in refused.json()["error"]["message"]
+
+    sqlite_path.unlink()
+    aside.rename(sqlite_path)
+    assert on_sqlite.ingest(batch(bucket(slot=1))).status_code == 200
+
+
 def test_an_upload_after_the_database_file_is_replaced_is_refused(
     on_sqlite: Served, sqlite_path: Path, tmp_path: Path
 ) -> None:

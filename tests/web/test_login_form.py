@@ -85,6 +85,21 @@ def test_a_sign_in_posted_by_another_site_is_refused(
     assert "set-cookie" not in response.headers
 
 
+def test_a_plain_http_origin_cannot_post_to_the_https_site(
+    alice: Persona, client: TestClient
+) -> None:
+    """A page injected into plain-text http://host (someone on the network) is another origin
+    for the TLS site, even for a browser too old to send Sec-Fetch-Site."""
+    response = client.post(
+        "https://testserver/login",
+        content=f"token={alice.read_token}",
+        headers={**FORM, "Origin": "http://testserver"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 403
+    assert "set-cookie" not in response.headers
+
+
 @pytest.mark.parametrize(
     "headers",
     [

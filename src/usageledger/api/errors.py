@@ -114,6 +114,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, ClientDisconnect):
+            # FastAPI reads a JSON body itself (PATCH /v1/me) and turns a hang-up into its
+            # 400 "error parsing the body": it is the client's hang-up, the same 499.
+            return from_ledger_error(
+                ClientDisconnected("the client closed the connection mid-body")
+            )
         codes = {
             400: ErrorCode.INVALID_JSON,  # FastAPI's "error parsing the body"
             404: ErrorCode.NOT_FOUND,

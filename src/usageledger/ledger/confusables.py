@@ -138,9 +138,23 @@ def _visible(text: str) -> str:
     return " ".join("".join(kept).split())
 
 
+@cache
+def _small_capital(char: str) -> str:
+    # "LATIN LETTER SMALL CAPITAL N" (ɴ, ᴀ, ꜱ …) reads as its letter, but the confusables
+    # data maps few of them; the Unicode name says which letter each one is.
+    name = unicodedata.name(char, "")
+    prefix = "LATIN LETTER SMALL CAPITAL "
+    letter = name[len(prefix) :]
+    return letter.lower() if name.startswith(prefix) and len(letter) == 1 else char
+
+
+def _plain_capitals(text: str) -> str:
+    return "".join(_small_capital(c) if ord(c) > 0x7F else c for c in text)
+
+
 def fold(text: str) -> str:
     """The key two names are compared by: equal keys look alike (see the module docstring)."""
-    shown = _visible(unicodedata.normalize("NFKC", text))
+    shown = _visible(_plain_capitals(unicodedata.normalize("NFKC", text)))
     cased = unicodedata.normalize("NFKC", skeleton(shown).casefold())
     return skeleton(_visible(cased)).replace("i", "l")
 

@@ -63,7 +63,9 @@ def cross_site(request: Request) -> bool:
     old to send it is judged by ``Origin``: another host, or ``null`` (a sandboxed frame, a
     page that hides its origin), is refused. The host, not the scheme, is compared: behind a
     TLS-terminating proxy that is not a trusted proxy the server sees ``http`` while the page
-    is ``https``. A request with neither header is not from a browser (curl, a script): it
+    is ``https``; only a plain ``http`` origin posting to a request that arrived over
+    ``https`` is refused (a page injected into the plain-text site). A request with neither
+    header is not from a browser (curl, a script): it
     cannot carry a victim's session, so it is served.
     """
     site = request.headers.get("sec-fetch-site")
@@ -75,6 +77,8 @@ def cross_site(request: Request) -> bool:
     parts = urlsplit(origin.strip())
     if parts.scheme not in DEFAULT_PORTS or not parts.netloc:
         return True  # "null" (a sandboxed frame, a redirect chain) or garbage
+    if parts.scheme == "http" and request.url.scheme == "https":
+        return True  # a page injected into the plain-text site, posting to TLS
     own = request.headers.get("host", "")
     return _host(parts.netloc, parts.scheme) != _host(own, parts.scheme)
 

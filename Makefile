@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-dev lint bench
+.PHONY: run test test-fast install install-dev lint bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: install-dev
 test: lint
 	rm -rf .test-logs
 	USAGELEDGER_TEST_LOG_DIR=$(CURDIR)/.test-logs $(BIN)/pytest
+
+## The inner loop: lint, then every test but the browser and the slow end-to-end ones.
+test-fast: lint
+	$(BIN)/pytest -q -m "not browser and not slow"
 
 bench: install-dev
 	$(BIN)/python -m bench

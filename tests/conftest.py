@@ -4,6 +4,11 @@
 ``USAGELEDGER_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432/test``); when it is
 unreachable they are skipped with the reason, unless ``USAGELEDGER_REQUIRE_POSTGRES=1`` (CI),
 which turns the skip into a failure.
+
+``--hash-partitions N`` (or ``USAGELEDGER_TEST_HASH_PARTITIONS=N``) adds a third engine to the
+modules in :data:`HASH_PARTITIONED_MODULES`: PostgreSQL with every distributed table split into
+N hash partitions by ``user_id`` (``store/partitioned.py``, docs/scaling.md), the layout that
+proves each per-user statement reaches one partition, as Citus needs.
 """
 
 from __future__ import annotations
@@ -41,6 +46,16 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.load_profile("usageledger")
 
+#: The modules that also run on the hash-partitioned layout when it is asked for.
+HASH_PARTITIONED_MODULES = (
+    "tests/api/test_ingest.py",
+    "tests/api/test_read_endpoints.py",
+    "tests/ops/test_replay.py",
+    "tests/ops/test_replay_paths.py",
+    "tests/ops/test_verify.py",
+)
+HASH_ENV = "USAGELEDGER_TEST_HASH_PARTITIONS"
+
 LOG_DIR = (
     Path(os.environ.get("USAGELEDGER_TEST_LOG_DIR", ""))
     if os.environ.get("USAGELEDGER_TEST_LOG_DIR")
@@ -58,10 +73,73 @@ def _pg_problem() -> str | None:
         )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--hash-partitions N``: also run the listed modules on the hash-partitioned layout."""
+    parser.addoption(
+        "--hash-partitions",
+        type=int,
+        default=int(os.environ.get(HASH_ENV) or 0),
+        help="also run the ingest, read, replay and verify tests on PostgreSQL with every "
+        f"distributed table in N hash partitions by user_id (or {HASH_ENV}=N)",
+    )
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Say up front whether the PostgreSQL tests run."""
     problem = _pg_problem()
-    return [problem or f"PostgreSQL tests run against {PG_ADMIN_URL}"]
+    lines = [problem or f"PostgreSQL tests run against {PG_ADMIN_URL}"]
+    partitions = config.getoption("--hash-partitions")
+    if partitions:
+        lines.append(f"and on {partitions} hash partitions: {', '.join(HASH_PARTITIONED_MODULES)}")
+    return lines
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the hash-partitioned runs only when asked for, and only in the listed modules."""
+    wanted = bool(config.getoption("--hash-partitions"))
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        hashed = callspec is not None and callspec.params.get("db_url") == "postgres-hash"
+        module = item.nodeid.split("::", 1)[0]
+        (drop if hashed and not (wanted and module in HASH_PARTITIONED_MODULES) else keep).append(
+            item
+        )
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _pg_database() -> tuple[str, str]:
+    """Create a fresh PostgreSQL database; its name and SQLAlchemy URL."""
+    problem = _pg_problem()
+    if problem:
+        if REQUIRE_PG:
+            pytest.fail(problem + " (USAGELEDGER_REQUIRE_POSTGRES=1)")
+        pytest.skip(problem)
+    name = f"ul_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return name, f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://")
+
+
+def _drop_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_hash_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A PostgreSQL database of the hash-partitioned layout for this session, dropped after."""
+    from usageledger.store.partitioned import create_hash_partitioned
+
+    name, url = _pg_database()
+    engine = make_engine(url)
+    create_hash_partitioned(engine, request.config.getoption("--hash-partitions") or 4)
+    engine.dispose()
+    yield url
+    _drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -103,14 +181,22 @@ def _truncate_all(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("postgres-hash", marks=pytest.mark.postgres),
+    ]
+)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
-    """A migrated, empty database on each engine."""
+    """A migrated, empty database on each engine (``postgres-hash``: the hash-partitioned
+    layout, kept only where asked for; see the module docstring)."""
     if request.param == "sqlite":
         path = tmp_path / "ledger.db"
         shutil.copy(sqlite_template, path)
         return f"sqlite:///{path}"
-    url: str = request.getfixturevalue("pg_server_url")
+    fixture = "pg_hash_url" if request.param == "postgres-hash" else "pg_server_url"
+    url: str = request.getfixturevalue(fixture)
     _truncate_all(url)
     return url
 

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from usageledger.cli import Env, now_ms, pass_env, run
+from usageledger.cli import Env, console, fail, now_ms, pass_env, run
 from usageledger.ledger import accounts
 from usageledger.store.engine import Database
 from usageledger.store.migrate import current_revision, head_revision, upgrade
@@ -37,18 +37,101 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option(
+    "--hash-partitions",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Empty PostgreSQL only: create every per-user table PARTITION BY HASH (user_id) in N "
+    "partitions (docs/scaling.md).",
+)
 @pass_env
-def db_upgrade(env: Env) -> None:
+def db_upgrade(env: Env, hash_partitions: int | None) -> None:
     """Migrate the database to the newest schema (safe to run again).
 
     \b
     Example:
       usageledger db upgrade
+      usageledger db upgrade --hash-partitions 16    # a new PostgreSQL database
     """
     engine = env.database.engine
     before = current_revision(engine)
+    if hash_partitions is not None:
+        from usageledger.store.partitioned import LayoutError, create_hash_partitioned
+
+        try:
+            create_hash_partitioned(engine, hash_partitions)
+        except LayoutError as exc:
+            fail(str(exc))
+        out.print(
+            f"database at revision {head_revision()} (was empty), every per-user table in "
+            f"{hash_partitions} hash partitions by user_id"
+        )
+        return
     upgrade(engine)
     out.print(f"database at revision {head_revision()} (was {before or 'empty'})")
+
+
+@db.command("distribute")
+@click.option("--dry-run", is_flag=True, help="Print the Citus calls instead of running them.")
+@pass_env
+def db_distribute(env: Env, dry_run: bool) -> None:
+    """Place every table on a Citus cluster: reference tables, then the per-user tables
+    distributed by user_id and co-located (docs/scaling.md). Safe to run again.
+
+    Needs PostgreSQL with the citus extension (exit 2 otherwise); --dry-run prints the calls
+    on any PostgreSQL database, to review them before a cluster exists.
+
+    \b
+    Example:
+      usageledger db distribute --dry-run
+      usageledger db distribute
+    """
+    from usageledger.store import placement
+
+    engine = env.existing_database().engine
+    if engine.dialect.name != "postgresql":
+        fail(
+            "db distribute places tables on Citus, a PostgreSQL extension; this database is "
+            f"{engine.dialect.name}. Move to PostgreSQL first (docs/operations.md)"
+        )
+    with engine.connect() as conn:
+        version = placement.citus_version(conn)
+        shapes = placement.reflect_shapes(conn)
+        placed = placement.placed_tables(conn) if version is not None else set()
+    problems = placement.check_placement(shapes, require_all=False)
+    if problems:
+        fail(
+            "the schema does not fit the Citus placement:\n"
+            + "\n".join(placement.describe(problems))
+        )
+    calls = placement.distribution_calls(shapes)
+    if dry_run:
+        for table, sql in calls:
+            click.echo(sql + ("  -- placed already" if table in placed else ""))
+        if version is None:
+            console.print(
+                "note: this database has no citus extension; `CREATE EXTENSION citus` and add "
+                "the workers before running without --dry-run (docs/scaling.md)",
+                highlight=False,
+            )
+        return
+    if version is None:
+        fail(
+            "this database has no citus extension, so there is nothing to distribute over: "
+            "one PostgreSQL needs no `db distribute`. For a cluster, install Citus, "
+            "`CREATE EXTENSION citus` and add the workers, then run this again "
+            "(see --dry-run and docs/scaling.md)"
+        )
+    try:
+        done = placement.run_calls(engine, calls, placed=placed, echo=click.echo)
+    except placement.CallFailed as exc:
+        fail(f"{exc}; the tables before it are placed, run the command again after fixing it", 1)
+    out.print(
+        f"citus {version}: placed {len(done)} table(s), {len(placed)} were placed already; "
+        "rebalance the shards with `SELECT citus_rebalance_start();`",
+        highlight=False,
+    )
 
 
 @db.command("current")

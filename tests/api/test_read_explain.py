@@ -154,7 +154,7 @@ def explain(url: str, statements: list[tuple[str, Any]]) -> list[tuple[str, list
     plans = []
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as raw:
         for statement, parameters in statements:
-            if "pg_advisory_xact_lock" in statement:
+            if "FROM user_locks" in statement:  # the per-user lock (store/dialect.py)
                 continue
             if (
                 isinstance(parameters, list | tuple)

@@ -389,3 +389,55 @@ def test_0004_gives_old_display_names_keys_first_holder_first(engine_at_first: E
         db.write(lambda c: profile.update_profile(c, bob, display_name="ALICE"), user_id=bob)
     renamed, _ = db.write(lambda c: profile.update_profile(c, bob, display_name="Bob"), user_id=bob)
     assert renamed.display_name == "Bob"
+
+
+def test_0005_copies_the_plans_into_the_per_user_table_and_freezes_the_old_one(
+    engine_at_first: Engine,
+) -> None:
+    """A plan written before 0005 reads back, unchanged, through today's code; the old table
+    keeps its row and is never written again."""
+    engine = engine_at_first
+    upgrade(engine, "0004")
+    plan = {
+        "user_id": 1,
+        "plan_id": "5b1c0a52-4a7e-4f5e-9a53-1d2a3b4c5d6e",
+        "device_id": 1,
+        "reason": "codex double count",
+        "state": "applied",
+        "range_start": 1_761_955_200,
+        "range_end": 1_761_958_800,
+        "affected_keys": 1,
+        "changes": '{"zero_missing": false, "buckets": []}',
+        "snapshot": '{"buckets": []}',
+        "checksum_before": "a" * 64,
+        "checksum_expected_after": "b" * 64,
+        "checksum_after": "b" * 64,
+        "created_at_ms": ERA_MS,
+        "applied_at_ms": ERA_MS + 1,
+        "rolled_back_at_ms": None,
+    }
+    with engine.begin() as conn:
+        insert(conn, "users", [{"name": "alice", "time_zone": "UTC", "created_at_ms": ERA_MS}])
+        insert(
+            conn,
+            "devices",
+            [{"user_id": 1, "device_id": 1, "name": "laptop", "created_at_ms": ERA_MS}],
+        )
+        insert(conn, "backfill_plans", [plan])
+    upgrade(engine)
+    columns = ", ".join(plan)
+    with engine.connect() as conn:
+        copied = [
+            dict(r._mapping) for r in conn.execute(text(f"SELECT {columns} FROM backfill_plans_v2"))
+        ]
+        frozen = [
+            dict(r._mapping) for r in conn.execute(text(f"SELECT {columns} FROM backfill_plans"))
+        ]
+    assert copied == frozen == [plan]
+    from usageledger.ops.backfill import PlanRefused, apply_plan, get_plan
+
+    db = Database(engine)
+    shown = db.read(lambda c: get_plan(c, plan["plan_id"]))
+    assert (shown["user"], shown["device"], shown["state"]) == ("alice", "laptop", "applied")
+    with pytest.raises(PlanRefused, match="is applied, not planned"):
+        apply_plan(db, str(plan["plan_id"]), now_ms=ERA_MS + 2)

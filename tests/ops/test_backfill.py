@@ -368,3 +368,43 @@ def test_a_plan_made_before_the_limit_is_refused_at_apply_instead_of_overflowing
     assert str(COLUMN_MAX) in result.output
     assert bucket_rows(engine) == facts
     assert db.read(lambda conn: get_plan(conn, plan.plan_id))["state"] == "planned"
+
+
+def test_plans_are_kept_per_user_and_the_frozen_table_is_never_written(
+    history: tuple[Persona, Persona], db: Database, engine: Engine
+) -> None:
+    """A plan lives in backfill_plans_v2 under its user (distributable by user_id); the table
+    of revisions 0002-0004, with its UNIQUE (plan_id), stays empty."""
+    alice, _ = history
+    plan = create_plan(db, parse(document()), reason="fix", now_ms=now_ms())
+    apply_plan(db, plan.plan_id, now_ms=now_ms())
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT user_id, plan_id, state FROM backfill_plans_v2")).all()
+        frozen = conn.execute(text("SELECT COUNT(*) FROM backfill_plans")).scalar()
+    assert [tuple(r) for r in rows] == [(alice.user_id, plan.plan_id, "applied")]
+    assert frozen == 0
+
+
+def test_a_plan_id_held_by_two_users_is_refused_not_guessed(
+    history: tuple[Persona, Persona], db: Database, engine: Engine
+) -> None:
+    """Plan ids are unique per user only; should one repeat, apply names the problem and
+    changes nothing rather than apply another user's plan."""
+    alice, bob = history
+    plan = create_plan(db, parse(document()), reason="fix", now_ms=now_ms())
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO backfill_plans_v2 (user_id, plan_id, device_id, reason, state,"
+                " range_start, range_end, affected_keys, changes, checksum_before,"
+                " checksum_expected_after, created_at_ms) SELECT :bob, plan_id, device_id,"
+                " reason, state, range_start, range_end, affected_keys, changes,"
+                " checksum_before, checksum_expected_after, created_at_ms"
+                " FROM backfill_plans_v2 WHERE user_id = :alice"
+            ),
+            {"bob": bob.user_id, "alice": alice.user_id},
+        )
+    facts = bucket_rows(engine)
+    with pytest.raises(PlanRefused, match="more than one user"):
+        apply_plan(db, plan.plan_id, now_ms=now_ms())
+    assert bucket_rows(engine) == facts

@@ -88,7 +88,7 @@ def test_a_ledger_copied_to_the_other_engine_and_back_is_identical(
         assert report.ok
         assert {t.name: (t.rows, t.checksum) for t in report.tables} == source
         assert source["usage_buckets"][0] > 0
-        assert source["backfill_plans"][0] == 1
+        assert source["backfill_plans_v2"][0] == 1
         for table in metadata.sorted_tables:
             assert Counter(rows(other, table)) == Counter(rows(engine, table)), table.name
         assert digests(other) == source

@@ -167,7 +167,7 @@ def _run_step(
     db: Database,
     plan_id: str,
     stage: str,
-    step: Callable[[Connection, str, int], PlanResult],
+    step: Callable[[Connection, int, str, int], PlanResult],
     *,
     now_ms: int,
     m1: M1Logger | None,
@@ -177,13 +177,13 @@ def _run_step(
     with stages.stage(stage) as run:
         run.extra["plan_id"] = plan_id
         user_id = _plan_owner(db, plan_id)
-        result = db.write(lambda conn: step(conn, plan_id, now_ms), user_id=user_id)
+        result = db.write(lambda conn: step(conn, user_id, plan_id, now_ms), user_id=user_id)
         run.extra.update(affected_keys=result.affected_keys, written=result.written)
     return result
 
 
-def _apply(conn: Connection, plan_id: str, now_ms: int) -> PlanResult:
-    plan = _locked_plan(conn, plan_id)
+def _apply(conn: Connection, user_id: int, plan_id: str, now_ms: int) -> PlanResult:
+    plan = _locked_plan(conn, user_id, plan_id)
     if plan["state"] != "planned":
         raise PlanRefused(
             f"plan {plan_id} is {plan['state']}, not planned: a plan is applied once; "
@@ -214,7 +214,7 @@ def _apply(conn: Connection, plan_id: str, now_ms: int) -> PlanResult:
         )
     conn.execute(
         update(backfill_plans)
-        .where(backfill_plans.c.plan_id == plan_id)
+        .where(backfill_plans.c.user_id == user_id, backfill_plans.c.plan_id == plan_id)
         .values(
             state="applied",
             snapshot=orjson.dumps({"buckets": snapshot_entries}).decode(),
@@ -232,8 +232,8 @@ def rollback_plan(
     return _run_step(db, plan_id, "rollback", _rollback, now_ms=now_ms, m1=m1)
 
 
-def _rollback(conn: Connection, plan_id: str, now_ms: int) -> PlanResult:
-    plan = _locked_plan(conn, plan_id)
+def _rollback(conn: Connection, user_id: int, plan_id: str, now_ms: int) -> PlanResult:
+    plan = _locked_plan(conn, user_id, plan_id)
     if plan["state"] != "applied":
         raise PlanRefused(
             f"plan {plan_id} is {plan['state']}, not applied: only an applied plan can be "
@@ -258,7 +258,7 @@ def _rollback(conn: Connection, plan_id: str, now_ms: int) -> PlanResult:
         )
     conn.execute(
         update(backfill_plans)
-        .where(backfill_plans.c.plan_id == plan_id)
+        .where(backfill_plans.c.user_id == user_id, backfill_plans.c.plan_id == plan_id)
         .values(state="rolled_back", rolled_back_at_ms=now_ms)
     )
     return PlanResult(plan_id, "rolled_back", int(plan["affected_keys"]), written)
@@ -334,19 +334,32 @@ def _stored_revisions(
 
 
 def _plan_owner(db: Database, plan_id: str) -> int:
+    """The user of a plan: the one lookup by plan id alone (on Citus it asks every shard, once
+    per command); every later statement names the user, so it goes to that user's shard."""
     found = db.read(
-        lambda conn: conn.execute(
-            select(backfill_plans.c.user_id).where(backfill_plans.c.plan_id == plan_id)
-        ).scalar()
+        lambda conn: (
+            conn.execute(
+                select(backfill_plans.c.user_id).where(backfill_plans.c.plan_id == plan_id).limit(2)
+            )
+            .scalars()
+            .all()
+        )
     )
-    if found is None:
+    if not found:
         raise NotFound(f"no backfill plan {plan_id!r}; see `usageledger plans list`")
-    return int(found)
+    if len(found) > 1:
+        # The key is (user_id, plan_id); a random UUID twice is not expected, but never guess.
+        raise PlanRefused(f"plan id {plan_id!r} belongs to more than one user; nothing was done")
+    return int(found[0])
 
 
-def _locked_plan(conn: Connection, plan_id: str) -> dict[str, Any]:
+def _locked_plan(conn: Connection, user_id: int, plan_id: str) -> dict[str, Any]:
     """The plan row, read under its user's write lock (held by the caller)."""
-    row = conn.execute(select(backfill_plans).where(backfill_plans.c.plan_id == plan_id)).first()
+    row = conn.execute(
+        select(backfill_plans).where(
+            backfill_plans.c.user_id == user_id, backfill_plans.c.plan_id == plan_id
+        )
+    ).first()
     if row is None:
         raise NotFound(f"no backfill plan {plan_id!r}; see `usageledger plans list`")
     return dict(row._mapping)

@@ -229,8 +229,13 @@ def changed(conn: Connection, where: Span, best: Any = None) -> Select[Any]:
     stored = select(*(usage_buckets.c[name] for name in COMPARED)).where(*where.of(usage_buckets))
     diff = except_(select(*(best.c[name] for name in COMPARED)), stored).subquery("diff")
     r = bucket_revisions
+    # user_id pinned to the constant, not only joined: a partitioned or Citus table then reads
+    # the user's partition (shard) alone (tests/store/test_partitioned.py).
     return select(*diff.c, r.c.received_at_ms).select_from(
-        diff.join(r, and_(same_key(diff, r), r.c.revision == diff.c.revision))
+        diff.join(
+            r,
+            and_(same_key(diff, r), r.c.revision == diff.c.revision, r.c.user_id == where.user_id),
+        )
     )
 
 

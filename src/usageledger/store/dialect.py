@@ -19,26 +19,41 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.dml import Insert
 
-#: Advisory-lock namespace of per-user write serialization on PostgreSQL.
-USER_LOCK_NAMESPACE = 7_420_001
-
 
 def is_sqlite(conn: Connection) -> bool:
     """True on SQLite."""
     return conn.dialect.name == "sqlite"
 
 
-def lock_user(conn: Connection, user_id: int) -> None:
+def lock_user(conn: Connection, user_id: int, *, timeout_ms: int | None = None) -> None:
     """Serialize writes for one user until the transaction ends.
 
     SQLite needs nothing here: write transactions start with ``BEGIN IMMEDIATE``, which takes
-    the database's single write lock. PostgreSQL takes a transaction-level advisory lock.
+    the database's single write lock. PostgreSQL locks the user's row of ``user_locks`` (made
+    on the first write) with ``SELECT ... FOR UPDATE``. A row lock lives with the user's rows:
+    on Citus it is taken in the user's shard, whichever node the writer entered through, where
+    an advisory lock would be local to the entering node and let two writers in at once.
+
+    ``timeout_ms`` bounds the wait, and every later statement of the transaction, with
+    ``SET LOCAL statement_timeout`` and ``lock_timeout``: set inside the transaction, they hold
+    however the connection was made (a pooler in transaction mode drops the connection's
+    start-up options). ``statement_timeout`` is what bounds a lock wait on a Citus worker: the
+    coordinator cancels the whole statement, whereas its ``lock_timeout`` covers only locks
+    taken on the coordinator (docs/scaling.md). The result is a 504 ``DATABASE_TIMEOUT``.
+    One round trip: the statements carry no parameters, so they go as one simple query.
     """
     if is_sqlite(conn):
         return
-    conn.execute(
-        text("SELECT pg_advisory_xact_lock(:ns, :uid)"),
-        {"ns": USER_LOCK_NAMESPACE, "uid": user_id % 2_147_483_647},
+    uid = int(user_id)  # an int: safe to inline, which lets the statements share a round trip
+    bound = ""
+    if timeout_ms is not None:
+        ms = int(timeout_ms)
+        bound = f"SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; "
+    # The INSERT waits only for a concurrent first write of the same user (an uncommitted row
+    # with this key) and otherwise does nothing; the SELECT then takes (or waits for) the lock.
+    conn.exec_driver_sql(
+        f"{bound}INSERT INTO user_locks (user_id) VALUES ({uid}) ON CONFLICT (user_id) DO NOTHING;"
+        f" SELECT user_id FROM user_locks WHERE user_id = {uid} FOR UPDATE"
     )
 
 

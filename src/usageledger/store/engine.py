@@ -210,6 +210,9 @@ def round_trip_seconds(statement_timeout_ms: int) -> float:
     return seconds + max(1.0, seconds / 2)
 
 
+#: The engine execution option that carries ``make_engine``'s statement timeout in ms.
+STATEMENT_TIMEOUT_OPTION = "usageledger_statement_timeout_ms"
+
 #: SQLite's ``synchronous`` settings an engine may use (WAL mode either way).
 SQLITE_SYNC = ("FULL", "NORMAL")
 
@@ -268,6 +271,7 @@ def make_engine(
             if dbapi_conn.read_only is not None:
                 dbapi_conn.read_only = None
 
+    engine.update_execution_options(**{STATEMENT_TIMEOUT_OPTION: statement_timeout_ms})
     _instrument(engine)
     return engine
 
@@ -396,19 +400,48 @@ class SqliteFile:
             st = os.stat(self.path)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # EACCES, EIO, ESTALE, ENOTDIR: maybe passing, so not latched
+            raise unavailable(
+                f"the database file cannot be reached ({exc.strerror}); retry later"
+            ) from exc
         return st.st_dev, st.st_ino
 
-    def check(self) -> None:
+    def _wal_is_gone(self) -> bool:
+        try:
+            os.stat(f"{self.path}-wal")
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            raise unavailable(
+                f"the database file cannot be reached ({exc.strerror}); retry later"
+            ) from exc
+        return False
+
+    def check(self, *, in_write: bool = False) -> None:
         """Raise a 503 :class:`DatabaseError` when the file is gone or is another file (one
-        ``stat`` of the path)."""
+        ``stat`` of the path).
+
+        ``in_write``: the caller holds a write transaction, so SQLite has the write-ahead log
+        (``-wal``) open and it must exist; if it does not, someone deleted it, and what this
+        transaction writes would go to the unlinked log and be lost at the next start (one
+        more ``stat``). Outside a transaction the log may rightly be absent (SQLite removes it
+        when the last connection closes), so it is not checked there.
+        """
         if self.problem is None:
             now = self._identify()
+            wal_gone = in_write and now is not None and now == self.identity and self._wal_is_gone()
             with self._lock:
                 if self.identity is None and self.problem is None:
                     self.identity = now
-                elif now != self.identity and self.problem is None:
-                    what = "deleted" if now is None else "replaced by another file"
-                    self.problem = f"the database file was {what} while the server ran"
+                elif (now != self.identity or wal_gone) and self.problem is None:
+                    what = (
+                        "'s write-ahead log (-wal) was deleted"
+                        if wal_gone
+                        else " was deleted"
+                        if now is None
+                        else " was replaced by another file"
+                    )
+                    self.problem = f"the database file{what} while the server ran"
                     log.error(
                         "%s: %s; refusing every transaction until a restart on a restored file",
                         self.path,
@@ -440,6 +473,11 @@ class Database:
         path = sqlite_file(str(engine.url)) if self.is_sqlite else None
         #: SQLite on a file: which file it is, checked before every commit.
         self.file = SqliteFile(path.resolve()) if path is not None else None
+        #: PostgreSQL: the bound on a wait for the per-user lock (and the statements after it),
+        #: set per transaction; the engine's statement timeout (``make_engine``).
+        self.lock_timeout_ms: int | None = engine.get_execution_options().get(
+            STATEMENT_TIMEOUT_OPTION
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -535,10 +573,10 @@ class Database:
                     transaction = conn.begin()
                     try:
                         if write and user_id is not None:
-                            lock_user(conn, user_id)
+                            lock_user(conn, user_id, timeout_ms=self.lock_timeout_ms)
                         result = fn(conn)
                         if self.file is not None:
-                            self._check_file(self.file)
+                            self._check_file(self.file, in_write=write)
                     except BaseException:
                         _end(conn, transaction, commit=False)
                         raise
@@ -554,10 +592,10 @@ class Database:
                 raise to_database_error(exc) from exc
 
     @staticmethod
-    def _check_file(file: SqliteFile) -> None:
+    def _check_file(file: SqliteFile, *, in_write: bool) -> None:
         # Before COMMIT acknowledges anything: a write to a deleted file would be lost.
         try:
-            file.check()
+            file.check(in_write=in_write)
         except DatabaseError:
             _record(0.0, 503)
             raise

@@ -10,6 +10,12 @@ A planned breaking change has one escape hatch: a replay plan next to the migrat
 ``Scope``, ``Replay``, ``Rollback`` and ``Verify``, each with content. With a complete plan the
 revision's findings are reported as waived instead of failing. See docs/schema-evolution.md.
 
+One more check judges the tree as a whole: the schema at head (migrated into a scratch SQLite
+file and reflected) must fit the declared Citus placement of store/tables.py
+(:func:`usageledger.store.placement.check_placement`: every table distributed by ``user_id`` or
+a reference table, every key of a distributed table holding ``user_id``, no foreign key that
+Citus refuses). Its findings are ``placement:<rule>``; no replay plan waives them.
+
 Run it with ``python -m usageledger.store.migration_lint`` (exit status 1 on a finding).
 """
 
@@ -31,6 +37,7 @@ from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
 from usageledger.store.migrate import MIGRATIONS, alembic_config
+from usageledger.store.placement import DECLARED, Placement, check_placement, schema_at
 
 #: Offline rendering needs only a dialect, never a server.
 RENDER_URL = "postgresql+psycopg://"
@@ -407,18 +414,26 @@ class LintReport:
     """The lint result of a migration tree, base first."""
 
     revisions: list[RevisionReport]
+    #: The schema at head against the declared placement (empty when it fits, or not run).
+    placement: list[Finding] = field(default_factory=list)
+    placement_checked: bool = False
 
     @property
     def ok(self) -> bool:
-        """True when every revision is ok."""
-        return all(r.ok for r in self.revisions)
+        """True when every revision is ok and the schema at head fits the placement."""
+        return all(r.ok for r in self.revisions) and not self.placement
 
     def __getitem__(self, revision: str) -> RevisionReport:
         return next(r for r in self.revisions if r.revision == revision)
 
     def describe(self) -> str:
-        """The report of every revision."""
-        return "\n".join(r.describe() for r in self.revisions)
+        """The report of every revision, then of the placement."""
+        lines = [r.describe() for r in self.revisions]
+        if self.placement_checked:
+            state = "FAIL" if self.placement else "ok"
+            lines.append(f"placement (schema at head, store/tables.py): {state}")
+            lines += [f"  - {f}" for f in self.placement]
+        return "\n".join(lines)
 
 
 def render_config(*extra_version_dirs: Path) -> Config:
@@ -467,10 +482,29 @@ def lint_revision(config: Config, script: Script, *, squawk: bool = True) -> Rev
     return report
 
 
-def lint_migrations(config: Config | None = None, *, squawk: bool = True) -> LintReport:
-    """Lint every revision of the tree (the packaged one by default), base first."""
+def placement_findings(revision: str = "head", placement: Placement = DECLARED) -> list[Finding]:
+    """The placement rules over the packaged tree's schema at ``revision``, as findings."""
+    return [
+        Finding(f"placement:{p.rule}", p.message, p.table)
+        for p in check_placement(schema_at(revision), placement)
+    ]
+
+
+def lint_migrations(
+    config: Config | None = None, *, squawk: bool = True, placement: Placement = DECLARED
+) -> LintReport:
+    """Lint every revision of the tree (the packaged one by default), base first.
+
+    The placement check runs on the packaged tree only: a synthetic tree of a test lives in
+    version directories that an online upgrade of a scratch database does not see.
+    """
+    packaged = config is None
     config = config or render_config()
-    return LintReport([lint_revision(config, s, squawk=squawk) for s in _scripts(config)])
+    report = LintReport([lint_revision(config, s, squawk=squawk) for s in _scripts(config)])
+    if packaged:
+        report.placement = placement_findings(placement=placement)
+        report.placement_checked = True
+    return report
 
 
 def main() -> int:

@@ -2,9 +2,13 @@
 
 Times are integers: ``bucket_start`` in epoch seconds (UTC, on a half-hour), other instants in
 epoch milliseconds; days are dates. Integers keep both dialects identical and make the local-day
-arithmetic of rollups portable. Every per-user table's primary key starts with ``user_id``
-(the distribution column should the data move to Citus); ``api_tokens`` and ``model_prices``
-are small global reference tables.
+arithmetic of rollups portable.
+
+Every table has a place in a Citus cluster, declared once at the end of this module
+(:data:`DISTRIBUTED_TABLES`, :data:`REFERENCE_TABLES`; docs/scaling.md): the per-user tables are
+distributed by ``user_id`` and co-located, so every primary key and unique constraint of theirs
+includes ``user_id`` and starts with it; the small global tables are reference tables, copied to
+every node. ``store.migration_lint`` checks the declaration against the migrated schema.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -213,28 +218,62 @@ leaderboard_unpriced = Table(
     CheckConstraint("period IN ('week', 'month', 'all')", name="period"),
 )
 
+
+def _plan_columns() -> list[Column[object]]:
+    """The columns of a backfill plan (both tables of plans have the same)."""
+    return [
+        Column("user_id", BigInteger, nullable=False),
+        Column("plan_id", String(36), nullable=False),
+        Column("device_id", BigInteger, nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("range_start", BigInteger, nullable=False),
+        Column("range_end", BigInteger, nullable=False),
+        Column("affected_keys", Integer, nullable=False),
+        Column("changes", Text, nullable=False),  # JSON: the bucket values to set
+        Column("snapshot", Text, nullable=True),  # JSON: the values apply replaced
+        Column("checksum_before", String(64), nullable=False),
+        Column("checksum_expected_after", String(64), nullable=False),
+        Column("checksum_after", String(64), nullable=True),
+        Column("created_at_ms", BigInteger, nullable=False),
+        Column("applied_at_ms", BigInteger, nullable=True),
+        Column("rolled_back_at_ms", BigInteger, nullable=True),
+    ]
+
+
+#: Backfill plans (ops/backfill.py), one user's each: the key is ``(user_id, plan_id)`` and
+#: nothing else is unique, so the table can be distributed by ``user_id`` (migration 0005; the
+#: plan id is a random UUID, and every statement names the plan's user).
 backfill_plans = Table(
+    "backfill_plans_v2",
+    metadata,
+    *_plan_columns(),
+    PrimaryKeyConstraint("user_id", "plan_id"),
+    CheckConstraint("state IN ('planned', 'applied', 'rolled_back')", name="state"),
+)
+
+#: The plans table of revisions 0002-0004, frozen by 0005 (which copied its rows into
+#: ``backfill_plans_v2``): read and written by nobody. Its ``UNIQUE (plan_id)`` without
+#: ``user_id`` is why it could not be distributed; it is a reference table until a later
+#: revision drops it with a replay plan (docs/schema-evolution.md).
+backfill_plans_0002 = Table(
     "backfill_plans",
     metadata,
-    Column("user_id", BigInteger, nullable=False),
-    Column("plan_id", String(36), nullable=False),
-    Column("device_id", BigInteger, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("range_start", BigInteger, nullable=False),
-    Column("range_end", BigInteger, nullable=False),
-    Column("affected_keys", Integer, nullable=False),
-    Column("changes", Text, nullable=False),  # JSON: the bucket values to set
-    Column("snapshot", Text, nullable=True),  # JSON: the values apply replaced
-    Column("checksum_before", String(64), nullable=False),
-    Column("checksum_expected_after", String(64), nullable=False),
-    Column("checksum_after", String(64), nullable=True),
-    Column("created_at_ms", BigInteger, nullable=False),
-    Column("applied_at_ms", BigInteger, nullable=True),
-    Column("rolled_back_at_ms", BigInteger, nullable=True),
+    *_plan_columns(),
     PrimaryKeyConstraint("user_id", "plan_id"),
     UniqueConstraint("plan_id"),
     CheckConstraint("state IN ('planned', 'applied', 'rolled_back')", name="state"),
+)
+
+#: One row per user that has written under the per-user lock (migration 0005): the write
+#: transaction locks it with ``SELECT ... FOR UPDATE`` (store/dialect.py ``lock_user``). A row
+#: lock lives in the user's own shard, so it serialises writers that enter a Citus cluster
+#: through different nodes, which a node-local advisory lock does not.
+user_locks = Table(
+    "user_locks",
+    metadata,
+    Column("user_id", BigInteger, nullable=False, autoincrement=False),
+    PrimaryKeyConstraint("user_id"),
 )
 
 # The local ledger (the tracker's embedded SQLite file) uses the same store with one user and
@@ -255,6 +294,7 @@ usage_events = Table(
     Column("updated_at_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("user_id", "source", "event_key"),
     Index(None, "user_id", "bucket_start"),
+    Index(None, "user_id", "session_id"),  # the status line's session cost (migration 0006)
 )
 
 scan_files = Table(
@@ -283,15 +323,38 @@ push_acks = Table(
     PrimaryKeyConstraint(*BUCKET_KEY),
 )
 
-#: Tables whose rows belong to one user (each primary key starts with ``user_id``).
-PER_USER_TABLES = (
-    devices,
-    bucket_revisions,
-    usage_buckets,
-    usage_daily,
-    ingest_receipts,
-    backfill_plans,
-    usage_events,
-    scan_files,
-    push_acks,
+#: The distribution column of every distributed table (Citus), and the table the others are
+#: co-located with: the biggest, so a rebalance moves every table's shard of a user with it.
+DISTRIBUTION_COLUMN = "user_id"
+COLOCATION_ANCHOR = "usage_buckets"
+
+#: The Citus placement of every table, by SQL name: the one declaration that
+#: ``usageledger db distribute`` follows and ``store.migration_lint`` checks (docs/scaling.md).
+#: Distributed by ``user_id``, co-located with :data:`COLOCATION_ANCHOR`: rows of one user,
+#: read and written by that user's requests and jobs, which grow with the users.
+DISTRIBUTED_TABLES: tuple[str, ...] = (
+    "usage_buckets",
+    "bucket_revisions",
+    "usage_daily",
+    "ingest_receipts",
+    "devices",
+    "user_locks",
+    "backfill_plans_v2",
+    "usage_events",
+    "scan_files",
+    "push_acks",
 )
+#: Reference tables, copied whole to every node: small, global, looked up without a user
+#: (a token by its hash, a user by name, prices by model), or rebuilt whole by one job (the
+#: leaderboard). Listed so that a table comes after the tables its foreign keys name.
+REFERENCE_TABLES: tuple[str, ...] = (
+    "users",
+    "api_tokens",
+    "model_prices",
+    "leaderboard_snapshots",
+    "leaderboard_unpriced",
+    "backfill_plans",
+)
+
+#: Tables whose rows belong to one user (each primary key starts with ``user_id``).
+PER_USER_TABLES = tuple(metadata.tables[name] for name in DISTRIBUTED_TABLES)

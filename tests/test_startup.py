@@ -67,7 +67,34 @@ TRACKER_RUNS: list[tuple[str, ...]] = [
     ("report", "daily", "--timezone", "Asia/Tokyo", "--json"),
     ("scan", "--timezone", "Europe/Berlin"),
     ("status", "--json"),
+    ("report", "hourly", "--since", "7d", "--no-scan", "--csv"),
+    ("report", "weekly", "--since", "last-month", "--start-of-week", "sunday", "--breakdown"),
+    ("config", "set", "report.breakdown", "true"),
+    ("config", "show"),
+    ("config", "get", "report.breakdown"),
+    ("config", "path"),
+    ("config", "unset", "report.breakdown"),
+    ("init", "--yes", "--no-timer"),
+    ("hook", "--wait", "claude"),
+    ("blocks",),
+    ("blocks", "--json", "--active", "--token-limit", "max", "--no-scan"),
+    ("limits",),
+    ("limits", "--json", "--history", "3", "--no-scan"),
+    ("statusline", "--segments", "model,session,today,block,burn,context,limits"),
 ]
+#: What a command reads on stdin (others read nothing): Claude Code's status-line input for
+#: the sample session, ``{logs}`` standing for the copy of the sample logs.
+STDIN = {
+    "statusline": json.dumps(
+        {
+            "session_id": "11111111-aaaa-4aaa-8aaa-111111111111",
+            "transcript_path": "{logs}/claude/projects/-home-alice-proj-b/"
+            "11111111-aaaa-4aaa-8aaa-111111111111.jsonl",
+            "model": {"id": "claude-sonnet-4-5", "display_name": "Sonnet 4.5"},
+            "rate_limits": {"five_hour": {"used_percentage": 12.5, "resets_at": 1790003600}},
+        }
+    )
+}
 
 
 def run(env: dict[str, str], tmp_path: Path, *args: str) -> dict[str, Any]:
@@ -76,6 +103,7 @@ def run(env: dict[str, str], tmp_path: Path, *args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(report), *args],
         env=env,
+        input=STDIN.get(args[0], "").replace("{logs}", env.get("UL_TEST_LOGS", "")),
         capture_output=True,
         text=True,
         timeout=120,
@@ -106,6 +134,7 @@ def user_env(tmp_path: Path) -> dict[str, str]:
         "USAGELEDGER_DEFAULT_TIME_ZONE": "UTC",
         "XDG_DATA_HOME": str(home / ".local" / "share"),
         "COLUMNS": "120",
+        "UL_TEST_LOGS": str(logs),
         **logs_env(logs),
     }
 

@@ -319,3 +319,74 @@ def test_discover_defaults_to_dot_codex_under_the_given_home(tmp_path: Path) -> 
     assert PARSER.discover({}, tmp_path) == [f]
     assert PARSER.discover({"CODEX_HOME": "~/.codex"}, tmp_path) == [f]
     assert PARSER.discover({}, tmp_path / "missing") == []
+
+
+def limits_count(ts: str, rate_limits: Any, info: Any = None) -> dict[str, Any]:
+    payload = {"type": "token_count", "info": info, "rate_limits": rate_limits}
+    return {"timestamp": ts, "type": "event_msg", "payload": payload}
+
+
+def test_rate_limits_are_returned_as_observed_at_the_events_time() -> None:
+    """Both windows of a token_count, with Codex's figures and reset time, at the event's time."""
+    limits = {
+        "limit_id": "codex",
+        "primary": {"used_percent": 3.0, "window_minutes": 300, "resets_at": 1771890497},
+        "secondary": {"used_percent": 9.5, "window_minutes": 10080, "resets_at": 1772355702},
+        "credits": {"has_credits": False},
+    }
+    result = parse(*HEADER, limits_count("2026-02-23T11:40:33.615Z", limits))
+    assert result.events == []
+    assert result.problems == []
+    observed = datetime(2026, 2, 23, 11, 40, 33, 615000, tzinfo=UTC)
+    assert [
+        (o.source, o.window, o.observed_at, o.used_percent, o.window_minutes, o.resets_at)
+        for o in result.limits
+    ] == [
+        ("codex", "primary", observed, 3.0, 300, datetime.fromtimestamp(1771890497, UTC)),
+        ("codex", "secondary", observed, 9.5, 10080, datetime.fromtimestamp(1772355702, UTC)),
+    ]
+
+
+def test_an_older_rollouts_resets_in_seconds_counts_from_the_event() -> None:
+    """``resets_in_seconds: 600`` at 10:00 resets at 10:10; another limit_id names the window."""
+    limits = {
+        "limit_id": "other",
+        "primary": {"used_percent": 50, "window_minutes": 300, "resets_in_seconds": 600},
+    }
+    (obs,) = parse(limits_count("2025-09-15T10:00:00Z", limits)).limits
+    assert obs.resets_at == datetime(2025, 9, 15, 10, 10, tzinfo=UTC)
+    assert (obs.window, obs.limit_id, obs.used_percent) == ("other/primary", "other", 50.0)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        None,
+        {},
+        {"primary": None},
+        {"primary": {"used_percent": "3"}},
+        {"primary": {"used_percent": True}},
+        {"primary": {"window_minutes": 300}},
+        [1, 2],
+    ],
+)
+def test_malformed_rate_limits_are_skipped_without_a_problem(limits: Any) -> None:
+    """A window without a numeric used_percent is no observation, and no usage is lost."""
+    t1 = ((1200, 200, 300, 100), (1200, 200, 300, 100))
+    record = token_count("2025-09-15T10:00:05.000Z", *t1)
+    record["payload"]["rate_limits"] = limits
+    result = parse(*HEADER, record)
+    assert result.limits == []
+    assert result.problems == []
+    assert len(result.events) == 1
+
+
+def test_the_sample_rollout_records_its_limits_on_every_token_count() -> None:
+    """FILE_A's token_count lines each carry 7% and 21%: one observation per window and line."""
+    result = PARSER.parse(FILE_A.read_bytes(), path=str(FILE_A), state=None)
+    lines = FILE_A.read_bytes().count(b'"rate_limits":{')
+    assert len(result.limits) == 2 * lines > 0
+    assert {(o.window, o.used_percent, o.window_minutes) for o in result.limits} == {
+        ("primary", 7.0, 300),
+        ("secondary", 21.0, 10080),
+    }

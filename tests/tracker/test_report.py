@@ -39,7 +39,7 @@ def make(ledger: LocalLedger, kind: str, **options: Any) -> dict[str, Any]:
 
 def rows_of(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The report's row list, whatever its kind."""
-    for key in ("days", "weeks", "months", "models", "sessions", "projects"):
+    for key in ("days", "weeks", "months", "half_hours", "models", "sessions", "projects"):
         if key in report:
             rows: list[dict[str, Any]] = report[key]
             return rows

@@ -11,7 +11,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from usageledger.sources.amp import AmpParser
-from usageledger.sources.base import ParseResult, Problem, SourceParser, UsageEvent
+from usageledger.sources.base import (
+    LimitObservation,
+    ParseResult,
+    Problem,
+    SourceParser,
+    UsageEvent,
+)
 from usageledger.sources.claude import ClaudeParser
 from usageledger.sources.cline import cline_parsers
 from usageledger.sources.codex import CodexParser
@@ -30,6 +36,7 @@ from usageledger.sources.qwen import QwenParser
 
 __all__ = [
     "PARSERS",
+    "LimitObservation",
     "ParseResult",
     "Problem",
     "SourceParser",

@@ -48,6 +48,24 @@ class Problem:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class LimitObservation:
+    """A vendor's own rate-limit window as an assistant recorded it at one moment.
+
+    Shown as observed, never estimated: ``used_percent`` is the vendor's figure, ``resets_at``
+    the vendor's reset time (None when it did not say). ``window`` names the window within the
+    source (Codex: ``primary``/``secondary``; Claude: ``five_hour``/``seven_day``).
+    """
+
+    source: str
+    window: str
+    observed_at: datetime  # timezone-aware, UTC
+    used_percent: float
+    window_minutes: int | None = None
+    resets_at: datetime | None = None
+    limit_id: str | None = None
+
+
 @dataclass(slots=True)
 class ParseResult:
     """What one call to ``SourceParser.parse`` produced.
@@ -62,6 +80,9 @@ class ParseResult:
     problems: list[Problem] = field(default_factory=list)
     consumed: int = 0
     state: dict[str, Any] = field(default_factory=dict)
+    #: Rate-limit windows the log recorded (Codex's ``token_count`` events); most parsers
+    #: have none.
+    limits: list[LimitObservation] = field(default_factory=list)
 
 
 class SourceParser(Protocol):

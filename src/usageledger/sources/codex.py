@@ -6,12 +6,20 @@ cumulative totals (``info.total_token_usage``) and the last request's usage
 sub-agent sessions replay the parent's events into their own file. The event key is
 therefore built from the usage vectors themselves, never from the file, so every copy of
 one request collapses to one ledger row. See docs/sources.md for the full rules.
+
+The same ``token_count`` payloads carry OpenAI's rate-limit windows (``rate_limits``: a
+``primary`` and a ``secondary`` window, each with ``used_percent``, ``window_minutes`` and a
+reset time, ``resets_at`` in epoch seconds or, in older rollouts, ``resets_in_seconds`` from
+the event). They are returned as :class:`LimitObservation` at the event's time, as written;
+a malformed window is skipped (it is no usage, so nothing is lost from the ledger's counts).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +35,7 @@ from usageledger.sources._common import (
     text,
     timestamp,
 )
-from usageledger.sources.base import ParseResult, Problem, UsageEvent
+from usageledger.sources.base import LimitObservation, ParseResult, Problem, UsageEvent
 
 #: (input incl. cached, cached input, output incl. reasoning, reasoning), as Codex counts.
 Usage = tuple[int, int, int, int]
@@ -117,6 +125,7 @@ class CodexParser:
             events=reader.events,
             problems=reader.problems,
             consumed=end,
+            limits=reader.limits,
             state={
                 "line": first - 1 + lines,
                 "model": reader.model,
@@ -151,6 +160,7 @@ class _Reader:
         self.totals = totals
         self.events: list[UsageEvent] = []
         self.problems: list[Problem] = []
+        self.limits: list[LimitObservation] = []
 
     def line(self, lineno: int, obj: Any) -> None:
         """Apply one JSON line: metadata updates state, ``token_count`` may emit an event."""
@@ -174,6 +184,7 @@ class _Reader:
             self._token_count(lineno, obj, payload)
 
     def _token_count(self, lineno: int, obj: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
+        self.limits.extend(rate_limits(self.source, obj.get("timestamp"), payload))
         info = payload.get("info")
         if info is None:
             if any(key in payload for key in _OUTSIDE_INFO):
@@ -238,3 +249,67 @@ class _Reader:
                 reasoning_output_tokens=reasoning,
             )
         )
+
+
+#: The windows a Codex ``rate_limits`` object holds, in the order they are read.
+LIMIT_WINDOWS = ("primary", "secondary")
+
+
+def rate_limits(source: str, when: Any, payload: Mapping[str, Any]) -> list[LimitObservation]:
+    """The rate-limit windows of one ``token_count`` payload, observed at ``when``.
+
+    A window without a finite ``used_percent`` is skipped, as is every window of an event
+    whose time cannot be read. A ``limit_id`` other than Codex's own (``codex``) is part of
+    the window's name (``<limit_id>/primary``), so two limits never share a window.
+    """
+    limits = payload.get("rate_limits")
+    if not isinstance(limits, dict):
+        return []
+    try:
+        observed = timestamp(when)
+    except InvalidRecordError:
+        return []
+    limit_id = text(limits.get("limit_id"))
+    out: list[LimitObservation] = []
+    for name in LIMIT_WINDOWS:
+        window = limits.get(name)
+        if not isinstance(window, dict):
+            continue
+        used = _number(window.get("used_percent"))
+        if used is None:
+            continue
+        minutes = _number(window.get("window_minutes"))
+        out.append(
+            LimitObservation(
+                source=source,
+                window=name if limit_id in (None, "codex") else f"{limit_id}/{name}",
+                observed_at=observed,
+                used_percent=used,
+                window_minutes=int(minutes) if minutes is not None and minutes > 0 else None,
+                resets_at=_reset_time(window, observed),
+                limit_id=limit_id,
+            )
+        )
+    return out
+
+
+def _number(value: Any) -> float | None:
+    """A finite JSON number as a float; None for anything else (booleans included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _reset_time(window: Mapping[str, Any], observed: datetime) -> datetime | None:
+    """``resets_at`` (epoch seconds), else ``resets_in_seconds`` after the observation."""
+    try:
+        at = _number(window.get("resets_at"))
+        if at is not None and at > 0:
+            return datetime.fromtimestamp(at, tz=observed.tzinfo)
+        after = _number(window.get("resets_in_seconds"))
+        if after is not None and after >= 0:
+            return observed + timedelta(seconds=after)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return None

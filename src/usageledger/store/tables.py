@@ -314,6 +314,22 @@ scan_files = Table(
     PrimaryKeyConstraint("user_id", "path"),
 )
 
+#: The vendors' own rate-limit windows as the assistants recorded them (``usageledger
+#: limits``): append-only, one row per source, window and observation time. Local only.
+limit_observations = Table(
+    "limit_observations",
+    metadata,
+    Column("user_id", BigInteger, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("window_name", String(64), nullable=False),
+    Column("observed_ms", BigInteger, nullable=False),
+    Column("used_percent", Float, nullable=False),
+    Column("window_minutes", Integer, nullable=True),
+    Column("resets_at_ms", BigInteger, nullable=True),
+    Column("limit_id", String(64), nullable=True),
+    PrimaryKeyConstraint("user_id", "source", "window_name", "observed_ms"),
+)
+
 push_acks = Table(
     "push_acks",
     metadata,
@@ -343,6 +359,7 @@ DISTRIBUTED_TABLES: tuple[str, ...] = (
     "usage_events",
     "scan_files",
     "push_acks",
+    "limit_observations",
 )
 #: Reference tables, copied whole to every node: small, global, looked up without a user
 #: (a token by its hash, a user by name, prices by model), or rebuilt whole by one job (the

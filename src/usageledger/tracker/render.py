@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
@@ -16,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from usageledger.tracker.report import FIELDS
+from usageledger.tracker.report import FIELDS, PERIODS
 from usageledger.tracker.scan import ScanSummary
 
 #: Scans reading less than this show no progress bar (they finish at once).
@@ -106,17 +109,26 @@ def _n(value: int) -> str:
     return f"{value:,}"
 
 
-def report_table(report: dict[str, Any], *, width: int = 200) -> Table:
+def report_table(
+    report: dict[str, Any],
+    *,
+    width: int = 200,
+    breakdown: bool = False,
+    columns: Sequence[str] | None = None,
+) -> Table:
     """The report's rows and a totals row, one column per count and the cost.
 
     Below ``COMPACT_WIDTH`` columns only the row's key, input, cache read, output, total
-    and cost are shown (the JSON always has everything).
+    and cost are shown (the JSON always has everything); ``columns`` (count names) chooses
+    the counts instead. With ``breakdown`` each row is followed by one dimmed row per source
+    and model.
     """
     kind = report["report"]
     title = {
         "daily": "Daily usage",
         "weekly": "Weekly usage",
         "monthly": "Monthly usage",
+        "hourly": "Usage per half-hour",
         "models": "Usage by model",
         "session": "Usage by session",
         "projects": "Usage by project",
@@ -125,10 +137,10 @@ def report_table(report: dict[str, Any], *, width: int = 200) -> Table:
     headings, rows = _labels(kind, report)
     compact = width < COMPACT_WIDTH
     keep = 1 if compact else len(headings)
-    fields = COMPACT_FIELDS if compact else FIELDS
+    fields = tuple(columns) if columns else COMPACT_FIELDS if compact else FIELDS
     totals = report["totals"]
     for index, heading in enumerate(headings[:keep]):
-        short = index == 0 and kind in ("daily", "weekly", "monthly")
+        short = index == 0 and kind in PERIODS
         footer = "Total" if index == 0 else ""
         table.add_column(heading, footer=footer, overflow="fold", no_wrap=short)
     for name in fields:
@@ -136,47 +148,103 @@ def report_table(report: dict[str, Any], *, width: int = 200) -> Table:
     table.add_column("Cost (USD)", justify="right", footer=totals["cost_usd"], no_wrap=True)
     for labels, row in rows:
         table.add_row(*labels[:keep], *(_n(row[name]) for name in fields), row["cost_usd"])
+        if not breakdown:
+            continue
+        for part in _parts(kind, row):
+            name = f"  └ {part['model']} ({part['source']})"
+            blank = [""] * (keep - 1)
+            table.add_row(
+                name, *blank, *(_n(part[f]) for f in fields), part["cost_usd"], style="dim"
+            )
     return table
 
 
-def _labels(kind: str, report: dict[str, Any]) -> tuple[list[str], list[tuple[list[str], Any]]]:
-    """The label columns of a report kind and each row's labels."""
-    if kind in ("daily", "weekly", "monthly"):
-        plural = {"daily": "days", "weekly": "weeks", "monthly": "months"}[kind]
-        heading = {"daily": "Day", "weekly": "Week", "monthly": "Month"}[kind]
+def _parts(kind: str, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """A row's per-source-and-model tallies (none for the models report, already per model)."""
+    if kind in PERIODS:
+        parts: list[dict[str, Any]] = row["models"]
+        return parts
+    if kind in ("session", "projects"):
+        found: list[dict[str, Any]] = row["breakdown"]
+        return found
+    return []
+
+
+def report_csv(
+    report: dict[str, Any], *, breakdown: bool = False, columns: Sequence[str] | None = None
+) -> str:
+    """The report as CSV: a header, one line per row (label columns, counts, ``cost_usd``).
+
+    With ``breakdown`` every row is followed by its per-model lines, which carry the row's
+    labels plus ``source`` and ``model`` (empty on the row's own line). No totals line: a
+    spreadsheet sums the rows itself.
+    """
+    kind = report["report"]
+    headings, rows = _labels(kind, report, csv=True)
+    fields = tuple(columns) if columns else FIELDS
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    extra = ["source", "model"] if breakdown and kind != "models" else []
+    writer.writerow([*headings, *extra, *fields, "cost_usd"])
+    for labels, row in rows:
+        numbers = [row[f] for f in fields]
+        writer.writerow([*labels, *([""] * len(extra)), *numbers, row["cost_usd"]])
+        if not extra:
+            continue
+        for part in _parts(kind, row):
+            parts = [part[f] for f in fields]
+            writer.writerow([*labels, part["source"], part["model"], *parts, part["cost_usd"]])
+    return buffer.getvalue()
+
+
+def _labels(
+    kind: str, report: dict[str, Any], *, csv: bool = False
+) -> tuple[list[str], list[tuple[list[str], Any]]]:
+    """The label columns of a report kind and each row's labels (machine names for CSV)."""
+    join = ";".join if csv else "\n".join
+    if kind in PERIODS:
+        plural = PERIODS[kind]
+        heading = {"daily": "Day", "weekly": "Week", "monthly": "Month", "hourly": "Half-hour"}
         labelled = []
         for row in report[plural]:
             key = {"daily": row.get("day"), "monthly": row.get("month")}.get(kind)
             if kind == "weekly":
-                key = f"{row['week']} ({row['week_start']})"
+                key = row["week_start"] if csv else f"{row['week']} ({row['week_start']})"
+            if kind == "hourly":
+                key = row["half_hour"] if csv else row["half_hour"][:16].replace("T", " ")
             models = sorted({m["model"] for m in row["models"]})
-            labelled.append(([str(key), "\n".join(models)], row))
-        return [heading, "Models"], labelled
+            labelled.append(([str(key), join(models)], row))
+        if csv:
+            first = {"daily": "day", "weekly": "week_start", "monthly": "month"}
+            return [first.get(kind, "half_hour"), "models"], labelled
+        return [heading[kind], "Models"], labelled
     if kind == "models":
-        return ["Model", "Source", "Days"], [
+        return (["model", "source", "days"] if csv else ["Model", "Source", "Days"]), [
             ([row["model"], row["source"], str(row["days"])], row) for row in report["models"]
         ]
     if kind == "session":
-        return ["Session", "Source", "Project", "Last event", "Models"], [
+        names = ["session_id", "source", "project", "last_event", "models"]
+        return (names if csv else ["Session", "Source", "Project", "Last event", "Models"]), [
             (
                 [
                     row["session_id"],
                     row["source"],
                     row["project"] or "",
-                    row["last_event"][:16].replace("T", " "),
-                    "\n".join(row["models"]),
+                    row["last_event"] if csv else row["last_event"][:16].replace("T", " "),
+                    join(row["models"]),
                 ],
                 row,
             )
             for row in report["sessions"]
         ]
-    return ["Project", "Sessions", "Sources", "Models"], [
+    names = ["project", "sessions", "sources", "models"]
+    return (names if csv else ["Project", "Sessions", "Sources", "Models"]), [
         (
             [
                 row["project"],
                 str(row["sessions"]),
-                ", ".join(row["sources"]),
-                "\n".join(row["models"]),
+                ";".join(row["sources"]) if csv else ", ".join(row["sources"]),
+                join(row["models"]),
             ],
             row,
         )

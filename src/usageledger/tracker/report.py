@@ -7,12 +7,14 @@ the totals, so a report's rows always add up to its totals, to the femto-dollar.
 
 Where the numbers come from: daily, weekly, monthly and models read ``usage_daily`` when the
 report's time zone is the ledger's, else ``usage_buckets`` (half-hours re-assigned to local
-days in the asked zone). Session and projects read ``usage_events`` grouped by session and
-project (with their half-hour, so every report puts a token on the same local day).
+days in the asked zone). Hourly reads ``usage_buckets`` as they are, one row per half-hour.
+Session and projects read ``usage_events`` grouped by session and project (with their
+half-hour, so every report puts a token on the same local day).
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +27,20 @@ from usageledger.ledger.pricing import Cost, Price, PriceBook, format_usd
 from usageledger.tracker.db import placeholders
 from usageledger.tracker.ledger import LocalLedger
 
-KINDS = ("daily", "weekly", "monthly", "session", "models", "projects")
+KINDS = ("daily", "weekly", "monthly", "hourly", "session", "models", "projects")
+#: Kinds whose rows are periods (each with a per-model breakdown under ``models``).
+PERIODS = {"daily": "days", "weekly": "weeks", "monthly": "months", "hourly": "half_hours"}
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+#: ``--since``/``--until`` words; ``Nd`` (``7d``, ``30d``) is the last N days, today included.
+SHORTCUTS = (
+    "today",
+    "yesterday",
+    "this-week",
+    "last-week",
+    "this-month",
+    "last-month",
+)
+_LAST_DAYS = re.compile(r"^(\d{1,4})d$")
 #: The order counts appear in JSON rows and table columns.
 FIELDS = (
     "input_tokens",
@@ -49,6 +64,10 @@ class ReportRequest:
     since: date | None = None
     until: date | None = None
     sources: tuple[str, ...] = ()
+    #: ``session`` only: just this session (any source).
+    session_id: str | None = None
+    #: The first day of a week for ``weekly``: 0 is Monday (ISO), 6 is Sunday.
+    start_of_week: int = 0
 
     @property
     def tz(self) -> ZoneInfo:
@@ -85,6 +104,8 @@ class Unit:
     source: str
     model: str
     counts: tuple[int, ...]
+    #: The half-hour's UTC start (epoch seconds), for ``hourly`` only.
+    start: int | None = None
 
 
 def build_report(
@@ -98,15 +119,71 @@ def build_report(
         "until": request.until.isoformat() if request.until else None,
         "sources": list(request.sources) or None,
     }
+    if request.kind == "weekly":
+        header["start_of_week"] = WEEKDAYS[request.start_of_week]
+    if request.session_id is not None:
+        header["session_id"] = request.session_id
     if request.kind in ("session", "projects"):
         groups = event_groups(conn, ledger, request)
         build = session_report if request.kind == "session" else project_report
         body = build(groups, book, request.tz)
     elif request.kind == "models":
         body = model_report(day_units(conn, ledger, request), book)
+    elif request.kind == "hourly":
+        body = period_report(half_hour_units(conn, ledger, request), book, "hourly", tz=request.tz)
     else:
-        body = period_report(day_units(conn, ledger, request), book, request.kind)
+        body = period_report(
+            day_units(conn, ledger, request), book, request.kind, request.start_of_week
+        )
     return {**header, **body}
+
+
+def resolve_day(text: str, today: date, *, start_of_week: int = 0) -> tuple[date, date]:
+    """The first and last day a ``--since``/``--until`` value means, relative to ``today``.
+
+    A date (``2025-09-01``) is one day; ``today`` and ``yesterday`` are one day; ``7d`` (any
+    ``Nd``) is the last N days, today included; ``this-week``, ``last-week``, ``this-month``
+    and ``last-month`` are calendar ranges, weeks starting on ``start_of_week`` (0: Monday).
+    ``--since`` takes the first day, ``--until`` the last. ``ValueError`` names what is
+    accepted.
+    """
+    value = text.strip().lower()
+    days = _LAST_DAYS.match(value)
+    if days and int(days.group(1)) > 0:
+        return today - timedelta(days=int(days.group(1)) - 1), today
+    if value == "today":
+        return today, today
+    if value == "yesterday":
+        return today - timedelta(days=1), today - timedelta(days=1)
+    if value in ("this-week", "last-week"):
+        start = today - timedelta(days=(today.weekday() - start_of_week) % 7)
+        if value == "last-week":
+            start -= timedelta(days=7)
+        return start, start + timedelta(days=6)
+    if value in ("this-month", "last-month"):
+        first = today.replace(day=1)
+        if value == "last-month":
+            first = (first - timedelta(days=1)).replace(day=1)
+        following = (first + timedelta(days=32)).replace(day=1)
+        return first, following - timedelta(days=1)
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        day = None
+    if day is None or len(value) != 10:
+        raise ValueError(
+            f"{text!r} is not a day: use YYYY-MM-DD, {', '.join(SHORTCUTS)} or Nd (7d, 30d)"
+        )
+    return day, day
+
+
+def week_day(name: str) -> int:
+    """0 for ``monday`` … 6 for ``sunday`` (also ``mon`` … ``sun``); ``ValueError`` else."""
+    value = name.strip().lower()
+    for index, day in enumerate(WEEKDAYS):
+        if value in (day, day[:3]):
+            return index
+    raise ValueError(f"{name!r} is not a day of the week; use monday … sunday")
 
 
 def _range(request: ReportRequest) -> tuple[int | None, int | None]:
@@ -177,6 +254,34 @@ def day_units(conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequ
     return [Unit(k[0], k[1], k[2], tuple(v)) for k, v in sorted(totals.items()) if v[_TOTAL] > 0]
 
 
+def half_hour_units(
+    conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequest
+) -> list[Unit]:
+    """Tokens per half-hour, source and model in the request's range (as stored)."""
+    sums = ", ".join(f"SUM({c})" for c in COUNT_COLUMNS)
+    conditions: list[str] = ["user_id = ?"]
+    params: list[Any] = [ledger.user_id]
+    start, end = _range(request)
+    if start is not None:
+        conditions.append("bucket_start >= ?")
+        params.append(start)
+    if end is not None:
+        conditions.append("bucket_start < ?")
+        params.append(end)
+    where, params = _where(conditions, params, "source", request)
+    rows = conn.execute(
+        f"SELECT bucket_start, source, model, {sums} FROM usage_buckets WHERE {where} "
+        "GROUP BY bucket_start, source, model ORDER BY bucket_start, source, model",
+        params,
+    )
+    days = _DayCache(request.tz)
+    units = [
+        Unit(days(int(r[0])), str(r[1]), str(r[2]), tuple(int(v) for v in r[3:]), start=int(r[0]))
+        for r in rows
+    ]
+    return [u for u in units if u.counts[_TOTAL] > 0]
+
+
 class _DayCache:
     """Local day of a half-hour start, memoised (reports see each half-hour many times)."""
 
@@ -218,6 +323,9 @@ def event_groups(
     if end is not None:
         conditions.append("bucket_start < ?")
         params.append(end)
+    if request.session_id is not None:
+        conditions.append("session_id = ?")
+        params.append(request.session_id)
     where, params = _where(conditions, params, "source", request)
     sums = ", ".join(f"SUM({c})" for c in COUNT_COLUMNS)
     rows = conn.execute(
@@ -255,31 +363,53 @@ class _Pricer:
         return self.cache[key]
 
 
-def _period_key(kind: str) -> Callable[[date], tuple[str, dict[str, Any]]]:
+def _period_key(
+    kind: str, start_of_week: int = 0, tz: ZoneInfo | None = None
+) -> Callable[[Unit], tuple[str, dict[str, Any]]]:
     if kind == "daily":
-        return lambda d: (d.isoformat(), {"day": d.isoformat()})
+        return lambda u: (u.day.isoformat(), {"day": u.day.isoformat()})
     if kind == "weekly":
 
-        def week(d: date) -> tuple[str, dict[str, Any]]:
-            start = d - timedelta(days=d.weekday())
-            year, number, _ = d.isocalendar()
+        def week(u: Unit) -> tuple[str, dict[str, Any]]:
+            start = u.day - timedelta(days=(u.day.weekday() - start_of_week) % 7)
+            # A week is named by the ISO week holding its middle day (its Thursday when
+            # weeks start on Monday), so a Sunday-first week gets the number most of it has.
+            year, number, _ = (start + timedelta(days=3)).isocalendar()
             return start.isoformat(), {
                 "week": f"{year}-W{number:02d}",
                 "week_start": start.isoformat(),
             }
 
         return week
-    return lambda d: (d.strftime("%Y-%m"), {"month": d.strftime("%Y-%m")})
+    if kind == "hourly":
+        zone = tz or ZoneInfo("UTC")
+
+        def half_hour(u: Unit) -> tuple[str, dict[str, Any]]:
+            start = u.start or 0
+            return f"{start:012d}", {
+                "half_hour": from_epoch(start).astimezone(zone).isoformat(),
+                "day": u.day.isoformat(),
+            }
+
+        return half_hour
+    return lambda u: (u.day.strftime("%Y-%m"), {"month": u.day.strftime("%Y-%m")})
 
 
-def period_report(units: Iterable[Unit], book: PriceBook, kind: str) -> dict[str, Any]:
-    """Usage per local day, ISO week (from Monday) or month, with a per-model breakdown."""
-    key_of = _period_key(kind)
+def period_report(
+    units: Iterable[Unit],
+    book: PriceBook,
+    kind: str,
+    start_of_week: int = 0,
+    *,
+    tz: ZoneInfo | None = None,
+) -> dict[str, Any]:
+    """Usage per local day, week, month or half-hour, with a per-model breakdown."""
+    key_of = _period_key(kind, start_of_week, tz)
     price = _Pricer(book)
     rows: dict[str, tuple[dict[str, Any], Tally, dict[tuple[str, str], Tally]]] = {}
     totals = Tally()
     for unit in units:
-        key, label = key_of(unit.day)
+        key, label = key_of(unit)
         if key not in rows:
             rows[key] = (label, Tally(), {})
         _, tally, models = rows[key]
@@ -290,12 +420,13 @@ def period_report(units: Iterable[Unit], book: PriceBook, kind: str) -> dict[str
     out = []
     for key in sorted(rows):
         label, tally, models = rows[key]
-        breakdown = [
-            {"source": s, "model": m, **t.as_dict()} for (s, m), t in sorted(models.items())
-        ]
-        out.append({**label, **tally.as_dict(), "models": breakdown})
-    plural = {"daily": "days", "weekly": "weeks", "monthly": "months"}[kind]
-    return {plural: out, "totals": totals.as_dict()}
+        out.append({**label, **tally.as_dict(), "models": _breakdown(models)})
+    return {PERIODS[kind]: out, "totals": totals.as_dict()}
+
+
+def _breakdown(models: dict[tuple[str, str], Tally]) -> list[dict[str, Any]]:
+    """Per ``(source, model)`` tallies as rows, in name order."""
+    return [{"source": s, "model": m, **t.as_dict()} for (s, m), t in sorted(models.items())]
 
 
 def model_report(units: Iterable[Unit], book: PriceBook) -> dict[str, Any]:
@@ -331,6 +462,7 @@ class _Group:
     sources: set[str] = field(default_factory=set)
     sessions: set[tuple[str, str]] = field(default_factory=set)
     project: str | None = None
+    by_model: dict[tuple[str, str], Tally] = field(default_factory=dict)
 
 
 def _grouped(
@@ -348,6 +480,7 @@ def _grouped(
             group = out[key(g)] = _Group(first_ms=g.first_ms, last_ms=g.last_ms)
         found = price(g.model, days(g.bucket_start))
         group.tally.add(g.model, g.counts, found)
+        group.by_model.setdefault((g.source, g.model), Tally()).add(g.model, g.counts, found)
         totals.add(g.model, g.counts, found)
         group.first_ms = min(group.first_ms, g.first_ms)
         group.last_ms = max(group.last_ms, g.last_ms)
@@ -370,6 +503,7 @@ def session_report(groups: Sequence[EventGroup], book: PriceBook, tz: ZoneInfo) 
             "last_event": _iso(group.last_ms, tz),
             "models": sorted(group.models),
             **group.tally.as_dict(),
+            "breakdown": _breakdown(group.by_model),
         }
         for (source, session), group in sorted(
             grouped.items(), key=lambda item: (item[1].first_ms, item[0])
@@ -390,6 +524,7 @@ def project_report(groups: Sequence[EventGroup], book: PriceBook, tz: ZoneInfo) 
             "last_event": _iso(group.last_ms, tz),
             "models": sorted(group.models),
             **group.tally.as_dict(),
+            "breakdown": _breakdown(group.by_model),
         }
         for project, group in sorted(
             grouped.items(), key=lambda item: (-item[1].tally.counts[_TOTAL], item[0])

@@ -1,0 +1,310 @@
+"""`usageledger init` and `usageledger hook` against home directories that hold user settings."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tests.tracker.conftest import Clock
+from usageledger.cli import main
+from usageledger.tracker import init as setup
+from usageledger.tracker.hook import last_errors, record_error, run_worker
+
+EXE = ["/opt/bin/usageledger"]
+CLAUDE = {
+    "model": "opus",
+    "permissions": {"allow": ["Bash(ls:*)"]},
+    "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "say done"}]}]},
+    "statusLine": {"type": "command", "command": "my-line"},
+}
+CODEX = """\
+# my codex settings
+model = "gpt-5"   # the best one
+notify = ["python3", "/home/me/notify.py"]
+
+[projects."/src"]
+trust_level = "trusted"
+"""
+GEMINI = '{\n    "theme": "Dracula",\n    "hooks": {"SessionEnd": []}\n}\n'
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A home where Claude Code, Codex, Gemini CLI and Opencode already have settings."""
+    home = tmp_path / "home"
+    (home / ".claude").mkdir(parents=True)
+    (home / ".claude" / "settings.json").write_text(json.dumps(CLAUDE, indent=2) + "\n")
+    (home / ".codex").mkdir()
+    (home / ".codex" / "config.toml").write_text(CODEX)
+    (home / ".gemini").mkdir()
+    (home / ".gemini" / "settings.json").write_text(GEMINI)
+    (home / ".config" / "opencode").mkdir(parents=True)
+    return home
+
+
+def paths(home: Path) -> setup.Paths:
+    """The assistants' paths in ``home`` (no variables)."""
+    return setup.Paths(home, {})
+
+
+def install(home: Path, data: Path, **options: Any) -> list[setup.Change]:
+    """Plan and apply init for every detected assistant."""
+    found = setup.detected(paths(home))
+    changes = setup.plan(paths(home), EXE, assistants=found, **options)
+    return setup.apply(changes, data)
+
+
+def snapshot(home: Path) -> dict[str, bytes]:
+    """Every file under ``home`` and its bytes."""
+    return {str(p): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+def test_it_detects_the_assistants_whose_folders_exist(home: Path, tmp_path: Path) -> None:
+    """The four assistants are found; an empty home has none."""
+    assert setup.detected(paths(home)) == ["claude", "codex", "gemini", "opencode"]
+    assert setup.detected(paths(tmp_path / "nobody")) == []
+
+
+def test_claude_gets_session_end_and_stop_hooks_and_keeps_everything_else(
+    home: Path, tmp_path: Path
+) -> None:
+    """Its hooks are added beside the user's; model, permissions and statusLine stay."""
+    install(home, tmp_path / "data", statusline=True)
+    settings = json.loads((home / ".claude" / "settings.json").read_text())
+    command = "/opt/bin/usageledger hook claude"
+    assert settings["model"] == "opus"
+    assert settings["permissions"] == CLAUDE["permissions"]
+    assert settings["statusLine"] == CLAUDE["statusLine"]  # the user's own line wins
+    assert settings["hooks"]["Stop"][0] == CLAUDE["hooks"]["Stop"][0]
+    assert settings["hooks"]["Stop"][1] == {"hooks": [{"type": "command", "command": command}]}
+    assert settings["hooks"]["SessionEnd"] == [{"hooks": [{"type": "command", "command": command}]}]
+    assert list(settings) == list(CLAUDE)
+
+
+def test_the_statusline_is_set_only_on_opt_in_and_when_free(tmp_path: Path) -> None:
+    """A Claude Code without a statusLine gets `usageledger statusline` when asked."""
+    home = tmp_path / "home"
+    (home / ".claude").mkdir(parents=True)
+    setup.apply(setup.plan(paths(home), EXE, assistants=["claude"]), tmp_path / "d1")
+    assert "statusLine" not in json.loads((home / ".claude" / "settings.json").read_text())
+    setup.apply(
+        setup.plan(paths(home), EXE, assistants=["claude"], statusline=True), tmp_path / "d1"
+    )
+    settings = json.loads((home / ".claude" / "settings.json").read_text())
+    assert settings["statusLine"] == {
+        "type": "command",
+        "command": "/opt/bin/usageledger statusline",
+    }
+
+
+def test_codex_notify_chains_the_existing_notifier_and_keeps_comments(
+    home: Path, tmp_path: Path
+) -> None:
+    """notify runs the hook, then the old notifier; comments, keys and tables stay."""
+    install(home, tmp_path / "data")
+    text = (home / ".codex" / "config.toml").read_text()
+    assert "# my codex settings" in text
+    assert 'model = "gpt-5"   # the best one' in text
+    parsed = tomllib.loads(text)
+    assert parsed["notify"] == [
+        "/opt/bin/usageledger",
+        "hook",
+        "codex",
+        "--",
+        "python3",
+        "/home/me/notify.py",
+    ]
+    assert parsed["projects"] == {"/src": {"trust_level": "trusted"}}
+
+
+def test_the_chained_notifier_gets_the_same_argument(tmp_path: Path) -> None:
+    """`hook codex -- prog ARG JSON` runs prog with ARG and the JSON Codex passed."""
+    out = tmp_path / "got.txt"
+    script = tmp_path / "notifier.py"
+    script.write_text(f"import sys\nopen({str(out)!r}, 'w').write(repr(sys.argv[1:]))\n")
+    env = {"USAGELEDGER_HOME": str(tmp_path / "data"), "HOME": str(tmp_path)}
+    import sys
+
+    payload = '{"type": "agent-turn-complete"}'
+    result = CliRunner().invoke(
+        main,
+        ["hook", "--wait", "codex", "--", sys.executable, str(script), "x", payload],
+        env={**env, "USAGELEDGER_HOME": str(tmp_path / "data")},
+    )
+    assert result.exit_code == 0
+    import time
+
+    for _ in range(100):
+        if out.exists() and out.read_text():
+            break
+        time.sleep(0.05)
+    assert out.read_text() == repr(["x", payload])
+
+
+def test_gemini_gets_its_hooks_and_opencode_a_plugin(home: Path, tmp_path: Path) -> None:
+    """Gemini's settings keep the theme; Opencode's plugin folder gets usageledger.js."""
+    install(home, tmp_path / "data")
+    gemini = json.loads((home / ".gemini" / "settings.json").read_text())
+    assert gemini["theme"] == "Dracula"
+    hook = {"type": "command", "command": "/opt/bin/usageledger hook gemini", "name": "usageledger"}
+    assert gemini["hooks"]["SessionEnd"] == [{"hooks": [hook]}]
+    assert gemini["hooks"]["AfterAgent"] == [{"hooks": [hook]}]
+    assert (home / ".gemini" / "settings.json").read_text().startswith('{\n    "theme"')
+    plugin = (home / ".config" / "opencode" / "plugins" / "usageledger.js").read_text()
+    assert "session.idle" in plugin
+    assert '"/opt/bin/usageledger", ["hook", "opencode"]' in plugin
+
+
+def test_a_second_run_changes_nothing(home: Path, tmp_path: Path) -> None:
+    """After init, a new plan has no change and applying it writes no file."""
+    install(home, tmp_path / "data", statusline=True)
+    before = snapshot(home)
+    again = setup.plan(paths(home), EXE, assistants=setup.detected(paths(home)), statusline=True)
+    assert [c.path for c in again if c.changed] == []
+    assert setup.apply(again, tmp_path / "data") == []
+    assert snapshot(home) == before
+
+
+def test_every_edited_file_is_backed_up(home: Path, tmp_path: Path) -> None:
+    """Each file that existed has a .usageledger-backup copy of its original bytes."""
+    original = (home / ".codex" / "config.toml").read_bytes()
+    install(home, tmp_path / "data")
+    assert (home / ".codex" / "config.toml.usageledger-backup").read_bytes() == original
+
+
+def test_uninstall_restores_every_untouched_file_byte_for_byte(home: Path, tmp_path: Path) -> None:
+    """Install then uninstall: the home is exactly as it was, backups and plugin gone."""
+    before = snapshot(home)
+    install(home, tmp_path / "data", statusline=True)
+    setup.uninstall(tmp_path / "data")
+    assert snapshot(home) == before
+
+
+def test_uninstall_removes_only_its_entries_from_a_file_changed_since(
+    home: Path, tmp_path: Path
+) -> None:
+    """A setting added after init stays; init's hooks go; the chained notifier comes back."""
+    install(home, tmp_path / "data")
+    path = home / ".claude" / "settings.json"
+    settings = json.loads(path.read_text())
+    settings["theme"] = "dark"
+    path.write_text(json.dumps(settings, indent=2))
+    codex = home / ".codex" / "config.toml"
+    codex.write_text(codex.read_text() + "\n# added later\n")
+    setup.uninstall(tmp_path / "data")
+    after = json.loads(path.read_text())
+    assert after["theme"] == "dark"
+    assert after["hooks"] == CLAUDE["hooks"]
+    text = codex.read_text()
+    assert "# added later" in text
+    assert tomllib.loads(text)["notify"] == ["python3", "/home/me/notify.py"]
+
+
+@pytest.mark.parametrize(
+    ("relative", "content", "words"),
+    [
+        (".claude/settings.json", '{"hooks": [', "not valid JSON"),
+        (".claude/settings.json", "[1, 2]", "expected a JSON object"),
+        (".claude/settings.json", '{"hooks": {"Stop": "x"}}', "hooks.Stop is not a list"),
+        (".codex/config.toml", "model = [", "not valid TOML"),
+        (".codex/config.toml", 'notify = "say"', "not a list of strings"),
+        (".gemini/settings.json", '{"hooks": 3}', "'hooks' is not an object"),
+    ],
+)
+def test_a_malformed_file_is_a_clear_error_and_nothing_changes(
+    home: Path, tmp_path: Path, relative: str, content: str, words: str
+) -> None:
+    """`init --yes` exits 2 naming the file and the problem; no file in the home changes."""
+    (home / relative).write_text(content)
+    before = snapshot(home)
+    env = {"HOME": str(home), "USAGELEDGER_HOME": str(tmp_path / "data")}
+    result = CliRunner().invoke(main, ["init", "--yes", "--no-timer"], env=env)
+    assert result.exit_code == 2
+    assert str(home / relative) in result.stderr
+    assert words in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert snapshot(home) == before
+
+
+def test_init_shows_the_plan_and_asks_first(home: Path, tmp_path: Path) -> None:
+    """Answering no changes nothing; --yes applies; a second --yes has nothing to change."""
+    before = snapshot(home)
+    env = {"HOME": str(home), "USAGELEDGER_HOME": str(tmp_path / "data")}
+    declined = CliRunner().invoke(main, ["init", "--no-timer"], env=env, input="n\n")
+    assert declined.exit_code == 1
+    assert str(home / ".codex" / "config.toml") in declined.stdout
+    assert snapshot(home) == before
+    applied = CliRunner().invoke(main, ["init", "--no-timer", "--yes"], env=env)
+    assert applied.exit_code == 0, applied.output
+    assert "changed 4 file(s)" in applied.stdout
+    again = CliRunner().invoke(main, ["init", "--no-timer", "--yes"], env=env)
+    assert "nothing to change" in again.stdout
+    undone = CliRunner().invoke(main, ["init", "--uninstall"], env=env)
+    assert undone.exit_code == 0
+    assert snapshot(home) == before
+
+
+def test_the_systemd_timer_files_and_the_crontab_line() -> None:
+    """The timer runs the hook in the foreground every 15 minutes; so does the cron line."""
+    changes = setup.timer_changes(setup.Paths(Path("/h"), {}), EXE)
+    service, timer = (c.after.decode() for c in changes)
+    assert "ExecStart=/opt/bin/usageledger hook timer --wait" in service
+    assert "OnUnitActiveSec=15min" in timer
+    assert setup.crontab_line(EXE) == "*/15 * * * * /opt/bin/usageledger hook timer --wait"
+
+
+def test_a_busy_lock_leaves_a_pending_mark_that_the_holder_scans_for(tmp_path: Path) -> None:
+    """A worker that finds the lock taken returns at once; the holder scans once more."""
+    scans: list[str] = []
+
+    def scan_and_call_again() -> None:
+        scans.append("scan")
+        if len(scans) == 1:
+            outcome = run_worker(tmp_path, scan=lambda: None, push=lambda: False, clock=Clock())
+            scans.append(outcome)
+
+    run_worker(tmp_path, scan=scan_and_call_again, push=lambda: False, clock=Clock())
+    assert scans == ["scan", "busy", "scan"]
+
+
+def test_pushes_are_debounced(tmp_path: Path) -> None:
+    """Two runs a minute apart push once; a run past the interval pushes again."""
+    pushes: list[int] = []
+    clock = Clock()
+
+    def push() -> bool:
+        pushes.append(clock.now)
+        return True
+
+    assert run_worker(tmp_path, scan=lambda: None, push=push, clock=clock) == "pushed"
+    clock.now += 60_000
+    assert run_worker(tmp_path, scan=lambda: None, push=push, clock=clock) == "scanned"
+    clock.now += 5 * 60_000
+    assert run_worker(tmp_path, scan=lambda: None, push=push, clock=clock) == "pushed"
+    assert len(pushes) == 2
+
+
+def test_a_failing_hook_exits_0_and_its_error_shows_in_status(tmp_path: Path) -> None:
+    """A ledger that cannot be opened: the hook still exits 0; status lists the error."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "ledger.db").write_text("not a database")
+    env = {"HOME": str(tmp_path), "USAGELEDGER_HOME": str(data)}
+    result = CliRunner().invoke(main, ["hook", "--wait", "claude"], env=env)
+    assert result.exit_code == 0
+    assert last_errors(data)[-1]["where"] == "claude"
+    (data / "ledger.db").unlink()
+    shown = CliRunner().invoke(main, ["status", "--json"], env=env)
+    assert json.loads(shown.stdout)["hook_errors"][-1]["where"] == "claude"
+
+
+def test_only_the_last_errors_are_kept(tmp_path: Path) -> None:
+    """The error list keeps the ten newest."""
+    for i in range(15):
+        record_error(tmp_path, "claude", f"error {i}", now_ms=i)
+    assert [e["message"] for e in last_errors(tmp_path)] == [f"error {i}" for i in range(5, 15)]

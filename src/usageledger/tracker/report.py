@@ -349,7 +349,7 @@ def event_groups(
     ]
 
 
-class _Pricer:
+class Pricer:
     """``PriceBook.match`` memoised per (model, day): the single place a unit gets its price."""
 
     def __init__(self, book: PriceBook) -> None:
@@ -405,7 +405,7 @@ def period_report(
 ) -> dict[str, Any]:
     """Usage per local day, week, month or half-hour, with a per-model breakdown."""
     key_of = _period_key(kind, start_of_week, tz)
-    price = _Pricer(book)
+    price = Pricer(book)
     rows: dict[str, tuple[dict[str, Any], Tally, dict[tuple[str, str], Tally]]] = {}
     totals = Tally()
     for unit in units:
@@ -431,7 +431,7 @@ def _breakdown(models: dict[tuple[str, str], Tally]) -> list[dict[str, Any]]:
 
 def model_report(units: Iterable[Unit], book: PriceBook) -> dict[str, Any]:
     """Usage per source and model, most tokens first."""
-    price = _Pricer(book)
+    price = Pricer(book)
     rows: dict[tuple[str, str], tuple[Tally, set[date]]] = {}
     totals = Tally()
     for unit in units:
@@ -468,7 +468,7 @@ class _Group:
 def _grouped(
     groups: Iterable[EventGroup], book: PriceBook, key: Callable[[EventGroup], Any], tz: ZoneInfo
 ) -> tuple[dict[Any, _Group], Tally]:
-    price = _Pricer(book)
+    price = Pricer(book)
     days = _DayCache(tz)
     out: dict[Any, _Group] = {}
     totals = Tally()

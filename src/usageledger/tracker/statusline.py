@@ -27,7 +27,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,7 +36,7 @@ import orjson
 
 from usageledger.buckets import COUNT_COLUMNS, local_day
 from usageledger.errors import LedgerError
-from usageledger.ledger.pricing import Price, PriceBook
+from usageledger.ledger.pricing import PriceBook
 from usageledger.sources import PARSERS, SourceParser, UsageEvent
 from usageledger.sources.base import LimitObservation
 from usageledger.tracker.blocks import active_block, burn_rate
@@ -45,7 +45,7 @@ from usageledger.tracker.events import store_events
 from usageledger.tracker.files import Cursor, plan_file, read_plan, stat_file
 from usageledger.tracker.ledger import LocalLedger, ledger_path, open_ledger
 from usageledger.tracker.limits import claude_limits, duration_text, store_changed_limits
-from usageledger.tracker.report import ReportRequest, Tally, day_units
+from usageledger.tracker.report import Pricer, ReportRequest, Tally, day_units
 
 SEGMENTS = ("model", "session", "today", "block", "burn", "context", "limits")
 DEFAULT_SEGMENTS = ("model", "session", "today", "block", "burn", "context")
@@ -312,20 +312,6 @@ def update_session(
         return True
 
 
-class _Prices:
-    """``PriceBook.match`` per (model, day), memoised."""
-
-    def __init__(self, book: PriceBook) -> None:
-        self.book = book
-        self.cache: dict[tuple[str, date], Price | None] = {}
-
-    def __call__(self, model: str, day: date) -> Price | None:
-        key = (model, day)
-        if key not in self.cache:
-            self.cache[key] = self.book.match(model, day)
-        return self.cache[key]
-
-
 def session_cost(
     conn: sqlite3.Connection, ledger: LocalLedger, session_id: str, book: PriceBook
 ) -> Decimal:
@@ -336,7 +322,7 @@ def session_cost(
         "WHERE user_id = ? AND session_id = ? GROUP BY model, bucket_start",
         (ledger.user_id, session_id),
     )
-    price = _Prices(book)
+    price = Pricer(book)
     tally = Tally()
     tz = ledger.tz
     for model, bucket, *counts in rows:
@@ -352,7 +338,7 @@ def today_cost(
     """Today's cost (the ledger's local day), every source, as ``report daily`` prices it."""
     today = local_day(now_ms // 1000, ledger.tz)
     request = ReportRequest(kind="daily", time_zone=ledger.time_zone, since=today, until=today)
-    price = _Prices(book)
+    price = Pricer(book)
     tally = Tally()
     for unit in day_units(conn, ledger, request):
         tally.add(unit.model, unit.counts, price(unit.model, unit.day))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from fnmatch import translate
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from usageledger.sources.base import Problem
+from usageledger.sources.base import ParseResult, Problem, UsageEvent
 
 #: A line longer than this is reported and skipped without being parsed.
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -126,6 +126,40 @@ def line_state(state: Mapping[str, Any] | None) -> int:
     """Return how many lines earlier calls consumed, from the scanner's stored state."""
     value = (state or {}).get("line")
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def parse_lines(
+    data: bytes,
+    *,
+    path: str,
+    state: Mapping[str, Any] | None,
+    event: Callable[[Any], UsageEvent | None],
+) -> ParseResult:
+    """Parse the complete lines of ``data`` into events, one JSON record a line, by ``event``.
+
+    For line formats whose records stand alone (``state`` only counts the lines consumed, so
+    problems carry their line number in the whole file). A record that ``event`` rejects with
+    ``InvalidRecordError``, or fails on in any other way, is a problem naming its line, and
+    parsing goes on: a parser never raises.
+    """
+    end = complete_length(data)
+    first = line_state(state) + 1
+    events: list[UsageEvent] = []
+    problems: list[Problem] = []
+    for lineno, obj in json_lines(data[:end], path=path, first_line=first, problems=problems):
+        try:
+            found = event(obj)
+        except InvalidRecordError as exc:
+            problems.append(Problem(path, lineno, str(exc)))
+        except Exception as exc:  # a parser never raises; report and go on
+            problems.append(Problem(path, lineno, f"unreadable record ({type(exc).__name__})"))
+        else:
+            if found is not None:
+                events.append(found)
+    lines = data.count(b"\n", 0, end)
+    return ParseResult(
+        events=events, problems=problems, consumed=end, state={"line": first - 1 + lines}
+    )
 
 
 def env_dirs(env: Mapping[str, str], name: str, home: Path) -> list[Path]:

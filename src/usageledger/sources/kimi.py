@@ -31,17 +31,15 @@ import orjson
 
 from usageledger.sources._common import (
     InvalidRecordError,
-    complete_length,
     count,
     env_dirs,
     find_files,
-    json_lines,
-    line_state,
     mapping,
+    parse_lines,
     text,
     timestamp,
 )
-from usageledger.sources.base import ParseResult, Problem, UsageEvent
+from usageledger.sources.base import ParseResult, UsageEvent
 
 UNKNOWN_MODEL = "unknown"
 STATUS_UPDATE = "StatusUpdate"
@@ -83,24 +81,9 @@ class KimiParser:
 
     def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
         """Parse complete lines of ``data``; ``state`` only carries the line count."""
-        end = complete_length(data)
-        first = line_state(state) + 1
         session = _session(Path(path))
-        events: list[UsageEvent] = []
-        problems: list[Problem] = []
-        for lineno, obj in json_lines(data[:end], path=path, first_line=first, problems=problems):
-            try:
-                event = _event(obj, session)
-            except InvalidRecordError as exc:
-                problems.append(Problem(path, lineno, str(exc)))
-            except Exception as exc:  # a parser never raises; report and go on
-                problems.append(Problem(path, lineno, f"unreadable record ({type(exc).__name__})"))
-            else:
-                if event is not None:
-                    events.append(event)
-        lines = data.count(b"\n", 0, end)
-        return ParseResult(
-            events=events, problems=problems, consumed=end, state={"line": first - 1 + lines}
+        return parse_lines(
+            data, path=path, state=state, event=lambda record: _event(record, session)
         )
 
 

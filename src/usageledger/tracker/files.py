@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from usageledger.sources import (
+    LimitObservation,
     ParseResult,
     Problem,
     SourceParser,
@@ -90,6 +91,8 @@ class Chunk:
     #: The file could not be read now (a database locked by its writer): keep the old cursor,
     #: so that the next scan tries again.
     retry: bool = False
+    #: Rate-limit windows the chunk recorded (``ParseResult.limits``).
+    limits: list[LimitObservation] = field(default_factory=list)
 
 
 def stat_file(path: Path) -> FileStat:
@@ -122,6 +125,24 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: What decides whether a file changed since its cursor: source, inode, size, mtime, offset.
+Seen = tuple[str, int, int, int, int]
+
+
+def up_to_date(parser: SourceParser, path: Path, stat: FileStat, seen: Seen) -> bool:
+    """True when the file is as its cursor left it (``plan_file`` would return None).
+
+    A rescan asks this of every file before anything else (the cursor's other columns are
+    only decoded for a file that changed), so it is kept to a tuple comparison.
+    """
+    source, inode, size, mtime_ns, offset = seen
+    return (
+        source == parser.name
+        and (inode, size, mtime_ns) == (stat.inode, stat.size, stat.mtime_ns)
+        and ((not parser.incremental and not is_database(path)) or offset >= stat.size)
+    )
+
+
 def plan_file(
     parser: SourceParser, path: Path, stat: FileStat, cursor: Cursor | None
 ) -> Plan | None:
@@ -132,11 +153,11 @@ def plan_file(
     events already stored are recognised by their keys, so nothing counts twice). A
     whole-file format is read again from 0 whenever its inode, size or mtime changed.
     """
-    if (
-        cursor is not None
-        and cursor.source == parser.name
-        and (cursor.inode, cursor.size, cursor.mtime_ns) == (stat.inode, stat.size, stat.mtime_ns)
-        and ((not parser.incremental and not is_database(path)) or cursor.offset >= stat.size)
+    if cursor is not None and up_to_date(
+        parser,
+        path,
+        stat,
+        (cursor.source, cursor.inode, cursor.size, cursor.mtime_ns, cursor.offset),
     ):
         return None
     head = head_bytes(path, stat.size)
@@ -273,6 +294,7 @@ def _read_lines(parser: SourceParser, plan: Plan, chunk_bytes: int) -> Iterator[
                 offset=offset,
                 state=state,
                 bytes_read=consumed,
+                limits=result.limits,
             )
 
 

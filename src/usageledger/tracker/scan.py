@@ -7,6 +7,17 @@ change and the cursors that cover them are committed in ONE transaction per batc
 at any moment leaves either all of a batch or none of it — never events without their cursor
 or a cursor past events that were lost. A file that disappears keeps its events (the
 assistants delete old logs; the ledger keeps the history); only its cursor is dropped.
+
+A scan with much to read (a first scan of a long history) parses on every CPU: forked workers
+(one per CPU but one) and this process, which stays the ONLY writer and parses whenever the
+result it must write next is not ready. Work goes out as groups of consecutive files; results
+are written in plan order, exactly as one process would write them, so the ledger comes out
+the same row for row (duplicate policies such as "first" depend on that order). At most
+``LOOKAHEAD_BYTES`` of input is parsed ahead of the writer, which keeps memory flat however
+large the history. A scan with little to read (the usual rescan) never starts workers: they
+would cost more than they save. The workers are forked, not spawned: fork starts them in
+milliseconds and re-imports nothing (spawn and forkserver re-run the caller's imports in every
+worker, which cost more than they saved on two busy cores).
 """
 
 from __future__ import annotations
@@ -14,25 +25,51 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
-from usageledger.sources import PARSERS, Problem, SourceParser, UsageEvent
-from usageledger.tracker.db import placeholders, upsert
+from usageledger.sources import PARSERS, LimitObservation, Problem, SourceParser, UsageEvent
+from usageledger.tracker.db import upsert
 from usageledger.tracker.events import WriteOutcome, store_events
-from usageledger.tracker.files import CHUNK_BYTES, Cursor, Plan, plan_file, read_plan, stat_file
+from usageledger.tracker.files import (
+    CHUNK_BYTES,
+    Chunk,
+    Cursor,
+    Plan,
+    plan_file,
+    read_plan,
+    stat_file,
+    up_to_date,
+)
 from usageledger.tracker.ledger import LocalLedger
+from usageledger.tracker.limits import store_limits
 from usageledger.tracker.state import update_state
 
 #: A batch is written when it holds this many events, file cursors or bytes read.
 BATCH_EVENTS = 20_000
 BATCH_FILES = 1_000
 BATCH_BYTES = 64 * 1024 * 1024
+#: A scan starts a pool of parsing processes only when it has this much to read (and more
+#: than one CPU): below it, forking and passing results back cost more than they save.
+POOL_MIN_BYTES = 32 * 1024 * 1024
+#: A worker's task: consecutive files up to this many bytes (or ``TASK_FILES`` files), so a
+#: history of many small files does not pay a round trip per file.
+TASK_BYTES = 4 * 1024 * 1024
+TASK_FILES = 256
+#: How many bytes of input the workers may parse ahead of the one writer; their results
+#: wait in memory until written, so this bounds the memory of a scan, not the corpus size.
+LOOKAHEAD_BYTES = 128 * 1024 * 1024
+#: How much of that the workers are handed at once; the writer parses beyond it itself
+#: whenever the result it must write next is not ready.
+POOL_AHEAD_BYTES = 64 * 1024 * 1024
 CURSOR_COLUMNS = (
     "source",
     "inode",
@@ -126,6 +163,7 @@ class _Batch:
 
     events: dict[str, list[UsageEvent]] = field(default_factory=dict)
     cursors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    limits: list[LimitObservation] = field(default_factory=list)
     n_events: int = 0
     n_bytes: int = 0
 
@@ -152,30 +190,43 @@ def scan_lock(home: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def load_cursors(conn: sqlite3.Connection, user_id: int) -> dict[str, Cursor]:
-    """Every file cursor of the ledger, by path."""
-    cursors: dict[str, Cursor] = {}
+#: A ``scan_files`` row as read: source, inode, size, mtime_ns, offset (``files.Seen``), then
+#: head digest, parser state (JSON) and problems, decoded only for a file that changed.
+CursorRow = tuple[str, int, int, int, int, str, str | None, int]
+
+
+def load_cursor_rows(conn: sqlite3.Connection, user_id: int) -> dict[str, CursorRow]:
+    """Every file cursor of the ledger, by path, undecoded (a rescan decodes only changed ones)."""
     rows = conn.execute(
         'SELECT path, source, inode, size, mtime_ns, "offset", head_sha256, parser_state, '
         "problems FROM scan_files WHERE user_id = ?",
         (user_id,),
     )
-    for path, source, inode, size, mtime_ns, offset, head, parser_state, problems in rows:
-        try:
-            state = orjson.loads(parser_state or "{}")
-        except orjson.JSONDecodeError:
-            state = {}
-        cursors[path] = Cursor(
-            source=source,
-            inode=int(inode),
-            size=int(size),
-            mtime_ns=int(mtime_ns),
-            offset=int(offset),
-            head_sha256=head,
-            parser_state=state if isinstance(state, dict) else {},
-            problems=int(problems),
-        )
-    return cursors
+    return {row[0]: row[1:] for row in rows}
+
+
+def as_cursor(row: CursorRow) -> Cursor:
+    """A stored cursor with its parser state decoded (a broken state reads as empty)."""
+    source, inode, size, mtime_ns, offset, head, parser_state, problems = row
+    try:
+        state = orjson.loads(parser_state or "{}")
+    except orjson.JSONDecodeError:
+        state = {}
+    return Cursor(
+        source=source,
+        inode=int(inode),
+        size=int(size),
+        mtime_ns=int(mtime_ns),
+        offset=int(offset),
+        head_sha256=head,
+        parser_state=state if isinstance(state, dict) else {},
+        problems=int(problems),
+    )
+
+
+def load_cursors(conn: sqlite3.Connection, user_id: int) -> dict[str, Cursor]:
+    """Every file cursor of the ledger, by path."""
+    return {path: as_cursor(row) for path, row in load_cursor_rows(conn, user_id).items()}
 
 
 def discover(
@@ -203,6 +254,7 @@ def scan(
     progress: Progress | None = None,
     after_write: AfterWrite | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    workers: int | None = None,
 ) -> ScanSummary:
     """Read everything new into the ledger; return what was done per source.
 
@@ -210,6 +262,9 @@ def scan(
     variables and the home directory). ``clock`` gives Unix ms (bucket revisions).
     ``after_write`` is called inside each batch's transaction after its events, buckets and
     rollups are written and before its cursors are (tests raise there to simulate a crash).
+    ``workers`` is how many processes parse, this one included: None decides (one per CPU
+    when there are at least ``POOL_MIN_BYTES`` to read, else this process alone); 1 parses
+    here only; more forks ``workers - 1`` whatever the amount (tests compare the two).
     """
     names = list(sources) if sources else list(PARSERS)
     with scan_lock(ledger.home):
@@ -219,6 +274,7 @@ def scan(
             clock=clock,
             after_write=after_write,
             chunk_bytes=chunk_bytes,
+            workers=workers,
         )
         summary = scanner.run(env, home, progress)
         update_state(ledger.home, last_scan_ms=summary.finished_ms)
@@ -236,8 +292,10 @@ class _Scanner:
         clock: Callable[[], int],
         after_write: AfterWrite | None,
         chunk_bytes: int,
+        workers: int | None,
     ) -> None:
         self.ledger = ledger
+        self.workers = workers
         self.parsers = parsers
         self.clock = clock
         self.after_write = after_write
@@ -247,22 +305,22 @@ class _Scanner:
             sources={name: SourceSummary(name) for name in parsers}, started_ms=clock()
         )
         self.batch = _Batch()
-        self._cursors: dict[str, Cursor] = {}
+        self._sources: dict[str, str] = {}  # every stored cursor's source, by path
 
     def run(self, env: Mapping[str, str], home: Path, progress: Progress | None) -> ScanSummary:
         """Plan every file, read the plans, write the batches; return the summary."""
         plans, seen, unlisted = self._plan(env, home)
         # A source whose directory could not be listed keeps its cursors: its files may be back.
         cursors_gone = {
-            path: cursor.source
-            for path, cursor in self._cursors.items()
-            if cursor.source in self.parsers and cursor.source not in unlisted and path not in seen
+            path: source
+            for path, source in self._sources.items()
+            if source in self.parsers and source not in unlisted and path not in seen
         }
         self.summary.bytes_planned = sum(p.bytes_to_read for p in plans)
         if progress is not None:
             progress.start(self.summary.bytes_planned, len(plans))
-        for plan in plans:
-            self._read(plan, progress)
+        for plan, chunks in self._parsed(plans):
+            self._read(plan, chunks, progress)
         self._flush(gone=cursors_gone)
         for source in cursors_gone.values():
             self.summary.sources[source].files_gone += 1
@@ -275,19 +333,25 @@ class _Scanner:
             self.summary.sources[problem.path].problems.append(problem)
         unlisted = {problem.path for problem in problems}
         ledger = self.ledger
-        self._cursors = ledger.db.read(lambda conn: load_cursors(conn, ledger.user_id))
+        stored = ledger.db.read(lambda conn: load_cursor_rows(conn, ledger.user_id))
+        self._sources = {path: row[0] for path, row in stored.items()}
         plans: list[Plan] = []
         seen: set[str] = set()
         for name, paths in found.items():
             source = self.summary.sources[name]
+            parser = self.parsers[name]
             for path in paths:
                 key = str(path)
                 if key in seen:
                     continue  # already claimed by another source
+                row = stored.get(key)
                 try:
-                    plan = plan_file(
-                        self.parsers[name], path, stat_file(path), self._cursors.get(key)
-                    )
+                    stat = stat_file(path)
+                    if row is not None and up_to_date(parser, path, stat, row[:5]):
+                        plan = None  # the usual case of a rescan: nothing else to decode
+                    else:
+                        cursor = as_cursor(row) if row is not None else None
+                        plan = plan_file(parser, path, stat, cursor)
                 except OSError as exc:
                     if not os.path.lexists(path):
                         continue  # deleted since discovery: it is gone
@@ -301,14 +365,24 @@ class _Scanner:
                     plans.append(plan)
         return plans, seen, unlisted
 
-    def _read(self, plan: Plan, progress: Progress | None) -> None:
+    def _parsed(self, plans: Sequence[Plan]) -> Iterator[tuple[Plan, Iterable[Chunk]]]:
+        """Every plan with its chunks, in plan order: parsed here, or by a pool of workers."""
+        workers = pool_size(plans, self.workers)
+        if workers > 1:
+            yield from parse_in_pool(plans, workers, self.chunk_bytes)
+            return
+        for plan in plans:
+            yield plan, read_plan(self.parsers[plan.source], plan, chunk_bytes=self.chunk_bytes)
+
+    def _read(self, plan: Plan, chunks: Iterable[Chunk], progress: Progress | None) -> None:
+        """Put one file's chunks into batches (written whenever one is full)."""
         source = self.summary.sources[plan.source]
         problems = plan.problems_before
         key = str(plan.path)
         batch = self.batch
         batch.cursors[key] = self._cursor_row(plan, plan.start, plan.state, problems)
         read = 0
-        for chunk in read_plan(self.parsers[plan.source], plan, chunk_bytes=self.chunk_bytes):
+        for chunk in chunks:
             if chunk.retry:
                 # Not readable now: leave its stored cursor as it was, so the next scan
                 # sees the file as changed and reads it again.
@@ -316,6 +390,7 @@ class _Scanner:
                 source.problems.extend(chunk.problems)
                 break
             batch.events.setdefault(plan.source, []).extend(chunk.events)
+            batch.limits.extend(chunk.limits)
             batch.n_events += len(chunk.events)
             batch.n_bytes += chunk.bytes_read
             source.bytes_read += chunk.bytes_read
@@ -355,7 +430,6 @@ class _Scanner:
         batch, self.batch = self.batch, _Batch()
         ledger = self.ledger
         now = self.clock()
-        finishing = gone is not None
 
         def write(conn: sqlite3.Connection) -> WriteOutcome:
             outcome = store_events(
@@ -367,27 +441,199 @@ class _Scanner:
                 policies=self.policies,
                 now_ms=now,
             )
+            store_limits(conn, ledger.user_id, batch.limits)
             if self.after_write is not None:
                 self.after_write(conn)
             rows = list(batch.cursors.values())
             upsert(conn, "scan_files", rows, ("user_id", "path"), CURSOR_COLUMNS)
-            if finishing:
+            if gone:
                 conn.executemany(
                     "DELETE FROM scan_files WHERE user_id = ? AND path = ?",
-                    [(ledger.user_id, path) for path in gone or {}],
-                )
-                names = list(self.parsers)
-                conn.execute(
-                    "UPDATE scan_files SET last_scanned_ms = ? WHERE user_id = ? "
-                    f"AND source IN ({placeholders(len(names))})",
-                    (self.summary.started_ms, ledger.user_id, *names),
+                    [(ledger.user_id, path) for path in gone],
                 )
             return outcome
 
-        if not batch.cursors and not finishing:
+        # A rescan with nothing new writes nothing: no transaction, and no cursor touched
+        # (``last_scanned_ms`` is when a file's cursor was last written, not when it was
+        # last looked at: stamping every row on every scan cost a quick rescan a third).
+        if not batch.cursors and not gone:
             return
         outcome = ledger.db.write(write, user_id=ledger.user_id)
         for name, count in outcome.new.items():
             self.summary.sources[name].events_new += count
         for name, count in outcome.updated.items():
             self.summary.sources[name].events_updated += count
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pool_size(plans: Sequence[Plan], workers: int | None) -> int:
+    """How many processes should parse ``plans`` (1: this one alone, no pool; n: this one
+    and n - 1 forked workers).
+
+    A pool needs fork (cheap, and it re-runs nothing of the caller: spawn and forkserver
+    would import the CLI again in every worker and cost more than they save on two cores), so
+    it runs on Linux only: macOS made spawn its default because system libraries break in a
+    forked child, and Windows has no fork.
+    """
+    if workers is None:
+        enough = sum(p.bytes_to_read for p in plans) >= POOL_MIN_BYTES
+        workers = cpu_count() if enough else 1
+    if workers <= 1 or len(plans) < 2 or not sys.platform.startswith("linux"):
+        return 1
+    return workers
+
+
+def tasks(plans: Sequence[Plan]) -> Iterator[list[Plan]]:
+    """Consecutive plans grouped into tasks of about ``TASK_BYTES`` (a large file alone)."""
+    task: list[Plan] = []
+    size = 0
+    for plan in plans:
+        task.append(plan)
+        size += plan.bytes_to_read
+        if size >= TASK_BYTES or len(task) >= TASK_FILES:
+            yield task
+            task, size = [], 0
+    if task:
+        yield task
+
+
+class Rows:
+    """A frozen dataclass's items as one JSON array of rows (datetimes as ISO 8601 text).
+
+    Workers send a chunk's events and limit observations this way: unpickling thousands of
+    dataclasses with datetimes cost the one writer more than writing them; ``orjson`` rows
+    cost a fraction.
+    """
+
+    def __init__(self, cls: Any) -> None:
+        self.cls = cls
+        self.names = tuple(f.name for f in fields(cls))
+        self.times = tuple(i for i, f in enumerate(fields(cls)) if "datetime" in str(f.type))
+
+    def dump(self, items: Sequence[Any]) -> bytes:
+        """The rows (``orjson.JSONEncodeError`` for what JSON cannot hold exactly)."""
+        return orjson.dumps([[getattr(item, name) for name in self.names] for item in items])
+
+    def load(self, data: bytes) -> list[Any]:
+        """The items ``dump`` wrote, equal to the originals."""
+        items = []
+        for row in orjson.loads(data):
+            for i in self.times:
+                if row[i] is not None:
+                    row[i] = datetime.fromisoformat(row[i])
+            items.append(self.cls(*row))
+        return items
+
+
+#: The lists of a ``Chunk`` that travel from the workers as rows.
+PACKED = {"events": Rows(UsageEvent), "limits": Rows(LimitObservation)}
+EVENT_FIELDS = PACKED["events"].names
+
+Packed = tuple[Chunk, dict[str, bytes]]
+
+
+def pack(chunk: Chunk) -> Packed:
+    """A chunk made cheap to send: its events and limits as JSON rows.
+
+    A list ``orjson`` cannot write (a lone surrogate, an integer past 64 bits) stays in the
+    chunk and travels pickled.
+    """
+    rows: dict[str, bytes] = {}
+    for name, codec in PACKED.items():
+        items = getattr(chunk, name, None)
+        if not items:
+            continue
+        try:
+            rows[name] = codec.dump(items)
+        except orjson.JSONEncodeError:
+            continue
+        setattr(chunk, name, [])
+    return chunk, rows
+
+
+def unpack(packed: Packed) -> Chunk:
+    """The chunk ``pack`` sent, with its lists rebuilt."""
+    chunk, rows = packed
+    for name, data in rows.items():
+        setattr(chunk, name, PACKED[name].load(data))
+    return chunk
+
+
+def parse_task(task: Sequence[Plan], chunk_bytes: int) -> list[list[Packed]]:
+    """In a worker: every chunk of every file of the task (``read_plan`` never raises)."""
+    return [
+        [pack(c) for c in read_plan(PARSERS[plan.source], plan, chunk_bytes=chunk_bytes)]
+        for plan in task
+    ]
+
+
+def parse_in_pool(
+    plans: Sequence[Plan], processes: int, chunk_bytes: int
+) -> Iterator[tuple[Plan, list[Chunk]]]:
+    """Parse ``plans`` in ``processes`` processes (this one and forked workers), in order.
+
+    This process writes, and parses too whenever the result it must write next is not ready:
+    it takes the next task nobody has started, so no core idles while there is work, and no
+    core is shared by more of our processes than it can run. The workers are handed up to
+    ``POOL_AHEAD_BYTES`` of input at a time, and no more than ``LOOKAHEAD_BYTES`` is ever
+    parsed beyond the task being written, so results never pile up in memory. Tasks are not
+    reordered (largest first would balance better) because results are written in plan order.
+    """
+    import multiprocessing  # only a scan that pays for a pool imports these
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending: deque[tuple[list[Plan], Future[list[list[Packed]]] | list[list[Chunk]]]] = deque()
+    ahead = 0
+    todo = tasks(plans)
+
+    def here(task: list[Plan]) -> list[list[Chunk]]:
+        return [list(read_plan(PARSERS[p.source], p, chunk_bytes=chunk_bytes)) for p in task]
+
+    context = multiprocessing.get_context("fork")
+    pool: ProcessPoolExecutor | None = ProcessPoolExecutor(processes - 1, mp_context=context)
+    try:
+        while True:
+            while pool is not None and (not pending or ahead < POOL_AHEAD_BYTES):
+                task = next(todo, None)
+                if task is None:
+                    break
+                pending.append((task, pool.submit(parse_task, task, chunk_bytes)))
+                ahead += sum(p.bytes_to_read for p in task)
+            if not pending:
+                extra = next(todo, None)  # only once the workers are gone
+                if extra is None:
+                    break
+                pending.append((extra, here(extra)))
+                ahead += sum(p.bytes_to_read for p in extra)
+            task, result = pending[0]
+            if isinstance(result, Future):
+                if not result.done() and ahead < LOOKAHEAD_BYTES:
+                    extra = next(todo, None)
+                    if extra is not None:  # parse it here rather than wait
+                        pending.append((extra, here(extra)))
+                        ahead += sum(p.bytes_to_read for p in extra)
+                        continue
+                try:
+                    chunks = [[unpack(p) for p in packed] for packed in result.result()]
+                except BrokenProcessPool:
+                    # A worker died (killed, out of memory): parse what is left here.
+                    if pool is not None:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                    pool = None
+                    chunks = here(task)
+            else:
+                chunks = result
+            pending.popleft()
+            ahead -= sum(p.bytes_to_read for p in task)
+            yield from zip(task, chunks, strict=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -225,3 +225,17 @@ def test_a_ledger_from_a_newer_usageledger_is_one_error_line(
     assert done.returncode == 1
     assert "cannot migrate the ledger" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_json_report_and_the_status_line_never_load_rich(
+    user_env: dict[str, str], tmp_path: Path
+) -> None:
+    """rich draws tables and bars; a report written as JSON or CSV draws neither, so it never
+    pays for importing rich (~35 ms), and neither does the status line."""
+    make_ledger(user_env)
+    run(user_env, tmp_path, "scan")  # the cold scan is done: the reports below read nothing new
+    for args in (("report", "daily", "--json"), ("report", "daily", "--csv"), ("statusline",)):
+        modules = run(user_env, tmp_path, *args)["modules"]
+        assert not [m for m in modules if m.split(".")[0] == "rich"], args
+    drawn = run(user_env, tmp_path, "report", "daily")["modules"]
+    assert "rich" in drawn  # the table does load it: the check is not blind

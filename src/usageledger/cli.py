@@ -5,14 +5,16 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from functools import cache
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 
 from usageledger.errors import LedgerError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from usageledger.config import Settings
     from usageledger.store.engine import Database
 
@@ -20,12 +22,20 @@ if TYPE_CHECKING:
 # methods that use them: ``--help``, ``--version`` and the tracker's commands never do.
 
 T = TypeVar("T")
-console = Console(stderr=True)
+
+
+@cache
+def console() -> Console:
+    """Standard error's console for messages, made on first use: rich costs ~35 ms to import
+    and most runs print no error."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def fail(message: str, status: int = 2) -> NoReturn:
     """Print ``message`` as one error line and exit with ``status`` (2: cannot run at all)."""
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    console().print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     sys.exit(status)
 
 
@@ -103,7 +113,7 @@ class Env:
             try:
                 self._settings = load_settings()
             except SettingsError as exc:
-                console.print(f"[red]error:[/red] {exc}")
+                console().print(f"[red]error:[/red] {exc}")
                 sys.exit(2)
         return self._settings
 
@@ -133,9 +143,9 @@ def run(fn: Callable[[], T]) -> T:
 
 
 def _report(exc: LedgerError) -> NoReturn:
-    console.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
+    console().print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
     for detail in exc.details[1:]:
-        console.print(
+        console().print(
             f"  {detail.get('loc')}: {detail.get('message')}", highlight=False, soft_wrap=True
         )
     sys.exit(1)

@@ -110,7 +110,7 @@ def db_distribute(env: Env, dry_run: bool) -> None:
         for table, sql in calls:
             click.echo(sql + ("  -- placed already" if table in placed else ""))
         if version is None:
-            console.print(
+            console().print(
                 "note: this database has no citus extension; `CREATE EXTENSION citus` and add "
                 "the workers before running without --dry-run (docs/scaling.md)",
                 highlight=False,

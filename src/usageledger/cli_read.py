@@ -51,7 +51,7 @@ def pricing_load(env: Env, file: Path) -> None:
     try:
         book = PriceBook.from_file(file)
     except PricingError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console().print(f"[red]error:[/red] {exc}")
         sys.exit(1)
     db = database(env)
     shipped = PriceBooks().shipped
@@ -68,7 +68,7 @@ def pricing_load(env: Env, file: Path) -> None:
     try:
         result = run(load)
     except PricingError as exc:
-        console.print(f"[red]error:[/red] {file}: {exc}")
+        console().print(f"[red]error:[/red] {file}: {exc}")
         sys.exit(1)
     finally:
         db.engine.dispose()
@@ -153,7 +153,7 @@ def prices_import(
             *(price_import.convert_models_dev(s, on=day) for s in sources[1:]),
         ]
     except PricingError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console().print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     labels = " + ".join(source.label for source in sources)
     shipped = PriceBooks().shipped
@@ -178,7 +178,7 @@ def prices_import(
     try:
         result, _ = run(load)
     except PricingError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console().print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     finally:
         db.engine.dispose()
@@ -223,7 +223,7 @@ def prices_missing(
     try:
         book = PriceBook.from_file(price_file) if price_file else PriceBooks().shipped
     except PricingError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console().print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     if models:
         unpriced = sorted({m for m in models if book.resolve(m) is None})

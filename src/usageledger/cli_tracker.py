@@ -15,12 +15,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from functools import cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import orjson
-from rich.console import Console
 
 from usageledger.errors import LedgerError
 from usageledger.settings_rules import SettingsError, check_time_zone
@@ -33,14 +33,33 @@ from usageledger.tracker.scan import ScanSummary
 from usageledger.tracker.scan import scan as scan_logs
 from usageledger.tracker.settings import TrackerSettings, load_tracker_settings
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 # ``push`` (httpx), ``status`` and the report's price book load inside their commands, so
 # ``scan`` — the command a shell prompt or a cron job runs — starts without them. None of
 # these commands loads pydantic, SQLAlchemy or Alembic (``tests/test_startup.py``): the
 # settings are read by ``tracker.settings``, the ledger is spoken to with ``sqlite3``, and
 # only a ledger that needs a migration loads the migration machinery.
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+
+@cache
+def out() -> Console:
+    """Standard output's console, made on first use (rich costs ~35 ms to import, and a
+    ``--json`` or ``--csv`` report never draws)."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+@cache
+def err() -> Console:
+    """Standard error's console, made on first use."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
 SOURCE_CHOICE = click.Choice(sorted(PARSERS))
 
 
@@ -50,7 +69,7 @@ def clock() -> int:
 
 
 def _fail(message: str, status: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err().print(f"[red]error:[/red] {message}", highlight=False)
     sys.exit(status)
 
 
@@ -106,7 +125,7 @@ def _reason(exc: BaseException) -> str:
 
 def _note_problems(summary: ScanSummary) -> None:
     if summary.problems:
-        err.print(
+        err().print(
             f"[yellow]scan: {len(summary.problems)} line(s) or file(s) could not be read; "
             "`usageledger scan` lists them[/yellow]"
         )
@@ -158,8 +177,8 @@ def scan(sources: tuple[str, ...], time_zone: str | None, as_json: bool) -> None
     if as_json:
         _dump(summary.as_dict())
         return
-    out.print(render.scan_table(summary))
-    render.print_problems(out, summary)
+    out().print(render.scan_table(summary))
+    render.print_problems(out(), summary)
 
 
 DAY_HELP = "YYYY-MM-DD, today, yesterday, 7d, 30d, this-week, last-week, this-month, last-month."
@@ -250,11 +269,13 @@ def report(
     if as_csv:
         click.echo(render.report_csv(result, breakdown=shown, columns=settings.columns), nl=False)
         return
-    table = render.report_table(result, width=out.width, breakdown=shown, columns=settings.columns)
-    out.print(table)
+    table = render.report_table(
+        result, width=out().width, breakdown=shown, columns=settings.columns
+    )
+    out().print(table)
     note = render.unpriced_note(result)
     if note:
-        err.print(f"[yellow]{note}[/yellow]", highlight=False)
+        err().print(f"[yellow]{note}[/yellow]", highlight=False)
 
 
 def _days(
@@ -324,9 +345,9 @@ def login(server: str | None, token: str) -> None:
             _fail(str(exc), 2)
         saved = load_login(ledger.home)
     assert saved is not None
-    out.print(f"logged in to {saved.server}; the token is in {ledger.home / 'login.json'}")
+    out().print(f"logged in to {saved.server}; the token is in {ledger.home / 'login.json'}")
     if cleared:
-        out.print("another server or token: the next push sends every bucket once")
+        out().print("another server or token: the next push sends every bucket once")
 
 
 @click.command()
@@ -364,18 +385,18 @@ def push(no_scan: bool, as_json: bool) -> None:
         return
     outcomes = ", ".join(f"{v} {k}" for k, v in summary.outcomes.items())
     if summary.batches == 0:
-        out.print(f"nothing to push to {summary.server}")
+        out().print(f"nothing to push to {summary.server}")
     else:
-        out.print(
+        out().print(
             f"pushed {summary.buckets} bucket(s) in {summary.batches} batch(es) to "
             f"{summary.server}: {outcomes}"
         )
     if summary.held_back:
-        out.print(
+        out().print(
             f"[yellow]{summary.held_back} bucket(s) held back: before 2020 or in the future[/]"
         )
     if summary.outcomes["stale"] or summary.outcomes["conflicts"]:
-        out.print(
+        out().print(
             "[yellow]the server kept newer values for some buckets (stale/conflicts): "
             "is another machine using this device token?[/yellow]"
         )
@@ -400,17 +421,17 @@ def status(as_json: bool) -> None:
     if as_json:
         _dump(result)
         return
-    out.print(f"ledger      {result['ledger']}", highlight=False)
-    out.print(f"device      {result['device']} (time zone {result['time_zone']})")
-    out.print(f"last scan   {result['last_scan'] or 'never'}")
-    out.print(f"last push   {result['last_push'] or 'never'}")
-    out.print(f"server      {result['server'] or 'not logged in'}", highlight=False)
-    out.print(f"pending     {result['pending_buckets']:,} bucket(s)")
-    out.print(render.status_table(result))
+    out().print(f"ledger      {result['ledger']}", highlight=False)
+    out().print(f"device      {result['device']} (time zone {result['time_zone']})")
+    out().print(f"last scan   {result['last_scan'] or 'never'}")
+    out().print(f"last push   {result['last_push'] or 'never'}")
+    out().print(f"server      {result['server'] or 'not logged in'}", highlight=False)
+    out().print(f"pending     {result['pending_buckets']:,} bucket(s)")
+    out().print(render.status_table(result))
     for warning in result["warnings"]:
-        out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        out().print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     for error in result["hook_errors"][-3:]:
-        out.print(f"[red]hook error:[/red] {error['where']}: {error['message']}", highlight=False)
+        out().print(f"[red]hook error:[/red] {error['where']}: {error['message']}", highlight=False)
 
 
 def _token_limit(value: str | None) -> int | str | None:
@@ -483,11 +504,11 @@ def blocks(
     if as_json:
         _dump(result)
         return
-    out.print(_blocks_table(result))
+    out().print(_blocks_table(result))
     for block in result["blocks"]:
         if block.get("exceeds_token_limit") and block["active"]:
             projected = (block["projection"] or {}).get("total_tokens", block["total_tokens"])
-            err.print(
+            err().print(
                 f"[yellow]warning:[/yellow] the active block is projected to reach "
                 f"{projected:,} tokens, past the limit of {result['token_limit']:,}",
                 highlight=False,
@@ -564,7 +585,7 @@ def limits(history: int, sources: tuple[str, ...], as_json: bool, no_scan: bool)
         _dump(result)
         return
     if not result["windows"]:
-        out.print("no rate-limit windows recorded yet")
+        out().print("no rate-limit windows recorded yet")
         return
     from rich.table import Table
 
@@ -583,7 +604,7 @@ def limits(history: int, sources: tuple[str, ...], as_json: bool, no_scan: bool)
                 obs["observed_at"][:19].replace("T", " "),
                 describe_reset(obs["resets_at"], now),
             )
-    out.print(table)
+    out().print(table)
 
 
 def _minutes(minutes: int | None) -> str:

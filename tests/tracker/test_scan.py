@@ -442,15 +442,30 @@ def test_the_progress_bar_draws_on_a_terminal() -> None:
     from usageledger.tracker.render import ScanProgress
 
     console = Console(file=io.StringIO(), force_terminal=True, width=100)
-    bar = ScanProgress(console, threshold=10)
+    bar = ScanProgress(lambda: console, threshold=10)
     bar.start(100, 3)
     bar.advance(60)
     bar.advance(40)
     bar.stop()
     assert bar.progress is None
-    quiet = ScanProgress(Console(file=io.StringIO()), threshold=10)
+    quiet = ScanProgress(lambda: Console(file=io.StringIO()), threshold=10)
     quiet.start(100, 3)
     assert quiet.progress is None
+
+
+def test_a_short_scan_never_makes_a_console() -> None:
+    """Below the threshold the bar never asks for its console, so a scan that prints nothing
+    (``report --json``) does not load rich."""
+    from usageledger.tracker.render import ScanProgress
+
+    def no_console() -> Any:
+        raise AssertionError("a console was made for a short scan")
+
+    bar = ScanProgress(no_console, threshold=10)
+    bar.start(9, 1)
+    bar.advance(9)
+    bar.stop()
+    assert bar.progress is None
 
 
 def test_a_source_that_cannot_be_listed_keeps_its_cursors(

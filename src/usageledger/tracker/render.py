@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from usageledger.tracker.report import FIELDS, PERIODS
 from usageledger.tracker.scan import ScanSummary
+
+if TYPE_CHECKING:  # rich loads only where something is drawn: `report --json` never draws
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
 
 #: Scans reading less than this show no progress bar (they finish at once).
 PROGRESS_THRESHOLD = 32 * 1024 * 1024
@@ -40,23 +33,34 @@ HEADINGS = {
 class ScanProgress:
     """A transient bytes progress bar on a terminal, for scans of at least 32 MiB."""
 
-    def __init__(self, console: Console, *, threshold: int = PROGRESS_THRESHOLD) -> None:
-        self.console = console
+    def __init__(
+        self, console: Callable[[], Console], *, threshold: int = PROGRESS_THRESHOLD
+    ) -> None:
+        self.console = console  # made on first use: most scans are too short for a bar
         self.threshold = threshold
         self.progress: Progress | None = None
         self.task: TaskID | None = None
 
     def start(self, total_bytes: int, files: int) -> None:
         """Show the bar when the scan is long enough and the output is a terminal."""
-        if total_bytes < self.threshold or not self.console.is_terminal:
+        if total_bytes < self.threshold or not self.console().is_terminal:
             return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.progress = Progress(
             TextColumn("[bold]scanning[/bold] {task.fields[files]} files"),
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            console=self.console,
+            console=self.console(),
             transient=True,
         )
         self.progress.start()
@@ -76,6 +80,8 @@ class ScanProgress:
 
 def scan_table(summary: ScanSummary) -> Table:
     """One row per source: files, events new and updated, problems."""
+    from rich.table import Table
+
     table = Table(title="Scan", title_justify="left")
     for heading in ("Source", "Files", "Read", "Gone", "MiB read", "New events", "Updated"):
         table.add_column(heading, justify="left" if heading == "Source" else "right")
@@ -133,6 +139,8 @@ def report_table(
         "session": "Usage by session",
         "projects": "Usage by project",
     }[kind]
+    from rich.table import Table
+
     table = Table(title=f"{title} ({report['timezone']})", title_justify="left", show_footer=True)
     headings, rows = _labels(kind, report)
     compact = width < COMPACT_WIDTH
@@ -265,6 +273,8 @@ def unpriced_note(report: dict[str, Any]) -> str | None:
 
 def status_table(status: dict[str, Any]) -> Table:
     """Per-source health."""
+    from rich.table import Table
+
     table = Table(title="Sources", title_justify="left")
     for heading in ("Source", "Files found", "Scanned", "Problems", "Events", "Tokens"):
         table.add_column(heading, justify="left" if heading == "Source" else "right")

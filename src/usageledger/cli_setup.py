@@ -289,7 +289,7 @@ def hook(assistant: str, chained: tuple[str, ...], wait: bool, worker: bool) -> 
     Examples:
       usageledger hook claude
       usageledger hook codex -- notify-send-wrapper '{"type": "agent-turn-complete"}'
-      usageledger hook timer --wait
+      usageledger hook --wait timer
     """
     from usageledger.tracker import hook as runner
     from usageledger.tracker.settings import load_tracker_settings

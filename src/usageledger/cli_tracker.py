@@ -308,7 +308,12 @@ def _days(
 
 
 def _is_date(text: str) -> bool:
-    return len(text.strip()) == 10 and text.strip()[4] == "-"
+    """A calendar date (``2025-09-01``), not a shortcut (``last-month`` is ten characters too)."""
+    try:
+        date.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 @click.command()

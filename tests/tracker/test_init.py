@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,30 @@ def test_uninstall_removes_only_its_entries_from_a_file_changed_since(
     assert tomllib.loads(text)["notify"] == ["python3", "/home/me/notify.py"]
 
 
+def test_a_change_made_between_two_inits_survives_uninstall(home: Path, tmp_path: Path) -> None:
+    """The backup is the file before the first init: once the user changed the file and a
+    later init wrote it again, uninstall takes out only init's entries, never the user's."""
+    install(home, tmp_path / "data")
+    path = home / ".claude" / "settings.json"
+    settings = json.loads(path.read_text())
+    settings["userAddedLater"] = True
+    del settings["hooks"]["SessionEnd"]  # so that the second init has something to write
+    path.write_text(json.dumps(settings, indent=2))
+    assert [c.path for c in install(home, tmp_path / "data")] == [path]
+    setup.uninstall(tmp_path / "data")
+    after = json.loads(path.read_text())
+    assert after["userAddedLater"] is True
+    assert after["hooks"] == CLAUDE["hooks"]
+
+
+def test_a_settings_file_of_blanks_is_treated_as_empty(home: Path, tmp_path: Path) -> None:
+    """A settings.json holding only white space is an empty object, not a traceback."""
+    (home / ".claude" / "settings.json").write_text("\n  \n")
+    install(home, tmp_path / "data")
+    hooks = json.loads((home / ".claude" / "settings.json").read_text())["hooks"]
+    assert {"SessionEnd", "Stop"} <= set(hooks)
+
+
 @pytest.mark.parametrize(
     ("relative", "content", "words"),
     [
@@ -253,9 +278,18 @@ def test_the_systemd_timer_files_and_the_crontab_line() -> None:
     """The timer runs the hook in the foreground every 15 minutes; so does the cron line."""
     changes = setup.timer_changes(setup.Paths(Path("/h"), {}), EXE)
     service, timer = (c.after.decode() for c in changes)
-    assert "ExecStart=/opt/bin/usageledger hook timer --wait" in service
+    assert "ExecStart=/opt/bin/usageledger hook --wait timer" in service
     assert "OnUnitActiveSec=15min" in timer
-    assert setup.crontab_line(EXE) == "*/15 * * * * /opt/bin/usageledger hook timer --wait"
+    cron = setup.crontab_line(EXE)
+    assert cron == "*/15 * * * * /opt/bin/usageledger hook --wait timer"
+    # What the hook command makes of those words: the foreground run, not a detached worker
+    # (an option after the assistant's name would be passed on to a chained notifier).
+    from usageledger.cli_setup import hook
+
+    for command in (service.split("ExecStart=")[1].splitlines()[0], cron.split(" ", 5)[5]):
+        words = shlex.split(command)[2:]  # after the executable and "hook"
+        params = hook.make_context("hook", words).params
+        assert (params["assistant"], params["wait"]) == ("timer", True), command
 
 
 def test_a_busy_lock_leaves_a_pending_mark_that_the_holder_scans_for(tmp_path: Path) -> None:

@@ -95,6 +95,14 @@ def test_since_shortcuts_count_from_the_clock_in_the_reports_zone(env: dict[str,
     assert [d["day"] for d in week["days"]] == ["2025-09-14"]
     seven = report_json(env, "daily", "--since", "7d", "--no-scan")
     assert (seven["since"], seven["until"]) == ("2025-09-11", "2025-09-17")
+    # Ten characters like a date, but shortcuts: each ends where its month does.
+    last_month = report_json(env, "daily", "--since", "last-month", "--no-scan")
+    assert (last_month["since"], last_month["until"]) == ("2025-08-01", "2025-08-31")
+    assert last_month["days"] == []
+    this_month = report_json(env, "daily", "--since", "this-month", "--no-scan")
+    assert (this_month["since"], this_month["until"]) == ("2025-09-01", "2025-09-30")
+    dated = report_json(env, "daily", "--since", "2025-09-15", "--no-scan")
+    assert (dated["since"], dated["until"]) == ("2025-09-15", None)  # a date alone stays open
     late = {**env, "TZ": "UTC"}
     tokyo = report_json(late, "daily", "--since", "today", "--timezone", "Pacific/Kiritimati")
     assert tokyo["since"] == "2025-09-18"  # 12:00 UTC is already the 18th at UTC+14

@@ -83,8 +83,12 @@ def _revision_batch(
     if not keys:
         return 0, None
     pk = tuple_(*(bucket_revisions.c[name] for name in _PK))
-    # The same query as a subquery: the user's lock keeps the set unchanged in between.
-    conn.execute(delete(bucket_revisions).where(pk.in_(query)))
+    # The same query as a subquery: the user's lock keeps the set unchanged in between. The
+    # user named on the DELETE itself lets a partitioned or Citus layout prune to one
+    # partition or shard (the subquery's own filter does not).
+    conn.execute(
+        delete(bucket_revisions).where(bucket_revisions.c.user_id == user_id, pk.in_(query))
+    )
     return len(keys), keys[-1]
 
 

@@ -93,9 +93,10 @@ class Paths:
         return self.config / "opencode"
 
 
-def hook_command(executable: Sequence[str], assistant: str) -> str:
-    """The shell command an assistant runs: ``usageledger hook ASSISTANT``."""
-    return " ".join(shlex.quote(part) for part in [*executable, "hook", assistant])
+def hook_command(executable: Sequence[str], assistant: str, *options: str) -> str:
+    """The shell command an assistant runs: ``usageledger hook [OPTIONS] ASSISTANT`` (options
+    go before the name: everything after it is passed on, to a chained notifier)."""
+    return " ".join(shlex.quote(part) for part in [*executable, "hook", *options, assistant])
 
 
 def _read(path: Path) -> bytes | None:
@@ -190,7 +191,9 @@ def _json_hooks_change(
     if statusline and "statusLine" not in document:
         document["statusLine"] = {"type": "command", "command": statusline}
         summary += f"; statusLine runs `{statusline}`"
-    after = before if before is not None and json.loads(before or b"{}") == document else None
+    after = (
+        before if before is not None and json.loads(before.strip() or b"{}") == document else None
+    )
     return Change(assistant, path, summary, before, after or _dump_json(document, before))
 
 
@@ -281,10 +284,12 @@ def opencode_change(paths: Paths, executable: Sequence[str]) -> Change:
 def timer_changes(paths: Paths, executable: Sequence[str]) -> list[Change]:
     """A user systemd service and timer running the hook every 15 minutes."""
     folder = paths.config / "systemd" / "user"
-    command = hook_command(executable, "timer")
+    # --wait: a oneshot service's processes are stopped when ExecStart returns, so the timer
+    # scans in the foreground instead of in a detached worker.
+    command = hook_command(executable, "timer", "--wait")
     service = (
         "# Written by `usageledger init`.\n[Unit]\nDescription=usageledger scan (and push)\n\n"
-        f"[Service]\nType=oneshot\nExecStart={command} --wait\n"
+        f"[Service]\nType=oneshot\nExecStart={command}\n"
     )
     timer = (
         "# Written by `usageledger init`.\n[Unit]\nDescription=usageledger every "
@@ -300,7 +305,7 @@ def timer_changes(paths: Paths, executable: Sequence[str]) -> list[Change]:
 
 def crontab_line(executable: Sequence[str]) -> str:
     """The crontab line for machines without systemd (init prints it; it edits no crontab)."""
-    return f"*/{TIMER_MINUTES} * * * * {hook_command(executable, 'timer')} --wait"
+    return f"*/{TIMER_MINUTES} * * * * {hook_command(executable, 'timer', '--wait')}"
 
 
 def detected(paths: Paths) -> list[str]:
@@ -377,6 +382,11 @@ def apply(changes: Sequence[Change], data_home: Path) -> list[Change]:
             "assistant": change.assistant,
             "existed": change.before is not None,
         }
+        if key in state and (change.before is None or _sha(change.before) != entry.get("written")):
+            # Someone changed the file since init last wrote it: the backup (or "init made
+            # it") no longer stands for everything that is not ours, so uninstall must only
+            # take our entries out.
+            entry["restorable"] = False
         _write(change.path, change.after)
         entry["written"] = _sha(change.after)
         state[key] = entry
@@ -396,7 +406,7 @@ def uninstall(data_home: Path) -> list[tuple[Path, str]]:
         current = _read(path)
         if current is None:
             report.append((path, "already gone"))
-        elif _sha(current) == entry.get("written"):
+        elif _sha(current) == entry.get("written") and entry.get("restorable", True):
             if entry.get("existed") and backup.exists():
                 _write(path, backup.read_bytes())
                 report.append((path, "restored from the backup"))

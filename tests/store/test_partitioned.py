@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,8 +27,10 @@ from sqlalchemy import Engine, event
 
 from tests.conftest import Persona, _drop_database, _pg_database, _truncate_all
 from tests.factories import bucket
+from tests.ops.support import document, parse, seed_history
 from usageledger.cli import main
 from usageledger.errors import LedgerError
+from usageledger.ops.backfill import apply_plan, create_plan, rollback_plan
 from usageledger.ops.replay import replay
 from usageledger.ops.retention import run_retention
 from usageledger.ops.verify import verify
@@ -49,6 +52,15 @@ WHOLE_DATABASE: dict[str, re.Pattern[str]] = {
     # ops/retention.py: old receipts of every user go in one batch job, not per user.
     "receipt retention": re.compile(
         r"^(DELETE FROM|SELECT count\(\*\)[^;]*FROM) ingest_receipts", re.S
+    ),
+    # ops/backfill.py _plan_owner: `backfill apply|rollback PLAN_ID` is given the plan id
+    # alone, so the operator's command asks every partition (on Citus: every shard) once for
+    # the plan's user; every later statement of the step names that user.
+    "plan owner by id": re.compile(
+        r"^SELECT backfill_plans_v2\.user_id\s+FROM backfill_plans_v2\s+"
+        r"WHERE backfill_plans_v2\.plan_id = %\(plan_id_1\)s(::\w+)?\s+"
+        r"LIMIT %\(param_1\)s(::\w+)?$",
+        re.S,
     ),
 }
 
@@ -222,12 +234,50 @@ def test_every_per_user_statement_touches_one_partition(
     except LedgerError as exc:  # pragma: no cover - a failure names the problem
         pytest.fail(exc.message)
 
+    everyone = {alice.user_id, bob.user_id}
+    calls = [(c, p, {alice.user_id}) for c, p in recorder.seen]
+    calls += [(c, p, everyone) for c, p in kept.seen]
+    checked, problems = check_calls(db_url, calls)
+    assert checked > 20
+    assert problems == [], "\n".join(problems)
+
+
+def test_backfill_and_a_time_zone_change_touch_one_partition_per_statement(
+    db_url: str, engine: Engine, client: TestClient, db: Database, alice: Persona, bob: Persona
+) -> None:
+    """Backfill plan → apply → rollback of alice's laptop and her time-zone change (which
+    rebuilds her rollups): each statement on a per-user table reads one partition of it."""
+    seed_history(client, alice)
+    seed_history(client, bob)
+    recorder = Recorder(engine)
+    recorder.on = True
+    now = int(time.time() * 1000)
+    plan = create_plan(db, parse(document()), reason="codex double count", now_ms=now)
+    assert apply_plan(db, plan.plan_id, now_ms=now + 1).state == "applied"
+    assert rollback_plan(db, plan.plan_id, now_ms=now + 2).state == "rolled_back"
+    response = client.patch(
+        "/v1/me", json={"time_zone": "Pacific/Kiritimati"}, headers=alice.headers(read=True)
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["rebuilt_daily_rows"] > 0
+    recorder.on = False
+
+    seen = [statement for statement, _ in recorder.seen]
+    assert any("backfill_plans_v2" in s for s in seen)
+    assert any(s.lstrip().startswith("DELETE FROM usage_daily") for s in seen)  # the rebuild
+    checked, problems = check_calls(db_url, [(c, p, {alice.user_id}) for c, p in recorder.seen])
+    assert checked > 20
+    assert problems == [], "\n".join(problems)
+
+
+def check_calls(db_url: str, calls: list[tuple[str, Any, set[Any]]]) -> tuple[int, list[str]]:
+    """Check recorded calls: an INSERT of values writes only the allowed users; any other
+    statement naming a per-user table reads exactly one partition of each (pruned, never the
+    whole table) unless :data:`WHOLE_DATABASE` names it. Return the statements checked and
+    the problems found."""
     checked = 0
     problems: list[str] = []
-    everyone = {alice.user_id, bob.user_id}
     with psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://")) as raw:
-        calls = [(c, p, {alice.user_id}) for c, p in recorder.seen]
-        calls += [(c, p, everyone) for c, p in kept.seen]
         for call, call_parameters, allowed in calls:
             for statement, parameters in split(call, call_parameters):
                 tables = per_user_tables(statement)
@@ -238,19 +288,24 @@ def test_every_per_user_statement_touches_one_partition(
                 if head == "INSERT" and " SELECT " not in f" {statement.upper()} ":
                     written = users_written(statement, parameters)
                     if not written or not written <= allowed:
-                        problems.append(
-                            f"writes {users_written(statement, parameters)}: {statement[:160]}"
-                        )
+                        problems.append(f"writes {written}: {statement[:160]}")
                     continue
                 touched = partitions_touched(raw, statement, parameters)
+                if head == "INSERT":
+                    # INSERT … SELECT (the daily rebuild): the target has no scan in the plan,
+                    # it is written, not read (zero partitions read). Its rows are what the
+                    # SELECT reads, so that reads one partition of a per-user table, with the
+                    # user named, as Citus pushes down a co-located INSERT … SELECT.
+                    target = WORD.findall(statement.split("(", 1)[0])[-1]
+                    tables = tables - {target}
+                    if not tables or "user_id = %(" not in statement:
+                        problems.append(f"{target} from nobody's rows: {statement[:160]}")
                 for table in tables:
-                    if len(touched.get(table, set())) > 1 or any(
-                        "unpruned" in p for p in touched.get(table, set())
-                    ):
-                        problems.append(f"{table}: {sorted(touched[table])}: {statement[:160]}")
+                    found = touched.get(table, set())
+                    if len(found) != 1 or any("unpruned" in p for p in found):
+                        problems.append(f"{table}: {sorted(found)}: {statement[:160]}")
         raw.rollback()
-    assert checked > 20
-    assert problems == [], "\n".join(problems)
+    return checked, problems
 
 
 def test_db_upgrade_with_hash_partitions_makes_the_layout_on_an_empty_database(

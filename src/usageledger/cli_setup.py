@@ -9,6 +9,7 @@ only when a file is written.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import click
@@ -224,16 +225,17 @@ def init(
     except SettingsError as exc:
         _fail(str(exc))
     if uninstall:
+        # The timer is disabled while its unit files still exist (systemctl needs them).
+        note = setup.stop_timer(data_home, systemd=_systemd(), run=_run)
         for path, what in setup.uninstall(data_home):
             click.echo(f"{path}: {what}")
-        click.echo(
-            "done; a systemd timer is stopped with `systemctl --user disable --now "
-            "usageledger.timer`"
-        )
+        if note:
+            click.echo(note)
+        click.echo("done")
         return
     paths = setup.Paths(Path.home(), os.environ)
     chosen = list(assistants) or setup.detected(paths)
-    systemd = timer and Path("/run/systemd/system").is_dir() and bool(_which("systemctl"))
+    systemd = timer and _systemd()
     executable = _executable()
     try:
         changes = setup.plan(
@@ -272,6 +274,23 @@ def _which(name: str) -> str | None:
     return shutil.which(name)
 
 
+def _systemd() -> bool:
+    """Whether systemd runs here and ``systemctl`` is there to drive a user timer."""
+    from pathlib import Path
+
+    return Path("/run/systemd/system").is_dir() and bool(_which("systemctl"))
+
+
+def _run(argv: Sequence[str]) -> int:
+    """Run a command quietly; its exit status (127 when it cannot be started)."""
+    import subprocess
+
+    try:
+        return subprocess.run(list(argv), check=False, capture_output=True).returncode
+    except OSError:
+        return 127
+
+
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("assistant")
 @click.argument("chained", nargs=-1, type=click.UNPROCESSED)
@@ -297,9 +316,9 @@ def hook(assistant: str, chained: tuple[str, ...], wait: bool, worker: bool) -> 
     try:
         home = load_tracker_settings().home
     except Exception as exc:  # a hook never fails its assistant
-        from usageledger.settings_rules import default_home
+        import os
 
-        runner.record_error(default_home(), assistant, str(exc))
+        runner.record_error(runner.error_home(os.environ), assistant, str(exc))
         return
     try:
         rest = list(chained)

@@ -235,3 +235,31 @@ def test_show_lists_each_key_with_where_it_comes_from(env: dict[str, str]) -> No
     )
     assert shown["keys"]["timezone"] == {"value": "Asia/Tokyo", "from": "USAGELEDGER_TIMEZONE"}
     assert shown["keys"]["report.start_of_week"] == {"value": "monday", "from": "file"}
+
+
+def test_a_hook_with_a_bad_file_records_its_error_under_usageledger_home(
+    env: dict[str, str],
+) -> None:
+    """The variable is valid, the file is not: the error goes where `status` looks."""
+    path = write(env, 'timezone = "Nowhere/Land"\n')
+    assert invoke(env, "hook", "--wait", "claude").exit_code == 0
+    from usageledger.tracker.hook import last_errors
+
+    data = Path(env["USAGELEDGER_HOME"])
+    assert str(path) in last_errors(data)[-1]["message"]
+    assert last_errors(Path(env["XDG_DATA_HOME"]) / "usageledger") == []
+    path.unlink()  # once the file is fixed, status shows what went wrong meanwhile
+    shown = orjson.loads(invoke(env, "status", "--json").stdout)
+    assert str(path) in shown["hook_errors"][-1]["message"]
+
+
+def test_a_hook_with_a_bad_usageledger_home_records_its_error_under_the_default_home(
+    env: dict[str, str],
+) -> None:
+    """An empty USAGELEDGER_HOME names no folder: the error goes to the default home."""
+    from usageledger.tracker.hook import last_errors
+
+    bad = {**env, "USAGELEDGER_HOME": ""}
+    assert invoke(bad, "hook", "--wait", "claude").exit_code == 0
+    default = Path(env["XDG_DATA_HOME"]) / "usageledger"
+    assert "USAGELEDGER_HOME" in last_errors(default)[-1]["message"]

@@ -342,3 +342,106 @@ def test_only_the_last_errors_are_kept(tmp_path: Path) -> None:
     for i in range(15):
         record_error(tmp_path, "claude", f"error {i}", now_ms=i)
     assert [e["message"] for e in last_errors(tmp_path)] == [f"error {i}" for i in range(5, 15)]
+
+
+def test_uninstall_removes_the_plugins_folder_init_created(home: Path, tmp_path: Path) -> None:
+    """Opencode's plugins/ made by init goes with the plugin; .config/opencode stays."""
+    install(home, tmp_path / "data")
+    report = setup.uninstall(tmp_path / "data")
+    assert not (home / ".config" / "opencode" / "plugins").exists()
+    assert (home / ".config" / "opencode").is_dir()
+    assert (
+        home / ".config" / "opencode" / "plugins",
+        "removed (an empty folder init created)",
+    ) in (report)
+
+
+def test_uninstall_keeps_a_plugins_folder_that_existed_or_holds_other_files(
+    home: Path, tmp_path: Path
+) -> None:
+    """A folder there before init, or one that got another file since, is never removed."""
+    plugins = home / ".config" / "opencode" / "plugins"
+    plugins.mkdir()
+    install(home, tmp_path / "data")
+    setup.uninstall(tmp_path / "data")
+    assert plugins.is_dir()
+    plugins.rmdir()
+    install(home, tmp_path / "data")
+    (plugins / "mine.js").write_text("// the user's own plugin\n")
+    setup.uninstall(tmp_path / "data")
+    assert [p.name for p in plugins.iterdir()] == ["mine.js"]
+
+
+def test_the_timer_is_disabled_on_uninstall_only_when_init_installed_it(tmp_path: Path) -> None:
+    """No timer: nothing runs, no note. A timer: systemctl disables it where systemd runs;
+    without systemd, or when systemctl fails, the command is printed instead."""
+    home, data = tmp_path / "home", tmp_path / "data"
+    calls: list[tuple[str, ...]] = []
+
+    def run(argv: Any) -> int:
+        calls.append(tuple(argv))
+        return 0
+
+    setup.apply(setup.plan(paths(home), EXE, assistants=[]), data)
+    assert setup.stop_timer(data, systemd=True, run=run) is None
+    assert calls == []
+    setup.apply(setup.plan(paths(home), EXE, assistants=[], systemd=True), data)
+    assert "stopped and disabled" in (setup.stop_timer(data, systemd=True, run=run) or "")
+    assert calls == [("systemctl", "--user", "disable", "--now", "usageledger.timer")]
+    note = setup.stop_timer(data, systemd=False, run=run)
+    assert note == "stop the systemd timer with `systemctl --user disable --now usageledger.timer`"
+    assert len(calls) == 1
+    assert "stop the systemd timer with" in (
+        setup.stop_timer(data, systemd=True, run=lambda a: 1) or ""
+    )
+
+
+def test_uninstall_without_a_timer_says_nothing_of_systemctl(home: Path, tmp_path: Path) -> None:
+    """`init --uninstall` after an init without the timer mentions no timer."""
+    env = {"HOME": str(home), "USAGELEDGER_HOME": str(tmp_path / "data")}
+    assert CliRunner().invoke(main, ["init", "--no-timer", "--yes"], env=env).exit_code == 0
+    undone = CliRunner().invoke(main, ["init", "--uninstall"], env=env)
+    assert undone.exit_code == 0
+    assert "systemctl" not in undone.output
+    assert "usageledger.timer" not in undone.output
+
+
+@pytest.mark.parametrize(
+    "executable",
+    [["/opt/my tools/usageledger"], ["/opt/my python/bin/python3", "-m", "usageledger"]],
+)
+def test_an_executable_path_with_a_space_is_recognised_as_init_s_own(
+    home: Path, tmp_path: Path, executable: list[str]
+) -> None:
+    """Its quoted command still counts as init's: a second init adds no duplicate, and an
+    uninstall after the user changed the files still takes the entries out."""
+    before = snapshot(home)
+    found = setup.detected(paths(home))
+    for _ in range(2):
+        setup.apply(setup.plan(paths(home), executable, assistants=found), tmp_path / "data")
+    settings = json.loads((home / ".claude" / "settings.json").read_text())
+    assert len(settings["hooks"]["SessionEnd"]) == 1
+    assert len(settings["hooks"]["Stop"]) == 2  # the user's and init's
+    notify = tomllib.loads((home / ".codex" / "config.toml").read_text())["notify"]
+    assert notify == [*executable, "hook", "codex", "--", "python3", "/home/me/notify.py"]
+    settings["theme"] = "dark"  # changed since: uninstall must find init's entries itself
+    (home / ".claude" / "settings.json").write_text(json.dumps(settings, indent=2))
+    codex = home / ".codex" / "config.toml"
+    codex.write_text(codex.read_text() + "# later\n")
+    plugin = home / ".config" / "opencode" / "plugins" / "usageledger.js"
+    plugin.write_text(plugin.read_text() + "// later\n")
+    setup.uninstall(tmp_path / "data")
+    assert json.loads((home / ".claude" / "settings.json").read_text())["hooks"] == CLAUDE["hooks"]
+    assert tomllib.loads(codex.read_text())["notify"] == ["python3", "/home/me/notify.py"]
+    assert not plugin.exists()
+    assert snapshot(home).keys() == before.keys()
+
+
+def test_only_usageledger_itself_running_hook_is_recognised() -> None:
+    """The executable's name decides, not a substring anywhere in the command."""
+    assert setup.command_runs("'/opt/a b/usageledger' hook claude", "hook")
+    assert setup.command_runs("python3 -m usageledger hook --wait timer", "hook")
+    assert not setup.command_runs("echo usageledger hook", "hook")
+    assert not setup.command_runs("/opt/usageledger-old hook claude", "hook")
+    assert not setup.command_runs("usageledger statusline", "hook")
+    assert not setup.command_runs("'unclosed", "hook")

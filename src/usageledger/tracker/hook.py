@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,24 @@ def spawn_detached(argv: Sequence[str]) -> None:
 def worker_argv(assistant: str) -> list[str]:
     """The command line of a worker: this interpreter running ``usageledger hook --worker``."""
     return [sys.executable, "-m", "usageledger", "hook", "--worker", assistant]
+
+
+def error_home(env: Mapping[str, str]) -> Path:
+    """Where a hook records an error when the settings cannot be loaded.
+
+    ``USAGELEDGER_HOME`` whenever that variable itself is valid, even if something else (the
+    config file, another variable) is bad: ``usageledger status`` reads that home, so an error
+    kept anywhere else would never be seen. Only a bad or unset variable means the default.
+    """
+    from usageledger.settings_rules import check_home, default_home
+
+    value = env.get("USAGELEDGER_HOME")
+    if value is not None:
+        try:
+            return check_home(value)
+        except ValueError:
+            pass
+    return default_home()
 
 
 def record_error(home: Path, where: str, message: str, *, now_ms: int | None = None) -> None:

@@ -6,8 +6,9 @@ is a clear error, never a half-edited one. :func:`apply` backs up each file once
 (``FILE.usageledger-backup``), writes the new bytes atomically and records what it wrote in
 ``init.json`` under ``USAGELEDGER_HOME``. :func:`uninstall` restores a file byte for byte
 when it still holds exactly what ``init`` wrote; otherwise it removes only ``init``'s own
-entries. Only keys and entries that carry :data:`MARK` are ever ``init``'s: every other
-setting, hook, key order and TOML comment stays as it was, and a second run changes nothing.
+entries. Only keys and entries whose command runs ``usageledger hook`` (:func:`runs_usageledger`)
+are ever ``init``'s: every other setting, hook, key order and TOML comment stays as it was,
+and a second run changes nothing.
 
 What each assistant gets (docs/tracker.md lists it exactly):
 
@@ -28,13 +29,13 @@ import hashlib
 import json
 import os
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: Every command init writes contains this, which is how its own entries are recognised.
-MARK = "usageledger hook"
+#: The first line of every whole file init writes (Opencode's plugin, the systemd units).
+WRITTEN_BY = "Written by `usageledger init`"
 BACKUP_SUFFIX = ".usageledger-backup"
 STATE_FILE = "init.json"
 TIMER_MINUTES = 15
@@ -131,8 +132,30 @@ def _dump_json(document: dict[str, Any], before: bytes | None) -> bytes:
     return (json.dumps(document, indent=indent, ensure_ascii=False) + "\n").encode()
 
 
+def runs_usageledger(words: Sequence[str], subcommand: str) -> bool:
+    """Whether a command's words start ``usageledger SUBCOMMAND``: an executable named
+    ``usageledger`` (any folder) or ``-m usageledger``, then the subcommand.
+
+    Words, not text: a path with a space is quoted (``'/opt/my tools/usageledger' hook``),
+    so a plain substring test would miss init's own entries and add them again on every run.
+    """
+    for at, word in enumerate(words):
+        if os.path.basename(word) == "usageledger" and (at == 0 or words[at - 1] == "-m"):
+            return list(words[at + 1 : at + 2]) == [subcommand]
+    return False
+
+
+def command_runs(command: object, subcommand: str) -> bool:
+    """:func:`runs_usageledger` for a shell command line (one that cannot be split: no)."""
+    try:
+        words = shlex.split(str(command))
+    except ValueError:
+        return False
+    return runs_usageledger(words, subcommand)
+
+
 def _is_ours(entry: object) -> bool:
-    return isinstance(entry, dict) and MARK in str(entry.get("command", ""))
+    return isinstance(entry, dict) and command_runs(entry.get("command", ""), "hook")
 
 
 def _add_event_hook(
@@ -237,7 +260,7 @@ def codex_change(paths: Paths, executable: Sequence[str]) -> Change:
     ):
         raise InitError(f"{path}: 'notify' is not a list of strings; fix it, then run init again")
     ours = [*executable, "hook", "codex"]
-    if current is not None and MARK in " ".join(current):
+    if current is not None and runs_usageledger(current, "hook"):
         return Change("Codex", path, "notify already runs the hook", before, before or b"")
     chained = list(current or [])
     wanted = [*ours, "--", *chained] if chained else ours
@@ -367,6 +390,15 @@ def load_state(home: Path) -> dict[str, Any]:
     return state
 
 
+def _missing_folders(folder: Path) -> list[str]:
+    """``folder`` and its ancestors that do not exist yet (writing a file there creates them)."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(str(folder))
+        folder = folder.parent
+    return missing
+
+
 def apply(changes: Sequence[Change], data_home: Path) -> list[Change]:
     """Back each file up once, write it and record it; returns the changes made."""
     state = load_state(data_home)
@@ -387,7 +419,11 @@ def apply(changes: Sequence[Change], data_home: Path) -> list[Change]:
             # it") no longer stands for everything that is not ours, so uninstall must only
             # take our entries out.
             entry["restorable"] = False
+        created = _missing_folders(change.path.parent)
         _write(change.path, change.after)
+        if created:
+            # Uninstall removes these again once they are empty (never a folder that was there).
+            entry["created_folders"] = sorted({*entry.get("created_folders", []), *created})
         entry["written"] = _sha(change.after)
         state[key] = entry
         done.append(change)
@@ -417,8 +453,40 @@ def uninstall(data_home: Path) -> list[tuple[Path, str]]:
             report.append((path, _remove_own(path, current)))
         if backup.exists():
             backup.unlink()
+    created = {Path(f) for entry in state.values() for f in entry.get("created_folders", [])}
+    for folder in sorted(created, key=lambda f: len(f.parts), reverse=True):
+        try:
+            folder.rmdir()  # only when empty: a file someone put there keeps it
+        except OSError:
+            continue
+        report.append((folder, "removed (an empty folder init created)"))
     (data_home / STATE_FILE).unlink(missing_ok=True)
     return report
+
+
+TIMER_OFF = ("systemctl", "--user", "disable", "--now", "usageledger.timer")
+
+
+def timer_installed(data_home: Path) -> bool:
+    """Whether init wrote the systemd timer (so uninstall must stop it too)."""
+    return any(Path(key).name == "usageledger.timer" for key in load_state(data_home))
+
+
+def stop_timer(
+    data_home: Path, *, systemd: bool, run: Callable[[Sequence[str]], int]
+) -> str | None:
+    """Before uninstall removes the unit files: disable the timer init installed.
+
+    ``None`` when init installed no timer. With ``systemd`` (``systemctl`` there and a
+    systemd running) ``run`` disables it; when that is impossible or fails, the command is
+    returned for the person to run. ``run`` is injected so that this is testable anywhere.
+    """
+    if not timer_installed(data_home):
+        return None
+    command = " ".join(TIMER_OFF)
+    if systemd and run(TIMER_OFF) == 0:
+        return f"stopped and disabled usageledger.timer (`{command}`)"
+    return f"stop the systemd timer with `{command}`"
 
 
 def _remove_own(path: Path, current: bytes) -> str:
@@ -435,7 +503,7 @@ def _remove_own(path: Path, current: bytes) -> str:
                 del document["hooks"]
         status = document.get("statusLine")
         command = str(status.get("command", "")) if isinstance(status, dict) else ""
-        if "usageledger" in command and command.endswith("statusline"):
+        if command_runs(command, "statusline"):
             del document["statusLine"]
         _write(path, _dump_json(document, current))
         return "changed since init: removed only its entries"
@@ -447,8 +515,8 @@ def _remove_own(path: Path, current: bytes) -> str:
         except (tomlkit.exceptions.ParseError, UnicodeDecodeError) as exc:
             return f"left alone: not valid TOML ({exc})"
         notify = document.get("notify")
-        if isinstance(notify, list) and MARK in " ".join(str(p) for p in notify):
-            parts = [str(p) for p in notify]
+        parts = [str(p) for p in notify] if isinstance(notify, list) else []
+        if runs_usageledger(parts, "hook"):
             chained = parts[parts.index("--") + 1 :] if "--" in parts else []
             if chained:
                 document["notify"] = chained
@@ -456,7 +524,7 @@ def _remove_own(path: Path, current: bytes) -> str:
                 del document["notify"]
         _write(path, tomlkit.dumps(document).encode())
         return "changed since init: removed only its notify"
-    if MARK in current.decode("utf-8", "replace"):
+    if WRITTEN_BY in current.decode("utf-8", "replace"):
         path.unlink()
         return "removed (written by init)"
     return "left alone: it no longer runs the hook"

@@ -128,6 +128,28 @@ def line_state(state: Mapping[str, Any] | None) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+def each_record(
+    data: bytes,
+    *,
+    path: str,
+    first_line: int,
+    problems: list[Problem],
+    handle: Callable[[int, Any], None],
+) -> None:
+    """Call ``handle(line_number, record)`` for each JSON line of ``data``.
+
+    A record that ``handle`` rejects with ``InvalidRecordError``, or fails on in any other way,
+    is a problem naming its line, and the next line is read: a parser never raises.
+    """
+    for lineno, obj in json_lines(data, path=path, first_line=first_line, problems=problems):
+        try:
+            handle(lineno, obj)
+        except InvalidRecordError as exc:
+            problems.append(Problem(path, lineno, str(exc)))
+        except Exception as exc:  # a parser never raises; report and go on
+            problems.append(Problem(path, lineno, f"unreadable record ({type(exc).__name__})"))
+
+
 def parse_lines(
     data: bytes,
     *,
@@ -146,16 +168,13 @@ def parse_lines(
     first = line_state(state) + 1
     events: list[UsageEvent] = []
     problems: list[Problem] = []
-    for lineno, obj in json_lines(data[:end], path=path, first_line=first, problems=problems):
-        try:
-            found = event(obj)
-        except InvalidRecordError as exc:
-            problems.append(Problem(path, lineno, str(exc)))
-        except Exception as exc:  # a parser never raises; report and go on
-            problems.append(Problem(path, lineno, f"unreadable record ({type(exc).__name__})"))
-        else:
-            if found is not None:
-                events.append(found)
+
+    def keep(_: int, obj: Any) -> None:
+        found = event(obj)
+        if found is not None:
+            events.append(found)
+
+    each_record(data[:end], path=path, first_line=first, problems=problems, handle=keep)
     lines = data.count(b"\n", 0, end)
     return ParseResult(
         events=events, problems=problems, consumed=end, state={"line": first - 1 + lines}

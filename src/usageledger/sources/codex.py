@@ -27,9 +27,9 @@ from usageledger.sources._common import (
     InvalidRecordError,
     complete_length,
     count,
+    each_record,
     env_dirs,
     find_files,
-    json_lines,
     line_state,
     mapping,
     text,
@@ -109,17 +109,9 @@ class CodexParser:
         )
         end = complete_length(data)
         first = line_state(st) + 1
-        for lineno, obj in json_lines(
-            data[:end], path=path, first_line=first, problems=reader.problems
-        ):
-            try:
-                reader.line(lineno, obj)
-            except InvalidRecordError as exc:
-                reader.problems.append(Problem(path, lineno, str(exc)))
-            except Exception as exc:  # a parser never raises; report and go on
-                reader.problems.append(
-                    Problem(path, lineno, f"unreadable record ({type(exc).__name__})")
-                )
+        each_record(
+            data[:end], path=path, first_line=first, problems=reader.problems, handle=reader.line
+        )
         lines = data.count(b"\n", 0, end)
         return ParseResult(
             events=reader.events,

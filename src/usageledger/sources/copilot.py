@@ -23,9 +23,9 @@ from usageledger.sources._common import (
     InvalidRecordError,
     complete_length,
     count,
+    each_record,
     env_dirs,
     find_files,
-    json_lines,
     line_state,
     mapping,
     text,
@@ -86,17 +86,9 @@ class CopilotParser:
         )
         end = complete_length(data)
         first = line_state(st) + 1
-        for lineno, obj in json_lines(
-            data[:end], path=path, first_line=first, problems=reader.problems
-        ):
-            try:
-                reader.line(lineno, obj)
-            except InvalidRecordError as exc:
-                reader.problems.append(Problem(path, lineno, str(exc)))
-            except Exception as exc:  # a parser never raises; report and go on
-                reader.problems.append(
-                    Problem(path, lineno, f"unreadable record ({type(exc).__name__})")
-                )
+        each_record(
+            data[:end], path=path, first_line=first, problems=reader.problems, handle=reader.line
+        )
         return ParseResult(
             events=reader.events,
             problems=reader.problems,

@@ -24,9 +24,9 @@ from usageledger.sources._common import (
     InvalidRecordError,
     complete_length,
     count,
+    each_record,
     env_dirs,
     find_files,
-    json_lines,
     line_state,
     mapping,
     text,
@@ -64,16 +64,13 @@ class SessionReader:
 
     def read(self, data: bytes, first_line: int) -> None:
         """Apply every complete line of ``data``; a bad line becomes a problem."""
-        for lineno, obj in json_lines(
-            data, path=self.path, first_line=first_line, problems=self.problems
-        ):
-            try:
-                self.line(obj)
-            except InvalidRecordError as exc:
-                self.problems.append(Problem(self.path, lineno, str(exc)))
-            except Exception as exc:  # a parser never raises; report and go on
-                reason = f"unreadable record ({type(exc).__name__})"
-                self.problems.append(Problem(self.path, lineno, reason))
+        each_record(
+            data,
+            path=self.path,
+            first_line=first_line,
+            problems=self.problems,
+            handle=lambda _, obj: self.line(obj),
+        )
 
     def line(self, obj: Any) -> None:
         """One entry: the header and model changes update state, a response may emit."""

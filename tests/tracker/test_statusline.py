@@ -263,8 +263,8 @@ def test_a_new_ledger_is_created_on_the_first_run(
 
 
 def test_the_status_lines_cursor_columns_are_the_scanners() -> None:
-    """Both write scan_files rows with the same columns."""
-    assert sl.CURSOR_COLUMNS == scan_module.CURSOR_COLUMNS
+    """Both write scan_files rows with the same columns: one tuple, in tracker.files."""
+    assert sl.CURSOR_COLUMNS is scan_module.CURSOR_COLUMNS
 
 
 @pytest.mark.parametrize(

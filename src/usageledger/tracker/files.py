@@ -36,6 +36,20 @@ HEAD_BYTES = 4096
 _SKIP_BLOCK = 1024 * 1024
 
 
+#: The columns of a ``scan_files`` row that a scan (or the status line) writes.
+CURSOR_COLUMNS = (
+    "source",
+    "inode",
+    "size",
+    "mtime_ns",
+    "offset",
+    "head_sha256",
+    "parser_state",
+    "problems",
+    "last_scanned_ms",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class FileStat:
     """What identifies a file's version between scans."""

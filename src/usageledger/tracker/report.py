@@ -193,6 +193,20 @@ def _range(request: ReportRequest) -> tuple[int | None, int | None]:
     return start, end
 
 
+def _in_range(ledger: LocalLedger, request: ReportRequest) -> tuple[list[str], list[Any]]:
+    """The conditions (and their parameters) of this user's half-hours in the request's range."""
+    conditions: list[str] = ["user_id = ?"]
+    params: list[Any] = [ledger.user_id]
+    start, end = _range(request)
+    if start is not None:
+        conditions.append("bucket_start >= ?")
+        params.append(start)
+    if end is not None:
+        conditions.append("bucket_start < ?")
+        params.append(end)
+    return conditions, params
+
+
 def _where(
     conditions: list[str], params: list[Any], column: str, request: ReportRequest
 ) -> tuple[str, list[Any]]:
@@ -228,15 +242,7 @@ def day_units(conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequ
             for row in rows
         ]
         return [u for u in units if u.counts[_TOTAL] > 0]
-    conditions = ["user_id = ?"]
-    params = [ledger.user_id]
-    start, end = _range(request)
-    if start is not None:
-        conditions.append("bucket_start >= ?")
-        params.append(start)
-    if end is not None:
-        conditions.append("bucket_start < ?")
-        params.append(end)
+    conditions, params = _in_range(ledger, request)
     where, params = _where(conditions, params, "source", request)
     rows = conn.execute(
         f"SELECT bucket_start, source, model, {sums} FROM usage_buckets WHERE {where} "
@@ -259,15 +265,7 @@ def half_hour_units(
 ) -> list[Unit]:
     """Tokens per half-hour, source and model in the request's range (as stored)."""
     sums = ", ".join(f"SUM({c})" for c in COUNT_COLUMNS)
-    conditions: list[str] = ["user_id = ?"]
-    params: list[Any] = [ledger.user_id]
-    start, end = _range(request)
-    if start is not None:
-        conditions.append("bucket_start >= ?")
-        params.append(start)
-    if end is not None:
-        conditions.append("bucket_start < ?")
-        params.append(end)
+    conditions, params = _in_range(ledger, request)
     where, params = _where(conditions, params, "source", request)
     rows = conn.execute(
         f"SELECT bucket_start, source, model, {sums} FROM usage_buckets WHERE {where} "
@@ -314,15 +312,7 @@ def event_groups(
     conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequest
 ) -> list[EventGroup]:
     """Sums of ``usage_events`` per session, project, model and half-hour in the range."""
-    conditions: list[str] = ["user_id = ?"]
-    params: list[Any] = [ledger.user_id]
-    start, end = _range(request)
-    if start is not None:
-        conditions.append("bucket_start >= ?")
-        params.append(start)
-    if end is not None:
-        conditions.append("bucket_start < ?")
-        params.append(end)
+    conditions, params = _in_range(ledger, request)
     if request.session_id is not None:
         conditions.append("session_id = ?")
         params.append(request.session_id)

@@ -41,6 +41,7 @@ from usageledger.tracker.db import upsert
 from usageledger.tracker.events import WriteOutcome, store_events
 from usageledger.tracker.files import (
     CHUNK_BYTES,
+    CURSOR_COLUMNS,
     Chunk,
     Cursor,
     Plan,
@@ -70,17 +71,6 @@ LOOKAHEAD_BYTES = 128 * 1024 * 1024
 #: How much of that the workers are handed at once; the writer parses beyond it itself
 #: whenever the result it must write next is not ready.
 POOL_AHEAD_BYTES = 64 * 1024 * 1024
-CURSOR_COLUMNS = (
-    "source",
-    "inode",
-    "size",
-    "mtime_ns",
-    "offset",
-    "head_sha256",
-    "parser_state",
-    "problems",
-    "last_scanned_ms",
-)
 
 
 class Progress(Protocol):

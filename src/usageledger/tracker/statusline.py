@@ -42,7 +42,7 @@ from usageledger.sources.base import LimitObservation
 from usageledger.tracker.blocks import active_block, burn_rate
 from usageledger.tracker.db import LocalDb, needs_migration, upsert
 from usageledger.tracker.events import store_events
-from usageledger.tracker.files import Cursor, plan_file, read_plan, stat_file
+from usageledger.tracker.files import CURSOR_COLUMNS, Cursor, plan_file, read_plan, stat_file
 from usageledger.tracker.ledger import LocalLedger, ledger_path, open_ledger
 from usageledger.tracker.limits import claude_limits, duration_text, store_changed_limits
 from usageledger.tracker.report import Pricer, ReportRequest, Tally, day_units
@@ -57,18 +57,6 @@ DEFAULT_CONTEXT = 200_000
 LARGE_CONTEXT = 1_000_000
 SEPARATOR = " | "
 _TOTAL = COUNT_COLUMNS.index("total_tokens")
-#: The scanner's cursor columns (``tracker.scan.CURSOR_COLUMNS``; a test checks they agree).
-CURSOR_COLUMNS = (
-    "source",
-    "inode",
-    "size",
-    "mtime_ns",
-    "offset",
-    "head_sha256",
-    "parser_state",
-    "problems",
-    "last_scanned_ms",
-)
 _COLORS = {"model": "36", "burn": "33", "low": "32", "mid": "33", "high": "31", "dim": "2"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ MAIN = PROJECT / f"{S1}.jsonl"
 SUBAGENT = PROJECT / S1 / "subagents/agent-a1b2c3.jsonl"
 RESUMED = PROJECT / f"{S2}.jsonl"
 SONNET = "claude-sonnet-4-20250514"
+
+
+def as_paths(found: Sequence[str | Path]) -> list[Path]:
+    """Discovered files as ``Path`` objects (a parser may list them as strings)."""
+    return [Path(item) for item in found]
 
 
 def line(
@@ -237,7 +243,7 @@ def test_discover_defaults_to_config_claude_and_dot_claude_with_subagent_files(
     (tmp_path / ".claude/todos").mkdir()
     (tmp_path / ".claude/todos/t.jsonl").write_bytes(b"")
     # Sorted by path: ".claude" sorts before ".config".
-    assert PARSER.discover({}, tmp_path) == [old, sub, new]
+    assert as_paths(PARSER.discover({}, tmp_path)) == [old, sub, new]
 
 
 def test_claude_config_dir_replaces_the_defaults_and_may_list_dirs(tmp_path: Path) -> None:
@@ -250,4 +256,4 @@ def test_claude_config_dir_replaces_the_defaults_and_may_list_dirs(tmp_path: Pat
         f.parent.mkdir(parents=True)
         f.write_bytes(b"")
     env = {"CLAUDE_CONFIG_DIR": f"{tmp_path / 'two'},{tmp_path / 'one'},{tmp_path / 'one'}"}
-    assert PARSER.discover(env, tmp_path) == [one, two]
+    assert as_paths(PARSER.discover(env, tmp_path)) == [one, two]

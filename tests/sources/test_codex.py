@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ FILE_A = SAMPLES / f"codex/sessions/2025/09/15/rollout-2025-09-15T10-00-00-{A}.j
 FILE_B = SAMPLES / f"codex/sessions/2025/09/15/rollout-2025-09-15T11-00-00-{B}.jsonl"
 FILE_C = SAMPLES / f"codex/sessions/2025/09/14/rollout-2025-09-14T09-00-00-{C}.jsonl"
 ARCHIVED_C = SAMPLES / f"codex/archived_sessions/rollout-2025-09-14T09-00-00-{C}.jsonl"
+
+
+def as_paths(found: Sequence[str | Path]) -> list[Path]:
+    """Discovered files as ``Path`` objects (a parser may list them as strings)."""
+    return [Path(item) for item in found]
 
 
 def usage(i: int, c: int, o: int, r: int) -> dict[str, int]:
@@ -308,7 +314,7 @@ def test_discover_reads_a_codex_home_list_and_lists_each_real_file_once(tmp_path
     (one / "history.jsonl").write_bytes(b"")
     os.symlink(active, two / "sessions/rollout-2025-09-15T10-00-00-x.jsonl")
     env = {"CODEX_HOME": f" {one} ,, {two},{one}"}
-    assert PARSER.discover(env, tmp_path) == [archived, active]
+    assert as_paths(PARSER.discover(env, tmp_path)) == [archived, active]
 
 
 def test_discover_defaults_to_dot_codex_under_the_given_home(tmp_path: Path) -> None:
@@ -316,9 +322,9 @@ def test_discover_defaults_to_dot_codex_under_the_given_home(tmp_path: Path) -> 
     f = tmp_path / ".codex/sessions/2025/01/01/rollout-2025-01-01T00-00-00-z.jsonl"
     f.parent.mkdir(parents=True)
     f.write_bytes(b"")
-    assert PARSER.discover({}, tmp_path) == [f]
-    assert PARSER.discover({"CODEX_HOME": "~/.codex"}, tmp_path) == [f]
-    assert PARSER.discover({}, tmp_path / "missing") == []
+    assert as_paths(PARSER.discover({}, tmp_path)) == [f]
+    assert as_paths(PARSER.discover({"CODEX_HOME": "~/.codex"}, tmp_path)) == [f]
+    assert as_paths(PARSER.discover({}, tmp_path / "missing")) == []
 
 
 def limits_count(ts: str, rate_limits: Any, info: Any = None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ NAME = f"rollout-2025-09-15T14-00-00-{U}.jsonl"
 LIVE = SAMPLES / f"every-code/sessions/2025/09/15/{NAME}"
 ARCHIVED = SAMPLES / f"every-code/archived_sessions/{NAME}"
 ENV = {"CODE_HOME": str(SAMPLES / "every-code")}
+
+
+def as_paths(found: Sequence[str | Path]) -> list[Path]:
+    """Discovered files as ``Path`` objects (a parser may list them as strings)."""
+    return [Path(item) for item in found]
 
 
 def usage(i: int, c: int, o: int, r: int) -> dict[str, int]:
@@ -105,12 +111,14 @@ def test_discover_reads_code_home_or_the_default(tmp_path: Path) -> None:
     (tmp_path / "a/archived_sessions/rollout-1.jsonl").write_text("")
     (tmp_path / "a/sessions/notes.jsonl").write_text("")
     home = tmp_path / "home"
-    assert PARSER.discover({"CODE_HOME": str(tmp_path / "a")}, home) == [
+    assert as_paths(PARSER.discover({"CODE_HOME": str(tmp_path / "a")}, home)) == [
         tmp_path / "a/archived_sessions/rollout-1.jsonl",
         tmp_path / "a/sessions/2025/09/15/rollout-1.jsonl",
     ]
-    assert PARSER.discover({}, home) == [home / ".code/sessions/2025/09/15/rollout-1.jsonl"]
-    assert PARSER.discover({"CODEX_HOME": str(tmp_path / "a")}, tmp_path / "absent") == []
+    assert as_paths(PARSER.discover({}, home)) == [
+        home / ".code/sessions/2025/09/15/rollout-1.jsonl"
+    ]
+    assert as_paths(PARSER.discover({"CODEX_HOME": str(tmp_path / "a")}, tmp_path / "absent")) == []
 
 
 def test_report_daily_json_after_scan_has_the_hand_worked_totals(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ LEGACY = H1 / "chats/session-2025-09-15T08-00-a1b2c3d4.json"
 MIGRATED = H1 / "chats/session-2025-09-15T08-00-a1b2c3d4.jsonl"
 CURRENT = H2 / "chats/session-2025-09-16T12-00-e5f6a7b8.jsonl"
 SUBAGENT = H2 / f"chats/{G2}/33333333-cccc-4ccc-8ccc-333333333333.jsonl"
+
+
+def as_paths(found: Sequence[str | Path]) -> list[Path]:
+    """Discovered files as ``Path`` objects (a parser may list them as strings)."""
+    return [Path(item) for item in found]
 
 
 def tokens(i: int, o: int, c: int, t: int, tool: int, total: int) -> dict[str, int]:
@@ -226,7 +232,11 @@ def test_discover_finds_sessions_and_subagent_files_under_each_tmp_dir(tmp_path:
     for f in [legacy, current, sub, *others]:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"")
-    assert PARSER.discover({"GEMINI_DATA_DIR": f"{tmp},{tmp}"}, tmp_path) == [sub, legacy, current]
+    assert as_paths(PARSER.discover({"GEMINI_DATA_DIR": f"{tmp},{tmp}"}, tmp_path)) == [
+        sub,
+        legacy,
+        current,
+    ]
 
 
 def test_discover_falls_back_to_gemini_cli_home_then_home(tmp_path: Path) -> None:
@@ -236,5 +246,7 @@ def test_discover_falls_back_to_gemini_cli_home_then_home(tmp_path: Path) -> Non
     for f in (at_home, elsewhere):
         f.parent.mkdir(parents=True)
         f.write_bytes(b"")
-    assert PARSER.discover({}, tmp_path) == [at_home]
-    assert PARSER.discover({"GEMINI_CLI_HOME": str(tmp_path / "cli")}, tmp_path) == [elsewhere]
+    assert as_paths(PARSER.discover({}, tmp_path)) == [at_home]
+    assert as_paths(PARSER.discover({"GEMINI_CLI_HOME": str(tmp_path / "cli")}, tmp_path)) == [
+        elsewhere
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,11 @@ EXPECTED = {
     "2026-02-23": Sums(input=18414, cached=9000, output=615, reasoning=159),
     "2026-02-24": Sums(input=2008, cached=6364, output=555, reasoning=50),
 }
+
+
+def as_paths(found: Sequence[str | Path]) -> list[Path]:
+    """Discovered files as ``Path`` objects (a parser may list them as strings)."""
+    return [Path(item) for item in found]
 
 
 def env() -> dict[str, str]:
@@ -158,11 +164,14 @@ def test_discovery_reads_the_env_override_qwen_dirs_and_the_default(tmp_path: Pa
     make(home / ".qwen" / "projects" / "p" / "other" / "s.jsonl")  # not a chat file
     runtime = make(tmp_path / "rt" / "projects" / "p" / "chats" / "r.jsonl")
     custom = make(tmp_path / "qh" / "projects" / "p" / "chats" / "q.jsonl")
-    assert PARSER.discover({}, home) == [default]
-    assert PARSER.discover({"QWEN_RUNTIME_DIR": str(tmp_path / "rt")}, home) == [default, runtime]
+    assert as_paths(PARSER.discover({}, home)) == [default]
+    assert as_paths(PARSER.discover({"QWEN_RUNTIME_DIR": str(tmp_path / "rt")}, home)) == [
+        default,
+        runtime,
+    ]
     both = {"QWEN_RUNTIME_DIR": str(tmp_path / "rt"), "QWEN_HOME": str(tmp_path / "qh")}
-    assert PARSER.discover(both, home) == [custom, runtime]
-    assert PARSER.discover({"QWEN_DATA_DIR": f"{tmp_path / 'qh'},~/.qwen"}, home) == [
+    assert as_paths(PARSER.discover(both, home)) == [custom, runtime]
+    assert as_paths(PARSER.discover({"QWEN_DATA_DIR": f"{tmp_path / 'qh'},~/.qwen"}, home)) == [
         default,
         custom,
     ]
@@ -180,13 +189,13 @@ def test_the_macos_location_is_the_same_dot_qwen(tmp_path: Path) -> None:
         / "chats"
         / "s.jsonl"
     )
-    assert PARSER.discover({}, tmp_path) == []
+    assert as_paths(PARSER.discover({}, tmp_path)) == []
 
 
 def test_an_absent_root_finds_nothing(tmp_path: Path) -> None:
     """No ~/.qwen: no files and no error."""
-    assert PARSER.discover({}, tmp_path) == []
-    assert PARSER.discover({"QWEN_DATA_DIR": str(tmp_path / "missing")}, tmp_path) == []
+    assert as_paths(PARSER.discover({}, tmp_path)) == []
+    assert as_paths(PARSER.discover({"QWEN_DATA_DIR": str(tmp_path / "missing")}, tmp_path)) == []
 
 
 def test_scan_then_report_daily_gives_the_hand_worked_days(tmp_path: Path) -> None:

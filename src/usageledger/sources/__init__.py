@@ -7,6 +7,7 @@ work on parser output directly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -104,27 +105,30 @@ def _size(event: UsageEvent) -> tuple[int, int]:
     return event.total_tokens, event.output_tokens
 
 
-def is_database(path: Path) -> bool:
-    """True for a SQLite database (opencode's), which its parser reads with SQL."""
-    return path.suffix == ".db"
+def is_database(path: str | Path) -> bool:
+    """True for a SQLite database (opencode's), which its parser reads with SQL: a name with
+    the suffix ``.db`` (as ``Path.suffix`` has it, so a file named just ``.db`` is not one)."""
+    name = os.path.basename(path)
+    return name.endswith(".db") and len(name) > 3
 
 
 def database_reader(
-    parser: SourceParser, path: Path
+    parser: SourceParser, path: str | Path
 ) -> Callable[[str], Iterable[ParseResult]] | None:
     """The parser's ``read_database`` (pages of results) when ``path`` is a database it reads."""
     reader: Callable[[str], Iterable[ParseResult]] | None = getattr(parser, "read_database", None)
     return reader if reader is not None and is_database(path) else None
 
 
-def parse_whole(parser: SourceParser, path: Path) -> ParseResult:
+def parse_whole(parser: SourceParser, path: str | Path) -> ParseResult:
     """Parse one discovered file from its start: a database with SQL, other files' bytes.
 
     May raise ``OSError`` (a file or database that cannot be read now).
     """
     reader = database_reader(parser, path)
     if reader is None:
-        return parser.parse(path.read_bytes(), path=str(path), state=None)
+        with open(path, "rb") as handle:
+            return parser.parse(handle.read(), path=str(path), state=None)
     whole = ParseResult()
     for page in reader(str(path)):
         whole.events += page.events

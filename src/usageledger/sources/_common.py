@@ -196,6 +196,11 @@ def env_dirs(env: Mapping[str, str], name: str, home: Path) -> list[Path]:
 
 
 def find_files(roots: Iterable[Path], patterns: Iterable[str]) -> list[Path]:
+    """:func:`find_paths` as ``Path`` objects (for a parser that works on them further)."""
+    return [Path(path) for path in find_paths(roots, patterns)]
+
+
+def find_paths(roots: Iterable[Path], patterns: Iterable[str]) -> list[str]:
     """Return files under ``roots`` whose path relative to a root matches a pattern.
 
     Patterns use ``fnmatch`` syntax on POSIX-style relative paths (``*`` crosses
@@ -203,8 +208,9 @@ def find_files(roots: Iterable[Path], patterns: Iterable[str]) -> list[Path]:
     cannot hang discovery. The same real file reached twice is returned once; the
     result is sorted by path string.
     """
-    # One compiled pattern and string paths: discovery runs over every file on every scan,
-    # so its cost per file (not the parsing) bounds how fast a rescan of a big history is.
+    # One compiled pattern and string paths (a ``Path`` costs more to build than the stat the
+    # scan then makes): discovery runs over every file on every scan, so its cost per file
+    # (not the parsing) bounds how fast a rescan of a big history is.
     wanted = re.compile("|".join(f"(?:{translate(p)})" for p in patterns), re.S)
     # The same real file (a hard link, a symlink, a root listed twice) has the same (device,
     # inode), so it is returned once, under its first path in sort order. A regular file's
@@ -244,4 +250,4 @@ def find_files(roots: Iterable[Path], patterns: Iterable[str]) -> list[Path]:
                     continue  # gone since listing, or a broken link
                 if identity not in found or entry.path < found[identity]:
                     found[identity] = entry.path
-    return [Path(path) for path in sorted(found.values())]
+    return sorted(found.values())

@@ -6,7 +6,7 @@ input, never touches the ledger, and never keeps prompt or reply text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -96,8 +96,9 @@ class SourceParser(Protocol):
     #: tokens, "last" keeps the most recently read copy, "first" keeps the first.
     duplicate_policy: str
 
-    def discover(self, env: Mapping[str, str], home: Path) -> list[Path]:
-        """Return every log file of this source, in a stable order."""
+    def discover(self, env: Mapping[str, str], home: Path) -> Sequence[str | Path]:
+        """Return every log file of this source, in a stable order (paths as ``str`` are
+        cheaper: a rescan of a long history looks at every file)."""
         ...
 
     def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:

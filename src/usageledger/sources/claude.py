@@ -22,7 +22,7 @@ from usageledger.sources._common import (
     InvalidRecordError,
     count,
     env_dirs,
-    find_files,
+    find_paths,
     parse_lines,
     text,
     timestamp,
@@ -55,13 +55,13 @@ class ClaudeParser:
     incremental = True
     duplicate_policy = "max"
 
-    def discover(self, env: Mapping[str, str], home: Path) -> list[Path]:
+    def discover(self, env: Mapping[str, str], home: Path) -> list[str]:
         """Return every ``projects/**/*.jsonl`` (sub-agent files included) per config dir."""
         roots = env_dirs(env, "CLAUDE_CONFIG_DIR", home) or [
             home / ".config" / "claude",
             home / ".claude",
         ]
-        return find_files([root / "projects" for root in roots], ["*.jsonl"])
+        return find_paths([root / "projects" for root in roots], ["*.jsonl"])
 
     def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
         """Parse complete lines of ``data``; ``state`` only carries the line count."""

@@ -29,7 +29,7 @@ from usageledger.sources._common import (
     count,
     each_record,
     env_dirs,
-    find_files,
+    find_paths,
     line_state,
     mapping,
     text,
@@ -86,11 +86,11 @@ class CodexParser:
         """The line reader of one file; a Codex fork (every-code) returns its own subclass."""
         return _Reader(source=self.name, **fields)
 
-    def discover(self, env: Mapping[str, str], home: Path) -> list[Path]:
+    def discover(self, env: Mapping[str, str], home: Path) -> list[str]:
         """Return ``sessions/**/rollout-*.jsonl`` and ``archived_sessions/`` files per home."""
         roots = env_dirs(env, "CODEX_HOME", home) or [home / ".codex"]
         dirs = [root / sub for root in roots for sub in ("sessions", "archived_sessions")]
-        return find_files(dirs, ["rollout-*.jsonl", "*/rollout-*.jsonl"])
+        return find_paths(dirs, ["rollout-*.jsonl", "*/rollout-*.jsonl"])
 
     def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
         """Parse complete lines of ``data``; ``state`` carries model, session and totals."""

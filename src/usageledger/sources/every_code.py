@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from usageledger.sources._common import env_dirs, find_files
+from usageledger.sources._common import env_dirs, find_paths
 from usageledger.sources.codex import CodexParser, _Reader
 
 #: Top-level rollout item types that carry a wrapped event message in ``payload.msg``.
@@ -45,11 +45,11 @@ class EveryCodeParser(CodexParser):
         """A Codex reader that also understands the ``payload.msg`` wrapping."""
         return _EveryCodeReader(source=self.name, **fields)
 
-    def discover(self, env: Mapping[str, str], home: Path) -> list[Path]:
+    def discover(self, env: Mapping[str, str], home: Path) -> list[str]:
         """Return ``sessions/**/rollout-*.jsonl`` and ``archived_sessions/`` files per home.
 
         ``$CODE_HOME`` (comma-separated) wins, else ``~/.code`` (the same on macOS).
         """
         roots = env_dirs(env, "CODE_HOME", home) or [home / ".code"]
         dirs = [root / sub for root in roots for sub in ("sessions", "archived_sessions")]
-        return find_files(dirs, ["rollout-*.jsonl", "*/rollout-*.jsonl"])
+        return find_paths(dirs, ["rollout-*.jsonl", "*/rollout-*.jsonl"])

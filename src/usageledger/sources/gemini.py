@@ -25,7 +25,7 @@ from usageledger.sources._common import (
     count,
     decode_reason,
     env_dirs,
-    find_files,
+    find_paths,
     json_lines,
     mapping,
     text,
@@ -61,7 +61,7 @@ class GeminiParser:
     incremental = False
     duplicate_policy = "last"
 
-    def discover(self, env: Mapping[str, str], home: Path) -> list[Path]:
+    def discover(self, env: Mapping[str, str], home: Path) -> list[str]:
         """Return session files (and sub-agent ``.jsonl`` files) under each ``tmp`` dir.
 
         ``GEMINI_DATA_DIR`` (comma-separated ``tmp`` dirs, as ccusage reads it) wins;
@@ -73,7 +73,7 @@ class GeminiParser:
             base = cli_home[0] if cli_home else home
             roots = [base / ".gemini" / "tmp"]
         patterns = ["*/chats/session-*.json", "*/chats/session-*.jsonl", "*/chats/*/*.jsonl"]
-        return find_files(roots, patterns)
+        return find_paths(roots, patterns)
 
     def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
         """Parse a whole ``.json`` document or the complete lines of a ``.jsonl`` file."""

@@ -30,7 +30,7 @@ from usageledger.sources._common import (
     InvalidRecordError,
     count,
     env_dirs,
-    find_files,
+    find_paths,
     mapping,
     parse_lines,
     text,
@@ -71,7 +71,7 @@ class QwenParser:
     incremental = True
     duplicate_policy = "max"
 
-    def discover(self, env: Mapping[str, str], home: Path) -> list[Path]:
+    def discover(self, env: Mapping[str, str], home: Path) -> list[str]:
         """Return ``projects/*/chats/*.jsonl`` under each Qwen data dir.
 
         ``QWEN_DATA_DIR`` (comma-separated, as ccusage reads it) wins; else Qwen Code's own
@@ -81,7 +81,7 @@ class QwenParser:
         if not roots:
             runtime = env_dirs(env, "QWEN_RUNTIME_DIR", home)
             roots = runtime[:1] + (env_dirs(env, "QWEN_HOME", home)[:1] or [home / ".qwen"])
-        return find_files([root / "projects" for root in roots], ["*/chats/*.jsonl"])
+        return find_paths([root / "projects" for root in roots], ["*/chats/*.jsonl"])
 
     def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
         """Parse complete lines of ``data``; ``state`` only carries the line count."""

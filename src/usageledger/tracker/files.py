@@ -109,7 +109,7 @@ class Chunk:
     limits: list[LimitObservation] = field(default_factory=list)
 
 
-def stat_file(path: Path) -> FileStat:
+def stat_file(path: str | Path) -> FileStat:
     """The file's inode, size and modification time (``OSError`` when it is gone).
 
     A SQLite database (``*.db``) changes in its write-ahead log before the main file does, so
@@ -143,7 +143,7 @@ def digest(data: bytes) -> str:
 Seen = tuple[str, int, int, int, int]
 
 
-def up_to_date(parser: SourceParser, path: Path, stat: FileStat, seen: Seen) -> bool:
+def up_to_date(parser: SourceParser, path: str | Path, stat: FileStat, seen: Seen) -> bool:
     """True when the file is as its cursor left it (``plan_file`` would return None).
 
     A rescan asks this of every file before anything else (the cursor's other columns are

@@ -36,7 +36,15 @@ from typing import Any, Protocol
 
 import orjson
 
-from usageledger.sources import PARSERS, LimitObservation, Problem, SourceParser, UsageEvent
+from usageledger.sources import (
+    PARSERS,
+    LimitObservation,
+    Problem,
+    SourceParser,
+    UsageEvent,
+    is_database,
+)
+from usageledger.tracker import db as sql
 from usageledger.tracker.db import upsert
 from usageledger.tracker.events import WriteOutcome, store_events
 from usageledger.tracker.files import (
@@ -44,7 +52,9 @@ from usageledger.tracker.files import (
     CURSOR_COLUMNS,
     Chunk,
     Cursor,
+    FileStat,
     Plan,
+    Seen,
     plan_file,
     read_plan,
     stat_file,
@@ -180,19 +190,36 @@ def scan_lock(home: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-#: A ``scan_files`` row as read: source, inode, size, mtime_ns, offset (``files.Seen``), then
-#: head digest, parser state (JSON) and problems, decoded only for a file that changed.
+#: What a rescan reads of every ``scan_files`` row: source, inode, size, mtime_ns and offset
+#: (``files.Seen``). The rest of a cursor (head digest, parser state, problems) is read only
+#: for a file that changed.
+SEEN_COLUMNS = 'path, source, inode, size, mtime_ns, "offset"'
+#: A whole ``scan_files`` row: ``Seen``, then head digest, parser state (JSON) and problems.
 CursorRow = tuple[str, int, int, int, int, str, str | None, int]
+_ROW_COLUMNS = f"{SEEN_COLUMNS}, head_sha256, parser_state, problems"
 
 
-def load_cursor_rows(conn: sqlite3.Connection, user_id: int) -> dict[str, CursorRow]:
-    """Every file cursor of the ledger, by path, undecoded (a rescan decodes only changed ones)."""
-    rows = conn.execute(
-        'SELECT path, source, inode, size, mtime_ns, "offset", head_sha256, parser_state, '
-        "problems FROM scan_files WHERE user_id = ?",
-        (user_id,),
-    )
+def load_seen(conn: sqlite3.Connection, user_id: int) -> dict[str, Seen]:
+    """Every file cursor's identity and offset, by path (all a rescan needs of an unchanged
+    file)."""
+    rows = conn.execute(f"SELECT {SEEN_COLUMNS} FROM scan_files WHERE user_id = ?", (user_id,))
     return {row[0]: row[1:] for row in rows}
+
+
+def load_cursor_rows(
+    conn: sqlite3.Connection, user_id: int, paths: Iterable[str] | None = None
+) -> dict[str, CursorRow]:
+    """Whole file cursors by path, undecoded: every one, or those of ``paths``."""
+    query = f"SELECT {_ROW_COLUMNS} FROM scan_files WHERE user_id = ?"
+    if paths is None:
+        return {row[0]: row[1:] for row in conn.execute(query, (user_id,))}
+    found: dict[str, CursorRow] = {}
+    for part in sql.chunks(list(paths), 400):
+        rows = conn.execute(
+            f"{query} AND path IN ({sql.placeholders(len(part))})", (user_id, *part)
+        )
+        found.update((row[0], row[1:]) for row in rows)
+    return found
 
 
 def as_cursor(row: CursorRow) -> Cursor:
@@ -221,9 +248,9 @@ def load_cursors(conn: sqlite3.Connection, user_id: int) -> dict[str, Cursor]:
 
 def discover(
     parsers: Mapping[str, SourceParser], env: Mapping[str, str], home: Path
-) -> tuple[dict[str, list[Path]], list[Problem]]:
+) -> tuple[dict[str, list[str | Path]], list[Problem]]:
     """Every source's files; a source whose discovery fails becomes a problem."""
-    found: dict[str, list[Path]] = {}
+    found: dict[str, list[str | Path]] = {}
     problems: list[Problem] = []
     for name, parser in parsers.items():
         try:
@@ -323,27 +350,43 @@ class _Scanner:
             self.summary.sources[problem.path].problems.append(problem)
         unlisted = {problem.path for problem in problems}
         ledger = self.ledger
-        stored = ledger.db.read(lambda conn: load_cursor_rows(conn, ledger.user_id))
+        stored = ledger.db.read(lambda conn: load_seen(conn, ledger.user_id))
         self._sources = {path: row[0] for path, row in stored.items()}
-        plans: list[Plan] = []
         seen: set[str] = set()
+        # First every file's stat against its cursor: on a rescan nearly every file is as its
+        # cursor left it, and this loop is all that it costs (kept to a system call and a
+        # tuple comparison per file). Then the changed files' whole cursors, in one read.
+        changed: list[tuple[SourceParser, str, FileStat]] = []
+        stat = os.stat
         for name, paths in found.items():
             source = self.summary.sources[name]
             parser = self.parsers[name]
+            whole = not parser.incremental
             for path in paths:
-                key = str(path)
+                key = path if isinstance(path, str) else str(path)
                 if key in seen:
                     continue  # already claimed by another source
                 row = stored.get(key)
                 try:
-                    stat = stat_file(path)
-                    if row is not None and up_to_date(parser, path, stat, row[:5]):
-                        plan = None  # the usual case of a rescan: nothing else to decode
+                    if key.endswith(".db") and is_database(key):
+                        info = stat_file(key)
+                        if row is None or not up_to_date(parser, key, info, row):
+                            changed.append((parser, key, info))
                     else:
-                        cursor = as_cursor(row) if row is not None else None
-                        plan = plan_file(parser, path, stat, cursor)
+                        st = stat(key)
+                        if (
+                            row is None
+                            or row[0] != name
+                            or row[1] != st.st_ino
+                            or row[2] != st.st_size
+                            or row[3] != st.st_mtime_ns
+                            or not (whole or row[4] >= st.st_size)
+                        ):
+                            changed.append(
+                                (parser, key, FileStat(st.st_ino, st.st_size, st.st_mtime_ns))
+                            )
                 except OSError as exc:
-                    if not os.path.lexists(path):
+                    if not os.path.lexists(key):
                         continue  # deleted since discovery: it is gone
                     reason = f"cannot read the file ({exc.strerror or type(exc).__name__})"
                     source.problems.append(Problem(key, None, reason))
@@ -351,9 +394,42 @@ class _Scanner:
                     continue
                 seen.add(key)
                 source.files_found += 1
-                if plan is not None:
-                    plans.append(plan)
-        return plans, seen, unlisted
+        return self._plan_changed(changed, stored, seen), seen, unlisted
+
+    def _plan_changed(
+        self,
+        changed: Sequence[tuple[SourceParser, str, FileStat]],
+        stored: Mapping[str, Seen],
+        seen: set[str],
+    ) -> list[Plan]:
+        """What to read of each changed file (from its whole cursor, if it has one); a file
+        that cannot be read now is a problem, and one deleted meanwhile is gone."""
+        ledger = self.ledger
+        known = [key for _, key, _ in changed if key in stored]
+        rows = (
+            ledger.db.read(lambda conn: load_cursor_rows(conn, ledger.user_id, known))
+            if known
+            else {}
+        )
+        plans: list[Plan] = []
+        for parser, key, info in changed:
+            row = rows.get(key)
+            try:
+                plan = plan_file(
+                    parser, Path(key), info, as_cursor(row) if row is not None else None
+                )
+            except OSError as exc:
+                source = self.summary.sources[parser.name]
+                source.files_found -= 1
+                if not os.path.lexists(key):
+                    seen.discard(key)  # deleted since it was looked at: it is gone
+                    continue
+                reason = f"cannot read the file ({exc.strerror or type(exc).__name__})"
+                source.problems.append(Problem(key, None, reason))
+                continue
+            if plan is not None:
+                plans.append(plan)
+        return plans
 
     def _parsed(self, plans: Sequence[Plan]) -> Iterator[tuple[Plan, Iterable[Chunk]]]:
         """Every plan with its chunks, in plan order: parsed here, or by a pool of workers."""

@@ -9,7 +9,7 @@ parsed from them (the sign of a log format the parser no longer understands).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ def _iso(ms: Any) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
 
 
-def mentions_usage(source: str, paths: list[Path]) -> int:
+def mentions_usage(source: str, paths: Sequence[str | Path]) -> int:
     """How many of (up to ``SNIFF_FILES`` of) ``paths`` contain a usage marker of ``source``."""
     markers = USAGE_MARKERS[source]
     hits = 0

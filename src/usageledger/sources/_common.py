@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from usageledger.sources.base import ParseResult, Problem, UsageEvent
+from usageledger.sources.listing import DIR, LINK, OTHER, list_directory
 
 #: A line longer than this is reported and skipped without being parsed.
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -215,7 +216,8 @@ def find_paths(roots: Iterable[Path], patterns: Iterable[str]) -> list[str]:
     # The same real file (a hard link, a symlink, a root listed twice) has the same (device,
     # inode), so it is returned once, under its first path in sort order. A regular file's
     # inode comes with its directory entry and its device is its directory's: only symlinks
-    # cost a stat here.
+    # cost a stat here. Inside ``listing.remembered`` an unchanged directory is not read
+    # again (see ``usageledger.sources.listing``).
     found: dict[tuple[int, int], str] = {}
     for root in roots:
         if not root.is_dir():
@@ -225,29 +227,28 @@ def find_paths(roots: Iterable[Path], patterns: Iterable[str]) -> list[str]:
         while pending:
             directory, prefix = pending.pop()
             try:
-                device = os.stat(directory).st_dev
-                entries = list(os.scandir(directory))
+                device, entries = list_directory(directory)
             except OSError:
                 continue
-            for entry in entries:
-                rel = f"{prefix}/{entry.name}" if prefix else entry.name
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        pending.append((entry.path, rel))  # a symlinked directory is not entered
+            base = directory if directory.endswith("/") else f"{directory}/"
+            for name, kind, inode in entries:
+                rel = f"{prefix}/{name}" if prefix else name
+                path = base + name
+                if kind == DIR:
+                    pending.append((path, rel))  # a symlinked directory is not entered
+                    continue
+                if kind == OTHER or not wanted.match(rel):
+                    continue
+                if kind == LINK:
+                    try:
+                        info = os.stat(path)
+                    except OSError:
+                        continue  # a broken link, or gone since listing
+                    if not stat.S_ISREG(info.st_mode):
                         continue
-                    if not wanted.match(rel):
-                        continue
-                    if entry.is_symlink():
-                        info = os.stat(entry.path)
-                        if not stat.S_ISREG(info.st_mode):
-                            continue
-                        identity = (info.st_dev, info.st_ino)
-                    elif entry.is_file(follow_symlinks=False):
-                        identity = (device, entry.inode())
-                    else:
-                        continue
-                except OSError:
-                    continue  # gone since listing, or a broken link
-                if identity not in found or entry.path < found[identity]:
-                    found[identity] = entry.path
+                    identity = (info.st_dev, info.st_ino)
+                else:
+                    identity = (device, inode)
+                if identity not in found or path < found[identity]:
+                    found[identity] = path
     return sorted(found.values())

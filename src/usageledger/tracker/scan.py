@@ -44,6 +44,7 @@ from usageledger.sources import (
     UsageEvent,
     is_database,
 )
+from usageledger.sources.listing import remembered
 from usageledger.tracker import db as sql
 from usageledger.tracker.db import upsert
 from usageledger.tracker.events import WriteOutcome, store_events
@@ -246,18 +247,34 @@ def load_cursors(conn: sqlite3.Connection, user_id: int) -> dict[str, Cursor]:
     return {path: as_cursor(row) for path, row in load_cursor_rows(conn, user_id).items()}
 
 
+#: Where a ledger's home keeps the directory listings of the last discovery
+#: (``usageledger.sources.listing``).
+LISTINGS_FILE = "listings.cache"
+
+
 def discover(
-    parsers: Mapping[str, SourceParser], env: Mapping[str, str], home: Path
+    parsers: Mapping[str, SourceParser],
+    env: Mapping[str, str],
+    home: Path,
+    *,
+    listings: Path | None = None,
+    save_listings: bool = True,
 ) -> tuple[dict[str, list[str | Path]], list[Problem]]:
-    """Every source's files; a source whose discovery fails becomes a problem."""
+    """Every source's files; a source whose discovery fails becomes a problem.
+
+    With ``listings`` (a file), directories unchanged since the listings in it were taken
+    are not read again, and (with ``save_listings``) the file is brought up to date.
+    """
     found: dict[str, list[str | Path]] = {}
     problems: list[Problem] = []
-    for name, parser in parsers.items():
-        try:
-            found[name] = list(parser.discover(env, home))
-        except OSError as exc:
-            found[name] = []
-            problems.append(Problem(name, None, f"cannot list files ({exc})"))
+    every_source = set(parsers) >= set(PARSERS)
+    with remembered(listings, save=save_listings, prune=every_source):
+        for name, parser in parsers.items():
+            try:
+                found[name] = list(parser.discover(env, home))
+            except OSError as exc:
+                found[name] = []
+                problems.append(Problem(name, None, f"cannot list files ({exc})"))
     return found, problems
 
 
@@ -345,7 +362,9 @@ class _Scanner:
         return self.summary
 
     def _plan(self, env: Mapping[str, str], home: Path) -> tuple[list[Plan], set[str], set[str]]:
-        found, problems = discover(self.parsers, env, home)
+        found, problems = discover(
+            self.parsers, env, home, listings=self.ledger.home / LISTINGS_FILE
+        )
         for problem in problems:
             self.summary.sources[problem.path].problems.append(problem)
         unlisted = {problem.path for problem in problems}

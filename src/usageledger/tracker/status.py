@@ -18,7 +18,7 @@ from usageledger.sources import PARSERS
 from usageledger.tracker.ledger import LocalLedger
 from usageledger.tracker.login import LoginError, load_login
 from usageledger.tracker.push import count_pending
-from usageledger.tracker.scan import discover
+from usageledger.tracker.scan import LISTINGS_FILE, discover
 from usageledger.tracker.state import load_state
 
 #: Bytes that appear in a source's files only where they record token usage. A database's
@@ -103,7 +103,9 @@ def ledger_status(ledger: LocalLedger, *, env: Mapping[str, str], home: Path) ->
         )
 
     tracked, stored, pending = ledger.db.read(read)
-    found, discover_problems = discover(PARSERS, env, home)
+    found, discover_problems = discover(
+        PARSERS, env, home, listings=ledger.home / LISTINGS_FILE, save_listings=False
+    )
     warnings: list[str] = [f"{p.path}: {p.reason}" for p in discover_problems]
     if login_problem:
         warnings.append(login_problem)

@@ -20,10 +20,12 @@ install-dev: $(BIN)/python
 run: install
 	$(BIN)/usageledger serve --demo
 
+## Format, lint and type-check (mypy --strict, from pyproject.toml) the package, the tests'
+## harness and benchmarks (bench/) and the scripts.
 lint: install-dev
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy src
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/mypy src bench scripts
 
 ## Set up everything and run the whole test suite (PostgreSQL tests included when reachable).
 test: lint

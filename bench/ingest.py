@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from bench.common import pg_database, server, write_section
+from bench.common import write_section
+from bench.harness import ServeProcess, pg_database
 from usageledger.ledger import accounts
 from usageledger.ledger.ingest import BucketWrite, apply_batch, touch_device
 from usageledger.store.engine import Database, make_engine
@@ -183,7 +184,8 @@ def measure(kind: str, url_for: Any, clients: int, per_client: int, workers: int
                     "USAGELEDGER_RATE_PER_MINUTE": "1000000",
                     "USAGELEDGER_RATE_BURST": "100000",
                 }
-                with server(env, workers=workers) as base:
+                with ServeProcess(env, workers=workers) as server:
+                    base = server.base
                     tokens = [u[2] for u in users]
                     new = run_http(base, tokens, batches)
                     repeat = statistics.median(

@@ -14,9 +14,9 @@ backlog, 48 more, on its first push) with an Idempotency-Key, as the tracker doe
 
 The fleet runs in a separate process (asyncio + httpx) on loopback against a real
 ``usageledger serve``: SQLite with 1 worker, then PostgreSQL with ``--pg-workers`` workers, with
-the default rate limits and M1 lines written to a file. Everything is bounded: a fixed number of
-half-hours, a timeout on every request, a deadline on the run. The server's memory is the RSS
-of its whole process tree, sampled from /proc every 0.2 s.
+the default rate limits and evidence lines written to a file. Everything is bounded: a fixed
+number of half-hours, a timeout on every request, a deadline on the run. The server's memory is
+the RSS of its whole process tree, sampled from /proc every 0.2 s.
 
 Run: ``python -m bench.load [--devices 2000] [--burst-window 10 60] [--quick]``.
 """
@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from scripts.crash_audit import Server, exit_on_sigterm
 
-from bench.common import pg_database, write_section
+from bench.common import write_section
+from bench.harness import ServeProcess, exit_on_sigterm, pg_database
 from usageledger.ledger import accounts
 from usageledger.store.engine import Database, make_engine
 from usageledger.store.migrate import upgrade
@@ -88,7 +88,8 @@ def setup(url: str, fleet: Fleet) -> tuple[list[str], list[str]]:
     users = (fleet.devices + 1) // 2
 
     def go(conn: Any) -> tuple[list[str], list[str]]:
-        devices, reads = [], []
+        devices: list[str] = []
+        reads: list[str] = []
         for u in range(users):
             name = f"user{u}"
             accounts.create_user(conn, name, time_zone="Europe/Berlin", now_ms=1)
@@ -279,10 +280,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def server_side(m1: Path) -> dict[str, list[float]]:
-    """Ingest latency and its database part as the server measured them (M1 lines)."""
+def server_side(evidence: Path) -> dict[str, list[float]]:
+    """Ingest latency and its database part as the server measured them (evidence lines)."""
     app, db, wait = [], [], []
-    for line in m1.read_text().splitlines():
+    for line in evidence.read_text().splitlines():
         entry = json.loads(line)
         if entry["function"] == "ingest" and entry["status"] < 300:
             app.append(float(entry["latency_ms"]))
@@ -298,13 +299,13 @@ def server_side(m1: Path) -> dict[str, list[float]]:
 def measure(kind: str, url: str, fleet: Fleet, workers: int, workdir: Path) -> dict[str, Any]:
     """Run the fleet against one database and summarise."""
     devices, reads = setup(url, fleet)
-    m1 = workdir / f"m1-{kind}-{fleet.burst_window_s:g}.log"
+    evidence = workdir / f"evidence-{kind}-{fleet.burst_window_s:g}.log"
     env = {
         "USAGELEDGER_DATABASE_URL": url,
         "USAGELEDGER_HOME": str(workdir / "home"),
-        "USAGELEDGER_LOG_FILE": str(m1),
+        "USAGELEDGER_LOG_FILE": str(evidence),
     }
-    server = Server(env, workers, workdir / f"server-{kind}.log")
+    server = ServeProcess(env, workers=workers, log=workdir / f"server-{kind}.log")
     out = workdir / f"fleet-{kind}.json"
     server.start()
     try:
@@ -346,7 +347,7 @@ def measure(kind: str, url: str, fleet: Fleet, workers: int, workdir: Path) -> d
         "idle_mib": idle_kib / 1024,
         "peak_mib": max(samples, default=0) / 1024,
         "mean_ingest": statistics.fmean(ingest) if ingest else 0.0,
-        "server": server_side(m1),
+        "server": server_side(evidence),
     }
 
 
@@ -423,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     if any(f.burst_window_s >= f.half_hour_s for f in fleets):
         parser.error("every --burst-window must be shorter than --half-hour")
     workdir = Path(tempfile.mkdtemp(prefix="ul-bench-load-"))
-    results = []
+    results: list[dict[str, Any]] = []
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     for fleet in fleets:
         for kind in kinds:

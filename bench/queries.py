@@ -36,16 +36,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
-from bench.common import PG_ADMIN, ROOT, write_section
-from usageledger.api.app import create_app
+from bench.common import ROOT, write_section
+from bench.harness import PG_ADMIN, create_database, database_url, drop_database
 from usageledger.api.read import clock
 from usageledger.config import Settings
+from usageledger.evidence import EvidenceLogger
 from usageledger.ledger import accounts, leaderboard
 from usageledger.ledger.prices_store import PriceBooks
 from usageledger.ledger.rollups import rebuild_range
-from usageledger.m1 import M1Logger
+from usageledger.server import create_app
 from usageledger.store.engine import Database, make_engine
 from usageledger.store.migrate import upgrade
 
@@ -165,12 +166,11 @@ def roll_up(db: Database, users: int) -> None:
     """usage_daily of every user through the single rebuild path."""
     for n in range(1, users + 1):
         zone = ZoneInfo(ZONES[(n - 1) % len(ZONES)])
-        db.write(
-            lambda c, n=n, zone=zone: rebuild_range(
-                c, n, zone, date(2024, 10, 31), date(2026, 11, 1)
-            ),
-            user_id=n,
-        )
+
+        def rebuild(c: Connection, n: int = n, zone: ZoneInfo = zone) -> None:
+            rebuild_range(c, n, zone, date(2024, 10, 31), date(2026, 11, 1))
+
+        db.write(rebuild, user_id=n)
 
 
 def bucket_count(db: Database) -> int:
@@ -197,15 +197,13 @@ def prepared(kind: str, size: int, keep: bool) -> Iterator[tuple[str, str, int]]
         path = OUT / f"{name}.db"
         url = f"sqlite:///{path}"
     else:
-        url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}".replace(
-            "postgresql://", "postgresql+psycopg://"
-        )
+        url = database_url(name)
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             found = admin.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
             ).fetchone()
-            if found is None:
-                admin.execute(f'CREATE DATABASE "{name}"')
+        if found is None:
+            create_database(name)
     engine = make_engine(url, statement_timeout_ms=3_600_000)
     db = Database(engine)
     try:
@@ -218,9 +216,8 @@ def prepared(kind: str, size: int, keep: bool) -> Iterator[tuple[str, str, int]]
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{path}{suffix}").unlink(missing_ok=True)
             else:
-                with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                    admin.execute(f'CREATE DATABASE "{name}"')
+                drop_database(name)
+                create_database(name)
             upgrade(engine)
             token = create_people(db, users)
             engine.dispose()
@@ -245,8 +242,7 @@ def prepared(kind: str, size: int, keep: bool) -> Iterator[tuple[str, str, int]]
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{path}{suffix}").unlink(missing_ok=True)
             else:
-                with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                drop_database(name)
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -269,7 +265,7 @@ def app_client(url: str, token: str, stack: ExitStack) -> tuple[Any, dict[str, s
         rate_per_minute=1e9,
         rate_burst=1_000_000,
     )
-    app = create_app(settings, engine=engine, m1=M1Logger("off"))
+    app = create_app(settings, engine=engine, evidence=EvidenceLogger("off"))
     app.dependency_overrides[clock] = lambda: NOW
     client = stack.enter_context(TestClient(app))
     return client, {"Authorization": f"Bearer {token}"}

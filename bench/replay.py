@@ -29,7 +29,6 @@ Ratios are replay time over the baseline and over the log baseline. Run::
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import subprocess
 import sys
@@ -58,6 +57,7 @@ from sqlalchemy import (
     text,
 )
 
+from bench.harness import PG_ADMIN, pg_database
 from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS
 from usageledger.ledger.rollups import rebuild_range
 from usageledger.ops.replay import replay as run_replay
@@ -68,7 +68,6 @@ from usageledger.store.engine import Database, make_engine
 from usageledger.store.migrate import upgrade
 from usageledger.store.tables import bucket_revisions, usage_buckets, usage_daily
 
-PG_ADMIN = os.environ.get("USAGELEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Sydney")
 SERIES_PER_USER = 8  # 2 devices × 2 sources × 2 models
 HOURS = 6_250  # one bucket per hour for ~260 days per series
@@ -310,15 +309,8 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
-    name = f"ul_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database("ul_bench_replay") as url:
+        yield url
 
 
 def bench(

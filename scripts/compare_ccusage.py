@@ -15,6 +15,7 @@ Example::
     .venv/bin/python scripts/compare_ccusage.py
     .venv/bin/python scripts/compare_ccusage.py --save-ccusage-json saved.json
     .venv/bin/python scripts/compare_ccusage.py --ccusage-json saved.json  # no npx run
+    .venv/bin/python scripts/compare_ccusage.py --source kimi --source droid  # only these
 
 A saved document maps each source name to that source's ``ccusage <source> daily --json``
 output (``{"codex": {"daily": [{"date": …, "inputTokens": …}, …]}, …}``).
@@ -112,7 +113,9 @@ SOURCES: dict[str, Source] = {
         section="Opencode",
     ),
     "qwen": Source({"QWEN_DATA_DIR": ("qwen",)}, reasoning_apart=True, section="Qwen Code"),
-    "kimi": Source({"KIMI_DATA_DIR": ("kimi/share", "kimi/synced")}, section="Kimi CLI"),
+    "kimi": Source(
+        {"KIMI_DATA_DIR": ("kimi/share", "kimi/synced", "kimi/code")}, section="Kimi CLI"
+    ),
     "kilo": Source({"KILO_DATA_DIR": ("kilo",)}, reasoning_apart=True, section="Kilo CLI"),
     "droid": Source(
         {"DROID_SESSIONS_DIR": ("droid/sessions",)}, reasoning_apart=True, section="Factory Droid"
@@ -270,7 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ccusage-json", type=Path, help="read saved ccusage reports instead")
     parser.add_argument("--save-ccusage-json", type=Path, help="write the ccusage reports here")
     parser.add_argument("--strict", action="store_true", help="exit 1 when totals differ")
+    parser.add_argument(
+        "--source",
+        action="append",
+        choices=sorted(SOURCES),
+        help="compare only this source (repeatable; default: every source)",
+    )
     args = parser.parse_args(argv)
+    chosen = set(args.source or SOURCES)
 
     samples = args.samples.resolve()
     missing = sorted(set(PARSERS) - set(SOURCES))
@@ -286,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             saved = json.loads(args.ccusage_json.read_text()) if args.ccusage_json else None
             for name, source in SOURCES.items():
-                if name not in PARSERS:
+                if name not in PARSERS or name not in chosen:
                     continue
                 env = source_env(source, samples, built)
                 mine, found = our_totals(name, env, home)
@@ -305,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_ccusage_json:
         args.save_ccusage_json.write_text(json.dumps(reports, indent=1, sort_keys=True) + "\n")
 
-    compared = {name for name, source in SOURCES.items() if source.compared}
+    compared = {name for name, source in SOURCES.items() if source.compared and name in chosen}
     print("\nper-day totalTokens (UTC)")
     for day, name in sorted(set(ours) | set(theirs), key=lambda key: (key[1], key[0])):
         mine_total = ours.get((day, name), {}).get("totalTokens", 0)
@@ -320,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     for line in differences:
         name = line.split()[0]
         print(f"  {line}   [§ {SOURCES[name].section}]")
-    skipped = sorted(set(PARSERS) - compared)
+    skipped = sorted(
+        name for name in set(PARSERS) & chosen if name not in compared and name in SOURCES
+    )
     print(f"\nnot compared (no ccusage 20.0.24 command): {', '.join(skipped) or 'none'}")
     if missing:
         print(f"not compared (no sample mapping in SOURCES): {', '.join(missing)}")

@@ -17,26 +17,34 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 
-from usageledger.api.app import create_app
+from bench.harness import (
+    PG_ADMIN,
+    create_database,
+    drop_database,
+    pg_database,
+    pg_problem,
+    scratch_name,
+)
 from usageledger.config import Settings
+from usageledger.evidence import EvidenceLogger
 from usageledger.ledger import accounts
-from usageledger.m1 import M1Logger
+from usageledger.server import create_app
 from usageledger.store.engine import Database, make_engine
 from usageledger.store.migrate import upgrade
 from usageledger.store.tables import metadata
 
-PG_ADMIN_URL = os.environ.get("USAGELEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = PG_ADMIN
 REQUIRE_PG = os.environ.get("USAGELEDGER_REQUIRE_POSTGRES") == "1"
 # Property tests assert behaviour, never speed: on a shared two-core machine generating an
 # example can take longer than Hypothesis's time-based health check and per-example deadline
@@ -64,13 +72,27 @@ LOG_DIR = (
 
 
 def _pg_problem() -> str | None:
-    try:
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
-            return None
-    except psycopg.Error as exc:
-        return (
-            f"PostgreSQL tests skipped: cannot connect to {PG_ADMIN_URL} ({exc.__class__.__name__})"
-        )
+    problem = pg_problem()
+    return None if problem is None else f"PostgreSQL tests skipped: {problem}"
+
+
+def require_postgres() -> None:
+    """Skip the calling test when PostgreSQL is unreachable (fail it instead under
+    ``USAGELEDGER_REQUIRE_POSTGRES=1``)."""
+    problem = _pg_problem()
+    if problem:
+        if REQUIRE_PG:
+            pytest.fail(problem + " (USAGELEDGER_REQUIRE_POSTGRES=1)")
+        pytest.skip(problem)
+
+
+@contextmanager
+def throwaway_pg(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database of the calling test (``bench.harness.pg_database``),
+    dropped afterwards; skipped as :func:`require_postgres` says."""
+    require_postgres()
+    with pg_database(prefix) as url:
+        yield url
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -111,22 +133,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _pg_database() -> tuple[str, str]:
-    """Create a fresh PostgreSQL database; its name and SQLAlchemy URL."""
-    problem = _pg_problem()
-    if problem:
-        if REQUIRE_PG:
-            pytest.fail(problem + " (USAGELEDGER_REQUIRE_POSTGRES=1)")
-        pytest.skip(problem)
-    name = f"ul_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    return name, f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://")
+    """Create a fresh PostgreSQL database (skipped as :func:`require_postgres` says); its name
+    and SQLAlchemy URL. The caller drops it with :func:`_drop_database`."""
+    require_postgres()
+    name = scratch_name("ul_test")
+    return name, create_database(name)
 
 
 def _drop_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -134,33 +149,21 @@ def pg_hash_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A PostgreSQL database of the hash-partitioned layout for this session, dropped after."""
     from usageledger.store.partitioned import create_hash_partitioned
 
-    name, url = _pg_database()
-    engine = make_engine(url)
-    create_hash_partitioned(engine, request.config.getoption("--hash-partitions") or 4)
-    engine.dispose()
-    yield url
-    _drop_database(name)
+    with throwaway_pg("ul_test_hash") as url:
+        engine = make_engine(url)
+        create_hash_partitioned(engine, request.config.getoption("--hash-partitions") or 4)
+        engine.dispose()
+        yield url
 
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
-    problem = _pg_problem()
-    if problem:
-        if REQUIRE_PG:
-            pytest.fail(problem + " (USAGELEDGER_REQUIRE_POSTGRES=1)")
-        pytest.skip(problem)
-    name = f"ul_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://")
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_pg("ul_test") as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -222,7 +225,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
     return Settings(
         home=tmp_path / "home",
         database_url=db_url.replace("postgresql+psycopg://", "postgresql://"),
-        log_file=str(tmp_path / "m1.log"),
+        log_file=str(tmp_path / "evidence.log"),
         rate_per_minute=60_000,
         rate_burst=10_000,
         auth_failures_per_minute=60_000,
@@ -270,16 +273,16 @@ def bob(db: Database) -> Persona:
 
 
 @pytest.fixture
-def m1_path(settings: Settings) -> Path:
-    """Where the test app writes its M1 lines."""
+def evidence_path(settings: Settings) -> Path:
+    """Where the test app writes its evidence lines."""
     return Path(settings.log_file)
 
 
 @pytest.fixture
 def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
     """A test client of the real app over the test database."""
-    logger = M1Logger(settings.log_file)
-    app = create_app(settings, engine=engine, m1=logger)
+    logger = EvidenceLogger(settings.log_file)
+    app = create_app(settings, engine=engine, evidence=logger)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
     logger.close()

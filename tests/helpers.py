@@ -69,8 +69,8 @@ def expected_daily(engine: Engine, zones: dict[int, str]) -> dict[tuple[Any, ...
     return {k: tuple(v) for k, v in sums.items()}
 
 
-def m1_lines(path: Path) -> list[dict[str, Any]]:
-    """Every M1 line written so far."""
+def evidence_lines(path: Path) -> list[dict[str, Any]]:
+    """Every evidence line written so far."""
     if not path.exists():
         return []
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]

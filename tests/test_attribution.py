@@ -1,4 +1,4 @@
-"""The M1 attribution rules, coverage, incidents and report shape (usageledger.attribution)."""
+"""The attribution rules, coverage, incidents and report shape (usageledger.attribution)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from usageledger.attribution import (
     REQUIRED_FIELDS,
     STOP_RULE,
     Attribution,
-    M1Line,
+    EvidenceLine,
     Options,
     Rule,
     SkipReason,
@@ -38,7 +38,7 @@ T0 = datetime(2026, 11, 28, 10, 30, tzinfo=UTC)
 
 
 def entry(**fields: Any) -> dict[str, Any]:
-    """A complete, fast, successful M1 entry like ours, with ``fields`` overriding it."""
+    """A complete, fast, successful evidence entry like ours, with ``fields`` overriding it."""
     base: dict[str, Any] = {
         "ts": "2026-11-28T10:30:00.123Z",
         "request_id": "req-1",
@@ -61,16 +61,16 @@ def without(name: str, **fields: Any) -> dict[str, Any]:
     return data
 
 
-def m1(data: dict[str, Any], line_no: int = 1, source: str = "test.log") -> M1Line:
-    """Parse one entry as a log line, failing the test if it is not an M1 line."""
+def as_line(data: dict[str, Any], line_no: int = 1, source: str = "test.log") -> EvidenceLine:
+    """Parse one entry as a log line, failing the test if it is not an evidence line."""
     parsed = parse_line(orjson.dumps(data), source, line_no)
-    assert isinstance(parsed, M1Line)
+    assert isinstance(parsed, EvidenceLine)
     return parsed
 
 
 def verdict_of(data: dict[str, Any], **options: float) -> Attribution:
     """Classify one entry."""
-    return classify(m1(data), **options)
+    return classify(as_line(data), **options)
 
 
 def log(*entries: dict[str, Any] | bytes) -> bytes:
@@ -159,7 +159,7 @@ def test_a_slow_line_without_upstream_latency_is_unknown() -> None:
 
 
 def test_an_upstream_4xx_with_a_5xx_is_unknown_with_its_reason() -> None:
-    """Combinations the seed has no rule for are unknown, naming the values."""
+    """Combinations no rule covers are unknown, naming the values."""
     result = verdict_of(entry(status=500, upstream_status=404))
     assert result.verdict is Verdict.UNKNOWN
     assert result.reason == "status 500, upstream_status 404 (4xx): no rule attributes it"
@@ -180,7 +180,7 @@ def test_the_slow_threshold_and_upstream_share_are_options() -> None:
 
 def test_string_statuses_and_latencies_are_read_leniently() -> None:
     """Another service's strings ("502", "30020") are read as numbers."""
-    line = m1(entry(status="502", upstream_status="502", latency_ms="30020", error_code=7))
+    line = as_line(entry(status="502", upstream_status="502", latency_ms="30020", error_code=7))
     assert (line.status, line.upstream_status, line.latency_ms) == (502, 502, 30020.0)
     assert line.error_code == "7"
     assert classify(line).verdict is Verdict.VENDOR
@@ -189,7 +189,7 @@ def test_string_statuses_and_latencies_are_read_leniently() -> None:
 @pytest.mark.parametrize("bad", [True, "fast", [200], 99, 600, "2OO", 503.5])
 def test_a_nonsense_status_is_unreadable_not_guessed(bad: object) -> None:
     """Booleans, words, lists and out-of-range or fractional statuses are invalid, not coerced."""
-    line = m1(entry(status=bad))
+    line = as_line(entry(status=bad))
     assert line.status is None
     assert "status" in line.invalid
 
@@ -197,7 +197,7 @@ def test_a_nonsense_status_is_unreadable_not_guessed(bad: object) -> None:
 @pytest.mark.parametrize("bad", [True, "fast", -1, "NaN", "inf", [12]])
 def test_a_nonsense_latency_is_unreadable_not_guessed(bad: object) -> None:
     """Latencies must be finite, non-negative numbers (or numeric strings)."""
-    line = m1(entry(latency_ms=bad))
+    line = as_line(entry(latency_ms=bad))
     assert line.latency_ms is None
     assert "latency_ms" in line.invalid
 
@@ -246,14 +246,14 @@ def test_read_lines_never_holds_a_huge_line_whole() -> None:
     stream = io.BytesIO(b"a" * 1000 + b"\n" + log(entry()) + b"b" * 1000)
     items = list(read_lines(stream, "s", max_line_bytes=500))
     assert items[0] is SkipReason.TOO_LONG
-    assert isinstance(items[1], M1Line)
+    assert isinstance(items[1], EvidenceLine)
     assert items[2] is SkipReason.TOO_LONG
 
 
 def test_crlf_endings_and_a_last_line_without_newline_are_read() -> None:
     """Windows line endings and an unterminated last line are ordinary lines."""
     stream = io.BytesIO(orjson.dumps(entry()) + b"\r\n" + orjson.dumps(entry()))
-    assert all(isinstance(item, M1Line) for item in read_lines(stream))
+    assert all(isinstance(item, EvidenceLine) for item in read_lines(stream))
 
 
 @pytest.mark.parametrize(
@@ -268,20 +268,24 @@ def test_crlf_endings_and_a_last_line_without_newline_are_read() -> None:
 )
 def test_the_timestamp_comes_from_ts_time_or_timestamp(stamp: dict[str, Any]) -> None:
     """ISO 8601 (naive means UTC) and epoch seconds or milliseconds are all read."""
-    assert m1({**without("ts"), **stamp}).ts == T0
+    assert as_line({**without("ts"), **stamp}).ts == T0
 
 
 def test_an_unreadable_timestamp_leaves_the_line_untimed() -> None:
     """A timestamp that cannot be read is no timestamp."""
-    assert m1(entry(ts="yesterday")).ts is None
+    assert as_line(entry(ts="yesterday")).ts is None
 
 
 # -- coverage ---------------------------------------------------------------------------------
 
 
 def test_coverage_counts_lines_carrying_all_eight_fields() -> None:
-    """A line carries a field when the key is present; the count is over M1 lines."""
-    lines = [m1(entry()), m1(without("stage")), m1(without("stage", function="export"))]
+    """A line carries a field when the key is present; the count is over evidence lines."""
+    lines = [
+        as_line(entry()),
+        as_line(without("stage")),
+        as_line(without("stage", function="export")),
+    ]
     result = coverage(lines)
     assert (result["complete"], result["incomplete"], result["share"]) == (1, 2, 0.3333)
     assert result["required"] == list(REQUIRED_FIELDS)
@@ -289,9 +293,9 @@ def test_coverage_counts_lines_carrying_all_eight_fields() -> None:
 
 def test_null_is_carried_only_for_the_nullable_fields() -> None:
     """Null error_code and upstream_* are carried; a null request_id or status is missing."""
-    nullable = m1(entry(error_code=None, upstream_status=None, upstream_latency_ms=None))
+    nullable = as_line(entry(error_code=None, upstream_status=None, upstream_latency_ms=None))
     assert coverage([nullable])["complete"] == 1
-    result = coverage([m1(entry(request_id=None, status=None))])
+    result = coverage([as_line(entry(request_id=None, status=None))])
     assert result["fields"]["request_id"]["missing"] == 1
     assert result["fields"]["status"]["missing"] == 1
 
@@ -299,10 +303,10 @@ def test_null_is_carried_only_for_the_nullable_fields() -> None:
 def test_coverage_says_which_fields_are_missing_in_which_functions() -> None:
     """Missing and unreadable fields are counted per field and per function."""
     lines = [
-        m1(without("upstream_status", function="backfill")),
-        m1(without("upstream_status", function="backfill")),
-        m1(without("upstream_status", function="ingest")),
-        m1(entry(latency_ms="fast")),
+        as_line(without("upstream_status", function="backfill")),
+        as_line(without("upstream_status", function="backfill")),
+        as_line(without("upstream_status", function="ingest")),
+        as_line(entry(latency_ms="fast")),
     ]
     fields = coverage(lines)["fields"]
     assert fields["upstream_status"]["missing"] == 3
@@ -366,7 +370,7 @@ def test_examples_are_capped_at_five_and_fall_back_to_file_and_line() -> None:
 
 
 def test_the_stop_rule_is_printed_where_unknown_dominates() -> None:
-    """Functions and incidents dominated by unknown carry the seed's stop rule."""
+    """Functions and incidents dominated by unknown carry the stop rule."""
     data = analysed(entry(status=500, upstream_status=None), entry(function="read"))
     ingest = data["functions"][0]
     assert (ingest["dominant"], ingest["stop_rule"]) == ("unknown", STOP_RULE)
@@ -439,8 +443,8 @@ def test_incidents_follow_timestamps_not_input_order() -> None:
 def test_lines_without_timestamps_form_runs_in_input_order() -> None:
     """Untimed non-ok lines are one incident until an ok line or a new input ends the run."""
     bad = without("ts", status=500, upstream_status=503)
-    lines = [m1(bad, 1), m1(bad, 2), m1(without("ts"), 3), m1(bad, 4)]
-    lines.append(m1(bad, 5, source="other.log"))
+    lines = [as_line(bad, 1), as_line(bad, 2), as_line(without("ts"), 3), as_line(bad, 4)]
+    lines.append(as_line(bad, 5, source="other.log"))
     pairs = [(line, classify(line)) for line in lines]
     assert [len(run) for run in find_incidents(pairs)] == [2, 1, 1]
     assert analysed(bad, bad)["incidents"][0]["start"] is None
@@ -529,8 +533,10 @@ entries = st.dictionaries(st.sampled_from((*REQUIRED_FIELDS, "ts", "msg")), json
 
 
 @given(st.lists(entries, max_size=12))
-def test_verdict_counts_always_sum_to_the_number_of_m1_lines(objects: list[dict[str, Any]]) -> None:
-    """Every object carrying an M1 field gets exactly one verdict; the rest are skipped."""
+def test_verdict_counts_always_sum_to_the_number_of_evidence_lines(
+    objects: list[dict[str, Any]],
+) -> None:
+    """Every object carrying an evidence field gets exactly one verdict; the rest are skipped."""
     data = analysed(*objects)
     expected = sum(1 for o in objects if any(name in o for name in REQUIRED_FIELDS))
     assert data["lines"] == expected == sum(data["verdicts"].values())
@@ -544,12 +550,12 @@ def test_a_line_without_upstream_status_is_never_vendor_or_application(
 ) -> None:
     """No upstream evidence can never blame the vendor or the application's logic."""
     data = {**data, "status": data.get("status", 500), "upstream_status": None}
-    result = classify(m1(data))
+    result = classify(as_line(data))
     assert result.verdict not in (Verdict.VENDOR, Verdict.APPLICATION, Verdict.APP_BOTTLENECK)
     assert result.reason
 
 
 @given(st.binary(max_size=200))
 def test_parsing_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
-    """Any bytes parse to an M1 line or a skip reason."""
-    assert isinstance(parse_line(raw), M1Line | SkipReason)
+    """Any bytes parse to an evidence line or a skip reason."""
+    assert isinstance(parse_line(raw), EvidenceLine | SkipReason)

@@ -1,8 +1,8 @@
 """One declaration of the bucket key: every table, the upsert and the wire agree with BUCKET_KEY.
 
 A new dimension added to :data:`usageledger.buckets.BUCKET_KEY` (or to any one of the places
-below without it) fails here, so the idempotency key cannot drift (the seed's red flag:
-"Idempotency key not updated when adding dimensions").
+below without it) fails here, so the idempotency key cannot drift: a key that misses a
+dimension merges data (docs/design.md §7).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scripts import compare_ccusage as script
 
+from scripts import compare_ccusage as script
 from usageledger.sources import PARSERS
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from usageledger.cli import main as cli_main
+from usageledger.cli.root import main as cli_main
 from usageledger.config import (
     MODEL_COLUMN_LENGTH,
     TIME_ZONE_COLUMN_LENGTH,

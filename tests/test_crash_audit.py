@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from scripts import crash_audit as audit
 from scripts.crash_audit import Batch, Device, Snapshot, Tally, device_key, values_of
 

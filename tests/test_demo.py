@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 
 from tests.helpers import bucket_rows, daily_rows, expected_daily
 from usageledger import demo as demo_module
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.demo import seed_history
 from usageledger.ledger import accounts
 from usageledger.store.engine import Database, make_engine
@@ -121,11 +121,11 @@ def test_serve_demo_seeds_the_demo_user_and_prints_working_tokens(
     """`usageledger serve --demo` (with the server itself stubbed out) seeds the demo history,
     prints a device token, a read token that authenticates, and a curl example; a second start
     seeds nothing new."""
-    from usageledger import cli_serve
+    from usageledger.cli import serve as cli_serve
 
     started: list[dict[str, Any]] = []
     monkeypatch.setattr(
-        "usageledger.cli_serve.uvicorn.run", lambda *args, **kwargs: started.append(kwargs)
+        "usageledger.cli.serve.uvicorn.run", lambda *args, **kwargs: started.append(kwargs)
     )
     runner = CliRunner(env=cli_env)
     first = runner.invoke(main, ["serve", "--demo", "--port", "8799"], catch_exceptions=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pytest
 
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,13 +47,19 @@ def test_every_setting_is_documented(field: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["usageledger.cli_ops", "usageledger.cli_tracker", "usageledger.cli_read"]
+    "module",
+    [
+        "usageledger.cli.ops",
+        "usageledger.cli.tracker",
+        "usageledger.cli.read",
+        "usageledger.cli.setup",
+    ],
 )
 def test_every_command_a_module_exports_is_registered(module: str) -> None:
     """The lazy command table names every command of each command module."""
     import importlib
 
-    from usageledger.cli import COMMANDS
+    from usageledger.cli.root import COMMANDS
 
     exported = importlib.import_module(module).commands
     registered = {getattr(importlib.import_module(m), a) for m, a in COMMANDS.values()}

@@ -4,10 +4,10 @@ A real ``usageledger serve`` (SQLite) is driven with a representative set of req
 operation of its OpenAPI schema and every dashboard route, with right, wrong, revoked and
 hostile tokens, Idempotency-Keys, bodies and query values carrying a unique marker, raw
 requests whose headers hold CR, LF, NUL and folded lines, and a flood that meets the rate
-limit. Then its M1 file, its stdout and its stderr must hold none of the tokens or markers,
-and every M1 line must be exactly one JSON object.
+limit. Then its evidence file, its stdout and its stderr must hold none of the tokens or markers,
+and every evidence line must be exactly one JSON object.
 
-The M1 lines every ``client`` fixture copied to ``$USAGELEDGER_TEST_LOG_DIR`` (when it is set)
+The evidence lines every ``client`` fixture copied to ``$USAGELEDGER_TEST_LOG_DIR`` (when it is set)
 are held to the same structural rules: one JSON object per line whose values come from closed
 sets, never a token or a fragment of a body. They are scanned when this module runs and again
 when the session ends (as the teardown of a session fixture), so logs of tests that run after
@@ -22,8 +22,6 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,10 +32,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.common import free_port
+from bench.harness import ServeProcess
 from usageledger.errors import ErrorCode
+from usageledger.evidence import REQUIRED_FIELDS, EvidenceLogger
 from usageledger.ledger import accounts
-from usageledger.m1 import REQUIRED_FIELDS, M1Logger
 from usageledger.store.engine import Database, DbStats, make_engine
 from usageledger.store.migrate import upgrade
 
@@ -52,7 +50,7 @@ FORBIDDEN = re.compile(
     r"ul_(?:dev|read)_[A-Za-z0-9_\-]{6,}|(?i:bearer\s|basic\s|authorization|idempotency-key)"
     r"|schema_version|bucket_start|input_tokens"  # body fragments (error codes are upper case)
 )
-#: The shape of each field of an M1 line (extra fields of job lines are checked generically).
+#: The shape of each field of an evidence line (extra fields of job lines are checked generically).
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 UUID_OR_DASH = re.compile(r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|-)$")
 METHOD = re.compile(r"^[A-Z]{1,16}$")
@@ -60,7 +58,7 @@ ERROR_CODES = {str(code) for code in ErrorCode}
 
 
 def line_problems(line: str) -> list[str]:
-    """What is wrong with one M1 line (empty when it is a clean, well-formed line)."""
+    """What is wrong with one evidence line (empty when it is a clean, well-formed line)."""
     if "\r" in line:
         return ["a raw carriage return"]
     try:
@@ -116,7 +114,7 @@ def rescan_at_session_end() -> Iterator[None]:
 
 @pytest.mark.usefixtures("rescan_at_session_end")
 def test_logs_captured_during_the_suite_are_clean() -> None:
-    """Every M1 line the suite's clients wrote is one JSON object of closed-set values."""
+    """Every evidence line the suite's clients wrote is one JSON object of closed-set values."""
     if LOG_DIR is None:
         pytest.skip("USAGELEDGER_TEST_LOG_DIR is not set; only the served-app audit runs")
     if not LOG_DIR.exists():
@@ -150,9 +148,9 @@ def test_the_scan_catches_what_it_forbids() -> None:
 
 
 def test_a_value_with_line_breaks_stays_on_one_escaped_line(tmp_path: Path) -> None:
-    """The M1 logger escapes CR, LF and NUL, so one event is always one line."""
-    path = tmp_path / "m1.log"
-    logger = M1Logger(str(path))
+    """The evidence logger escapes CR, LF and NUL, so one event is always one line."""
+    path = tmp_path / "evidence.log"
+    logger = EvidenceLogger(str(path))
     logger.emit(
         request_id="-",
         function="a\nb",
@@ -175,7 +173,7 @@ class Served:
 
     base: str
     port: int
-    m1: Path
+    evidence: Path
     stdout: Path
     stderr: Path
     device: str
@@ -213,41 +211,16 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
     device, read, flooder, revoked = db.write(people)
     engine.dispose()
-    port = free_port()
-    m1, out, err = tmp_path / "m1.log", tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    evidence, out, err = tmp_path / "evidence.log", tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     env = {
-        **os.environ,
         "USAGELEDGER_DATABASE_URL": url,
         "USAGELEDGER_HOME": str(tmp_path),
-        "USAGELEDGER_LOG_FILE": str(m1),
+        "USAGELEDGER_LOG_FILE": str(evidence),
         "USAGELEDGER_RATE_PER_MINUTE": "60",
         "USAGELEDGER_RATE_BURST": "40",
     }
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "usageledger", "serve", "--port", str(port)],
-            env=env,
-            stdout=stdout,
-            stderr=stderr,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            assert proc.poll() is None, err.read_text()
-            assert time.monotonic() < deadline, "the server did not start in 60 s"
-            time.sleep(0.1)
-        yield Served(base, port, m1, out, err, device, read, flooder, revoked)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+    with ServeProcess(env, log=out, stderr_log=err) as server:
+        yield Served(server.base, server.port, evidence, out, err, device, read, flooder, revoked)
 
 
 def batch_with(marker: str, **extra: Any) -> bytes:
@@ -404,16 +377,16 @@ def test_a_served_app_logs_no_secret_and_one_json_object_per_line(served: Served
         keep(served, http.get("/healthz"))  # the server still answers
     time.sleep(0.2)  # the last line is written after the response is sent
 
-    m1_text = served.m1.read_text("utf-8")
+    evidence_text = served.evidence.read_text("utf-8")
     outputs = {
-        "M1 log": m1_text,
+        "evidence log": evidence_text,
         "stdout": served.stdout.read_text("utf-8", "replace"),
         "stderr": served.stderr.read_text("utf-8", "replace"),
     }
     for where, text in outputs.items():
         for secret in served.secrets:
             assert secret not in text, f"{secret[:12]}… appears in the server's {where}"
-    lines = m1_text.split("\n")
+    lines = evidence_text.split("\n")
     assert lines[-1] == ""
     problems = [f"{n}: {p}" for n, line in enumerate(lines[:-1], 1) for p in line_problems(line)]
     assert problems == []

@@ -18,9 +18,9 @@ from sqlalchemy import Engine, String
 from tests.conftest import Persona
 from tests.factories import batch, bucket
 from tests.helpers import bucket_rows, daily_rows, written_rows
-from usageledger.api.app import create_app
 from usageledger.config import Settings, SettingsError, load_settings
-from usageledger.m1 import M1Logger
+from usageledger.evidence import EvidenceLogger
+from usageledger.server import create_app
 from usageledger.source_registry import KNOWN_SOURCES, SOURCE_NAME, SourceRegistry
 from usageledger.sources import PARSERS
 from usageledger.store.tables import metadata
@@ -52,12 +52,12 @@ def operator_client(
     monkeypatch.setenv(
         "USAGELEDGER_DATABASE_URL", db_url.replace("postgresql+psycopg://", "postgresql://")
     )
-    monkeypatch.setenv("USAGELEDGER_LOG_FILE", str(tmp_path / "operator-m1.log"))
+    monkeypatch.setenv("USAGELEDGER_LOG_FILE", str(tmp_path / "operator-evidence.log"))
     monkeypatch.setenv("USAGELEDGER_RATE_PER_MINUTE", "60000")
     monkeypatch.setenv("USAGELEDGER_RATE_BURST", "10000")
     settings = load_settings()
-    logger = M1Logger(settings.log_file)
-    with TestClient(create_app(settings, engine=engine, m1=logger)) as client:
+    logger = EvidenceLogger(settings.log_file)
+    with TestClient(create_app(settings, engine=engine, evidence=logger)) as client:
         yield client
     logger.close()
 

@@ -22,7 +22,7 @@ import click
 import pytest
 
 from tests.tracker.conftest import SAMPLES, logs_env
-from usageledger.cli import COMMANDS, SUMMARIES, main
+from usageledger.cli.root import COMMANDS, SUMMARIES, main
 from usageledger.store.engine import make_engine
 from usageledger.store.migrate import head_revision, upgrade
 
@@ -38,7 +38,7 @@ HEAVY = (
 )
 PROBE = """
 import json, sys
-from usageledger.cli import main
+from usageledger.cli.root import main
 code = 0
 try:
     main(sys.argv[2:], prog_name="usageledger")
@@ -172,7 +172,7 @@ def test_the_probe_sees_a_heavy_library_when_a_command_loads_one(
 ) -> None:
     """A server command's module loads SQLAlchemy and pydantic: the probe is not blind."""
     assert {"pydantic", "sqlalchemy"} <= set(
-        heavy(run(user_env, tmp_path, "db", "--help")["modules"])
+        heavy(run(user_env, tmp_path, "replay", "--help")["modules"])
     )
 
 

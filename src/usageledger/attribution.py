@@ -1,11 +1,11 @@
-"""Evidence-first incident attribution over M1 structured log lines.
+"""Evidence-first incident attribution over structured log lines in the M1 format.
 
-The seed's "Responsibility Attribution Protocol (M1)" as plain functions (DESIGN §6)::
+The attribution rules of docs/design.md §6 (docs/attribution.md) as plain functions::
 
-    read_lines   bytes -> M1Line | SkipReason   (never raises on bad input)
-    classify     M1Line -> Attribution          (first matching rule wins)
-    analyze      lines -> Analysis              (time/function filters, one verdict per line)
-    report       Analysis -> dict               (coverage, verdicts, functions, incidents)
+    read_lines   bytes -> EvidenceLine | SkipReason   (never raises on bad input)
+    classify     EvidenceLine -> Attribution          (first matching rule wins)
+    analyze      lines -> Analysis                    (time/function filters, one verdict each)
+    report       Analysis -> dict                     (coverage, verdicts, functions, incidents)
 
 Lenient on types (a status may be ``500`` or ``"500"``), strict on evidence: a line without
 ``upstream_status`` is ``unknown`` whatever else it says. ``docs/attribution.md`` has the rules.
@@ -36,7 +36,7 @@ REQUIRED_FIELDS: Final = (
     "upstream_status",
     "upstream_latency_ms",
 )
-#: Fields a line "carries" even when null (the seed's own example logs them as null).
+#: Fields a line "carries" even when null (services log them as null when there is nothing to say).
 NULLABLE_FIELDS: Final = frozenset({"error_code", "upstream_status", "upstream_latency_ms"})
 #: Where a line's timestamp is looked for, first found wins.
 TIME_FIELDS: Final = ("ts", "time", "timestamp")
@@ -59,7 +59,7 @@ REPORT_VERSION: Final = 1
 
 
 class Verdict(StrEnum):
-    """The five verdicts; every M1 line gets exactly one."""
+    """The five verdicts; every evidence line gets exactly one."""
 
     OK = "ok"
     VENDOR = "vendor"
@@ -92,19 +92,20 @@ class Rule(StrEnum):
 
 
 class SkipReason(StrEnum):
-    """Why an input line is not an M1 line."""
+    """Why an input line is not an evidence line."""
 
     BLANK = "blank"
     TOO_LONG = "too_long"
     NOT_UTF8 = "not_utf8"
     NOT_JSON = "not_json"
     NOT_OBJECT = "not_object"
-    NO_M1_FIELDS = "no_m1_fields"
+    #: The output names the line format (M1, docs/attribution.md), as it always has.
+    NO_EVIDENCE_FIELDS = "no_m1_fields"
 
 
 @dataclass(frozen=True, slots=True)
-class M1Line:
-    """One M1 log line, its values normalised; ``None`` means absent, null or unreadable.
+class EvidenceLine:
+    """One evidence line, its values normalised; ``None`` means absent, null or unreadable.
 
     ``present`` holds the required fields the line carries (key present; null allowed only for
     the nullable ones); ``invalid`` maps carried-but-unreadable fields to their raw value.
@@ -150,7 +151,7 @@ class Options:
 class Analysis:
     """The attributed lines in scope, in input order, and what was left out and why."""
 
-    lines: list[tuple[M1Line, Attribution]]
+    lines: list[tuple[EvidenceLine, Attribution]]
     skipped: Counter[str]
     filtered_out: int
     options: Options
@@ -239,8 +240,8 @@ _ABSENT: Final = object()
 
 def parse_line(
     raw: bytes, source: str = "-", line_no: int = 0, max_line_bytes: int = MAX_LINE_BYTES
-) -> M1Line | SkipReason:
-    """Read one line (without its newline) as an M1 line, or say why it is not one."""
+) -> EvidenceLine | SkipReason:
+    """Read one line (without its newline) as an evidence line, or say why it is not one."""
     if len(raw) > max_line_bytes:
         return SkipReason.TOO_LONG
     try:
@@ -256,7 +257,7 @@ def parse_line(
     if not isinstance(obj, dict):
         return SkipReason.NOT_OBJECT
     if not any(name in obj for name in REQUIRED_FIELDS):
-        return SkipReason.NO_M1_FIELDS
+        return SkipReason.NO_EVIDENCE_FIELDS
     present: set[str] = set()
     invalid: dict[str, str] = {}
     values: dict[str, Any] = {}
@@ -273,7 +274,7 @@ def parse_line(
         if isinstance(values.get(name), str):
             values[name] = sys.intern(values[name])
     stamp = next((obj[name] for name in TIME_FIELDS if obj.get(name) is not None), None)
-    return M1Line(
+    return EvidenceLine(
         source=source,
         line_no=line_no,
         present=_PRESENT.setdefault(carried := frozenset(present), carried),
@@ -285,7 +286,7 @@ def parse_line(
 
 def read_lines(
     stream: IO[bytes], source: str = "-", max_line_bytes: int = MAX_LINE_BYTES
-) -> Iterator[M1Line | SkipReason]:
+) -> Iterator[EvidenceLine | SkipReason]:
     """Parse a byte stream line by line; a line over ``max_line_bytes`` is never held whole."""
     line_no = 0
     while chunk := stream.readline(max_line_bytes + 2):  # room for "\r\n"
@@ -330,9 +331,12 @@ def _upstream_label(status: int | str) -> str:
 
 
 def classify(
-    line: M1Line, *, slow_ms: float = DEFAULT_SLOW_MS, small_share: float = SMALL_UPSTREAM_SHARE
+    line: EvidenceLine,
+    *,
+    slow_ms: float = DEFAULT_SLOW_MS,
+    small_share: float = SMALL_UPSTREAM_SHARE,
 ) -> Attribution:
-    """Apply the seed's rules to one line; the first matching rule wins."""
+    """Apply the attribution rules to one line; the first matching rule wins."""
     status, latency = line.status, line.latency_ms
     upstream, upstream_ms = line.upstream_status, line.upstream_latency_ms
     slow = latency is not None and latency >= slow_ms
@@ -394,7 +398,7 @@ def classify(
     return Attribution(Verdict.UNKNOWN, Rule.NO_RULE, ", ".join(parts) + ": no rule attributes it")
 
 
-def in_scope(line: M1Line, options: Options) -> bool:
+def in_scope(line: EvidenceLine, options: Options) -> bool:
     """Whether a line passes the time window (since <= ts < until) and function filters."""
     if options.functions and line.function not in options.functions:
         return False
@@ -407,10 +411,10 @@ def in_scope(line: M1Line, options: Options) -> bool:
     )
 
 
-def analyze(items: Iterable[M1Line | SkipReason], options: Options | None = None) -> Analysis:
-    """Count skipped lines, filter the M1 lines and attribute each one kept."""
+def analyze(items: Iterable[EvidenceLine | SkipReason], options: Options | None = None) -> Analysis:
+    """Count skipped lines, filter the evidence lines and attribute each one kept."""
     options = options or Options()
-    lines: list[tuple[M1Line, Attribution]] = []
+    lines: list[tuple[EvidenceLine, Attribution]] = []
     skipped: Counter[str] = Counter()
     filtered_out = 0
     for item in items:
@@ -459,7 +463,7 @@ def _latencies(values: Iterable[float | None]) -> dict[str, float | None]:
     return {"p50": percentile(kept, 0.5), "p95": percentile(kept, 0.95)}
 
 
-def summarize(pairs: Sequence[tuple[M1Line, Attribution]]) -> dict[str, Any]:
+def summarize(pairs: Sequence[tuple[EvidenceLine, Attribution]]) -> dict[str, Any]:
     """Counts by verdict, dominant verdict and share, codes, statuses, latencies and examples."""
     verdicts = {v.value: 0 for v in Verdict}
     examples: dict[str, list[str]] = {v.value: [] for v in Verdict}
@@ -494,7 +498,7 @@ def summarize(pairs: Sequence[tuple[M1Line, Attribution]]) -> dict[str, Any]:
     }
 
 
-def coverage(lines: Sequence[M1Line]) -> dict[str, Any]:
+def coverage(lines: Sequence[EvidenceLine]) -> dict[str, Any]:
     """How many lines carry all eight fields, and per field how often (and where) it is not."""
     complete = sum(1 for line in lines if len(line.present) == len(REQUIRED_FIELDS))
     fields: dict[str, Any] = {}
@@ -519,15 +523,15 @@ def coverage(lines: Sequence[M1Line]) -> dict[str, Any]:
 
 
 def find_incidents(
-    pairs: Sequence[tuple[M1Line, Attribution]], gap_s: float = DEFAULT_INCIDENT_GAP_S
-) -> list[list[tuple[M1Line, Attribution]]]:
+    pairs: Sequence[tuple[EvidenceLine, Attribution]], gap_s: float = DEFAULT_INCIDENT_GAP_S
+) -> list[list[tuple[EvidenceLine, Attribution]]]:
     """Group non-ok lines into incidents: by timestamp with gaps <= ``gap_s``, across functions.
 
     Lines without a timestamp form runs in input order, ended by an ok line or a new input.
     """
     bad = [(line, a) for line, a in pairs if a.verdict is not Verdict.OK and line.ts]
     bad.sort(key=lambda pair: pair[0].ts or datetime.min)  # stable: input order on equal ts
-    timed: list[list[tuple[M1Line, Attribution]]] = []
+    timed: list[list[tuple[EvidenceLine, Attribution]]] = []
     for pair in bad:
         last = timed[-1][-1][0].ts if timed else None
         assert pair[0].ts is not None  # filtered above; the assert narrows for mypy
@@ -535,8 +539,8 @@ def find_incidents(
             timed[-1].append(pair)
         else:
             timed.append([pair])
-    untimed: list[list[tuple[M1Line, Attribution]]] = []
-    run: list[tuple[M1Line, Attribution]] = []
+    untimed: list[list[tuple[EvidenceLine, Attribution]]] = []
+    run: list[tuple[EvidenceLine, Attribution]] = []
     for line, attribution in pairs:
         if run and (attribution.verdict is Verdict.OK or line.source != run[-1][0].source):
             untimed.append(run)
@@ -549,7 +553,7 @@ def find_incidents(
 def report(analysis: Analysis, inputs: Sequence[str] = ()) -> dict[str, Any]:
     """The one JSON-ready report object (documented in docs/attribution.md)."""
     options, pairs = analysis.options, analysis.lines
-    by_function: dict[str | None, list[tuple[M1Line, Attribution]]] = {}
+    by_function: dict[str | None, list[tuple[EvidenceLine, Attribution]]] = {}
     for pair in pairs:
         by_function.setdefault(pair[0].function, []).append(pair)
     functions = [

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=default_home)
     database_url: str | None = None
-    #: Where M1 lines go: "-" for stdout, "off" to disable, else a file path (appended).
+    #: Where evidence lines go: "-" for stdout, "off" to disable, else a file path (appended).
     log_file: str = "-"
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     max_buckets: int = Field(default=500, ge=1, le=10_000)

@@ -28,7 +28,7 @@ from typing import Any, Self
 
 
 class ErrorCode(StrEnum):
-    """The closed enum of error codes (also the M1 ``error_code`` values)."""
+    """The closed enum of error codes (also the ``error_code`` values of evidence lines)."""
 
     VALIDATION_FAILED = "VALIDATION_FAILED"
     UNKNOWN_FIELD = "UNKNOWN_FIELD"
@@ -158,7 +158,7 @@ class RateLimited(LedgerError):
 
 
 class ClientDisconnected(LedgerError):
-    """The client hung up mid-request; 499 is what the M1 line records (no one reads it)."""
+    """The client hung up mid-request; 499 is what the evidence line records (no one reads it)."""
 
     status = 499
     code = ErrorCode.CLIENT_DISCONNECTED

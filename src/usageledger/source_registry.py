@@ -1,7 +1,8 @@
 """The registry of known usage sources, with the note on how each maps to our token fields.
 
-Ingest accepts a bucket only for a registered source (DESIGN §4). An operator adds a source
-with ``USAGELEDGER_EXTRA_SOURCES=name,…``; its buckets must already follow DESIGN §3.
+Ingest accepts a bucket only for a registered source (docs/design.md §4). An operator adds a
+source with ``USAGELEDGER_EXTRA_SOURCES=name,…``; its buckets must already follow the token
+semantics of docs/design.md §3.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ KNOWN_SOURCES: dict[str, str] = {
     "output = output + reasoning.",
     "qwen": "Qwen Code: input = promptTokenCount - cachedContentTokenCount (+ tool-use prompt); "
     "output = candidates + thoughts (unless candidates already hold them).",
-    "kimi": "Kimi CLI: input = input_other + input_cache_creation; cached = input_cache_read; "
-    "largest (final) snapshot per message_id.",
+    "kimi": "Kimi CLI / Kimi Code: input = input_other + input_cache_creation; "
+    "cached = input_cache_read; largest (final) StatusUpdate snapshot per message_id, or one "
+    "event per usage.record.",
     "kilo": "Kilo CLI (opencode-shaped): input = input + cache.write; cached = cache.read; "
     "output = output + reasoning.",
     "droid": "Factory Droid (per-session total): input = inputTokens + cacheCreationTokens; "

@@ -18,9 +18,9 @@ from starlette.routing import Mount
 
 from tests.conftest import Persona
 from tests.factories import bucket
-from usageledger.api.app import create_app
 from usageledger.config import Settings
-from usageledger.m1 import M1Logger
+from usageledger.evidence import EvidenceLogger
+from usageledger.server import create_app
 from usageledger.web.routes import STATIC
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -97,7 +97,7 @@ def test_a_rate_limited_answer_is_not_stored(
 ) -> None:
     """429 carries no-store and nosniff like every other API answer."""
     tight = settings.model_copy(update={"rate_per_minute": 1, "rate_burst": 1})
-    with TestClient(create_app(tight, engine=engine, m1=M1Logger("off"))) as client:
+    with TestClient(create_app(tight, engine=engine, evidence=EvidenceLogger("off"))) as client:
         client.get("/v1/me", headers=alice.headers(read=True))
         limited = client.get("/v1/me", headers=alice.headers(read=True))
     assert limited.status_code == 429

@@ -7,11 +7,6 @@ fast the machine is.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,15 +18,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from bench.harness import ServeProcess
 from tests.conftest import Persona, make_persona
 from tests.factories import batch, bucket
-from tests.helpers import m1_lines
-from usageledger.api.app import create_app
+from tests.helpers import evidence_lines
 from usageledger.api.ratelimit import RateLimiter
 from usageledger.config import Settings
 from usageledger.errors import RateLimited
+from usageledger.evidence import EvidenceLogger
 from usageledger.ledger import accounts
-from usageledger.m1 import M1Logger
+from usageledger.server import create_app
 from usageledger.store.engine import Database
 
 #: Six requests a minute (one per 10 s), three at once.
@@ -62,8 +58,8 @@ def clock() -> Clock:
 def small(settings: Settings, engine: Engine, clock: Clock) -> Iterator[TestClient]:
     """A client of the app with a budget of 6 requests a minute and a burst of 3 per token."""
     tight = settings.model_copy(update={"rate_per_minute": PER_MINUTE, "rate_burst": BURST})
-    logger = M1Logger(tight.log_file)
-    app = create_app(tight, engine=engine, m1=logger)
+    logger = EvidenceLogger(tight.log_file)
+    app = create_app(tight, engine=engine, evidence=logger)
     # The app's limiter, rebuilt from the same settings with a hand-moved clock.
     app.state.ctx.limiter = RateLimiter(tight.rate_per_minute, tight.rate_burst, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -93,16 +89,18 @@ def test_a_flood_gets_429_with_retry_after(small: TestClient, alice: Persona) ->
 
 
 def test_a_flood_is_refused_before_anything_is_written(
-    small: TestClient, alice: Persona, engine: Engine, m1_path: Path
+    small: TestClient, alice: Persona, engine: Engine, evidence_path: Path
 ) -> None:
-    """Every refused request leaves no bucket and one M1 line with error_code RATE_LIMITED."""
+    """Every refused request leaves no bucket and one evidence line with error_code RATE_LIMITED."""
     results = [push(small, alice.device_token, slot=i).status_code for i in range(20)]
     assert results.count(200) == BURST
     assert results.count(429) == 20 - BURST
     with engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT COUNT(*) FROM usage_buckets").scalar_one()
     assert stored == BURST
-    limited = [line for line in m1_lines(m1_path) if line["error_code"] == "RATE_LIMITED"]
+    limited = [
+        line for line in evidence_lines(evidence_path) if line["error_code"] == "RATE_LIMITED"
+    ]
     assert len(limited) == 20 - BURST
     assert {line["status"] for line in limited} == {429}
 
@@ -196,25 +194,25 @@ def guarded(settings: Settings, engine: Engine) -> Iterator[TestClient]:
     strict = settings.model_copy(
         update={"auth_failures_per_minute": 1, "auth_failure_burst": FAILURE_BURST}
     )
-    logger = M1Logger(strict.log_file)
-    app = create_app(strict, engine=engine, m1=logger)
+    logger = EvidenceLogger(strict.log_file)
+    app = create_app(strict, engine=engine, evidence=logger)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
     logger.close()
 
 
 def test_an_unknown_token_flood_from_one_address_gets_429_before_the_database(
-    guarded: TestClient, m1_path: Path
+    guarded: TestClient, evidence_path: Path
 ) -> None:
     """Past the failure burst, a guessed token gets 429 with Retry-After, and the refusal
-    never reaches the database (its M1 line has no upstream status)."""
+    never reaches the database (its evidence line has no upstream status)."""
     statuses = [push(guarded, f"ul_dev_guess{i}").status_code for i in range(FAILURE_BURST + 5)]
     assert statuses == [401] * FAILURE_BURST + [429] * 5
     refused = push(guarded, "ul_dev_another_guess")
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "RATE_LIMITED"
     assert int(refused.headers["retry-after"]) >= 1
-    lines = m1_lines(m1_path)
+    lines = evidence_lines(evidence_path)
     assert [line["upstream_status"] for line in lines if line["status"] == 401] == [200] * 5
     assert {line["upstream_status"] for line in lines if line["status"] == 429} == {None}
 
@@ -275,53 +273,22 @@ def test_the_failure_budget_refills() -> None:
     failures.ensure("10.0.0.1")
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def served(tmp_path: Path, trusted_proxies: str | None) -> Iterator[str]:
     """``usageledger serve`` (the real uvicorn) on SQLite with a failure budget of 2 per address,
     and uvicorn's own FORWARDED_ALLOW_IPS set to trust anyone (the setting must win); ``None``
     leaves USAGELEDGER_TRUSTED_PROXIES unset (its default)."""
-    port = free_port()
-    env = {
-        **os.environ,
+    env: dict[str, str | None] = {
         "USAGELEDGER_HOME": str(tmp_path),
         "USAGELEDGER_LOG_FILE": "off",
         "USAGELEDGER_AUTH_FAILURE_BURST": "2",
         "USAGELEDGER_AUTH_FAILURES_PER_MINUTE": "0.01",
         "FORWARDED_ALLOW_IPS": "*",
+        "USAGELEDGER_DATABASE_URL": None,
+        "USAGELEDGER_TRUSTED_PROXIES": trusted_proxies,
     }
-    env.pop("USAGELEDGER_DATABASE_URL", None)
-    env.pop("USAGELEDGER_TRUSTED_PROXIES", None)
-    if trusted_proxies is not None:
-        env["USAGELEDGER_TRUSTED_PROXIES"] = trusted_proxies
-    cli = Path(sys.executable).with_name("usageledger")
-    server = subprocess.Popen(
-        [str(cli), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the server did not start")
-        yield base
-    finally:
-        server.terminate()
-        server.communicate(timeout=30)
+    with ServeProcess(env) as server:
+        yield server.base
 
 
 def guesses_from_rotating_addresses(base: str) -> list[int]:

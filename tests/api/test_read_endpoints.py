@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from tests.conftest import Persona
 from tests.factories import batch, bucket
-from tests.helpers import daily_rows, expected_daily, m1_lines
+from tests.helpers import daily_rows, evidence_lines, expected_daily
 from usageledger.api import read_models as m
 from usageledger.api.read import clock
 from usageledger.ledger.prices_store import PriceBooks, load_prices
@@ -424,11 +424,11 @@ def test_a_repeated_parameter_is_refused(api: TestClient, alice: Persona) -> Non
 
 
 def test_a_refused_range_never_reaches_the_database(
-    api: TestClient, alice: Persona, m1_path: Any
+    api: TestClient, alice: Persona, evidence_path: Any
 ) -> None:
     """An oversized range is refused after authentication, before any read of usage."""
     get(api, alice, "/v1/usage/daily", **{"from": "2020-01-01", "to": "2026-01-01"})
-    line = m1_lines(m1_path)[-1]
+    line = evidence_lines(evidence_path)[-1]
     assert (line["function"], line["status"]) == ("usage_daily", 422)
     assert line["error_code"] == "RANGE_TOO_LARGE"
 
@@ -606,13 +606,13 @@ def test_a_bad_patch_is_422_and_changes_nothing(
     assert ok(api, alice, "/v1/me") == before
 
 
-def test_every_read_request_writes_one_m1_line_named_after_its_route(
-    api: TestClient, alice: Persona, m1_path: Any
+def test_every_read_request_writes_one_evidence_line_named_after_its_route(
+    api: TestClient, alice: Persona, evidence_path: Any
 ) -> None:
-    """M1 lines name the read function and carry the database evidence."""
+    """Evidence lines name the read function and carry the database evidence."""
     for path in ROUTES:
         ok(api, alice, path)
-    names = [line["function"] for line in m1_lines(m1_path)]
+    names = [line["function"] for line in evidence_lines(evidence_path)]
     assert names[-len(ROUTES) :] == [
         "usage_summary",
         "usage_daily",
@@ -624,4 +624,6 @@ def test_every_read_request_writes_one_m1_line_named_after_its_route(
         "get_me",
         "get_leaderboard",
     ]
-    assert all(line["upstream_status"] == 200 for line in m1_lines(m1_path)[-len(ROUTES) :])
+    assert all(
+        line["upstream_status"] == 200 for line in evidence_lines(evidence_path)[-len(ROUTES) :]
+    )

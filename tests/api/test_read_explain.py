@@ -13,7 +13,6 @@ and ``model_prices`` tables).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -25,14 +24,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, text
 
-from tests.conftest import PG_ADMIN_URL, Persona
-from usageledger.api.app import create_app
+from bench.harness import pg_database
+from tests.conftest import Persona
 from usageledger.api.read import clock
 from usageledger.config import Settings
+from usageledger.evidence import EvidenceLogger
 from usageledger.ledger import accounts, leaderboard
 from usageledger.ledger.prices_store import PriceBooks
 from usageledger.ledger.rollups import rebuild_range
-from usageledger.m1 import M1Logger
+from usageledger.server import create_app
 from usageledger.store.engine import Database, make_engine
 from usageledger.store.migrate import upgrade
 
@@ -111,16 +111,8 @@ def seed(url: str) -> Persona:
 @pytest.fixture(scope="module")
 def big(pg_server_url: str) -> Iterator[tuple[str, Persona]]:
     """A dedicated, seeded and analyzed PostgreSQL database (dropped afterwards)."""
-    name = f"ul_explain_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    url = f"{url}/{name}"
-    try:
+    with pg_database("ul_explain") as url:
         yield url, seed(url)
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Recorder:
@@ -196,7 +188,7 @@ def recorded(big: tuple[str, Persona], tmp_path_factory: pytest.TempPathFactory)
     url, who = big
     engine = make_engine(url, statement_timeout_ms=60_000)
     recorder = Recorder(engine)
-    log = tmp_path_factory.mktemp("explain") / "m1.log"
+    log = tmp_path_factory.mktemp("explain") / "evidence.log"
     settings = Settings(
         home=Path(log.parent),
         database_url=url,
@@ -204,8 +196,8 @@ def recorded(big: tuple[str, Persona], tmp_path_factory: pytest.TempPathFactory)
         rate_per_minute=60_000,
         rate_burst=10_000,
     )
-    logger = M1Logger(settings.log_file)
-    app = create_app(settings, engine=engine, m1=logger)
+    logger = EvidenceLogger(settings.log_file)
+    app = create_app(settings, engine=engine, evidence=logger)
     app.dependency_overrides[clock] = lambda: NOW
     found: dict[str, list[tuple[str, Any]]] = {}
     with TestClient(app) as client:

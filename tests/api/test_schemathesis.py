@@ -49,9 +49,9 @@ from sqlalchemy import Engine
 
 from tests.conftest import Persona
 from tests.factories import bucket
-from usageledger.api.app import create_app
 from usageledger.api.ratelimit import RateLimiter
 from usageledger.config import Settings
+from usageledger.server import create_app
 from usageledger.store.tables import ingest_receipts
 
 #: Fuzzed examples per operation, valid and invalid together (the coverage phase adds its own
@@ -82,7 +82,7 @@ BEYOND_SCHEMA = [
     ("VALIDATION_FAILED", r"buckets\[\d+\]\.model", r"printable"),
     ("VALIDATION_FAILED", r"query\.(tz|source|model|device)", r"contains control characters"),
     ("IDEMPOTENCY_KEY_REUSED", r"", r"different body"),  # the key was used before in the run
-    # JSON Schema's "integer" takes 2.0; the wire takes only integer literals (DESIGN §4).
+    # JSON Schema's "integer" takes 2.0; the wire takes only integer literals (docs/design.md §4).
     ("VALIDATION_FAILED", r"buckets\[\d+\]\.\w+", r"valid integer"),
     ("UNSUPPORTED_SCHEMA_VERSION", r"schema_version", r"must be 1 or 2"),
 ]
@@ -133,7 +133,7 @@ def load_schema() -> Any:
         # Tokens come from AliceTokens; random Authorization values would only meet 401.
         with_security_parameters=False,
     )
-    # Over max_buckets (the schema's maxItems) is 413 before validation, as DESIGN §4 says.
+    # Over max_buckets (the schema's maxItems) is 413 before validation, as docs/design.md §4 says.
     rejection = loaded.config.checks.negative_data_rejection
     rejection.expected_statuses = [*rejection.expected_statuses, "413"]
     return loaded

@@ -13,7 +13,6 @@ the other tests is already at head).
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -23,23 +22,22 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-import psycopg
 import pytest
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, inspect, text
 
-from tests.conftest import PG_ADMIN_URL, REQUIRE_PG, _pg_problem
+from tests.conftest import throwaway_pg
 from tests.factories import batch, bucket
 from tests.helpers import daily_rows, expected_daily
-from usageledger.api.app import create_app
 from usageledger.config import Settings
+from usageledger.confusables import fold
 from usageledger.errors import ValidationFailed
+from usageledger.evidence import EvidenceLogger
 from usageledger.ledger import profile
-from usageledger.ledger.confusables import fold
 from usageledger.ledger.rollups import rebuild_days
-from usageledger.m1 import M1Logger
 from usageledger.ops.verify import verify
+from usageledger.server import create_app
 from usageledger.store.engine import Database, make_engine
 from usageledger.store.migrate import alembic_config, current_revision, head_revision, upgrade
 
@@ -74,20 +72,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'v1-era.db'}"
         return
-    problem = _pg_problem()
-    if problem:
-        if REQUIRE_PG:
-            pytest.fail(problem + " (USAGELEDGER_REQUIRE_POSTGRES=1)")
-        pytest.skip(problem)
-    name = f"ul_first_rev_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://")
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_pg("ul_first_rev") as url:
+        yield url
 
 
 @pytest.fixture
@@ -307,13 +293,13 @@ def test_the_newest_code_reads_v1_era_rows_as_its_own(
     settings = Settings(
         home=tmp_path / "home",
         database_url=empty_url.replace("postgresql+psycopg://", "postgresql://"),
-        log_file=str(tmp_path / "m1.log"),
+        log_file=str(tmp_path / "evidence.log"),
         rate_per_minute=60_000,
         rate_burst=10_000,
     )
-    logger = M1Logger(settings.log_file)
+    logger = EvidenceLogger(settings.log_file)
     headers = {"Content-Type": "application/json"}
-    with TestClient(create_app(settings, engine=engine, m1=logger)) as client:
+    with TestClient(create_app(settings, engine=engine, evidence=logger)) as client:
         alice = {**headers, "Authorization": f"Bearer {secret_of('alice')}"}
         resend = client.post(
             "/v1/ingest", content=orjson.dumps(batch(*v1_era_items("alice"))), headers=alice

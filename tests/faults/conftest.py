@@ -1,19 +1,17 @@
 """Fixtures of the fault-injection tests: the real server over a real PostgreSQL database,
 reached through :class:`~tests.faults.proxy.FaultProxy`.
 
-``rig`` runs ``create_app`` under uvicorn in a thread on 127.0.0.1, its engine connected to
-PostgreSQL through the proxy, and gives the test an httpx client with a bounded timeout, a
-direct engine that bypasses the proxy (to check what was really written), and the M1 lines.
-The database is this module's own: created with psycopg, migrated, and dropped at the end.
+``rig`` runs ``create_app`` under uvicorn in a thread on 127.0.0.1 (``bench.harness.serve_app``),
+its engine connected to PostgreSQL through the proxy, and gives the test an httpx client with a
+bounded timeout, a direct engine that bypasses the proxy (to check what was really written),
+and the evidence lines.
+The database is this module's own: made by ``bench.harness.pg_database``, migrated, and dropped
+at the end.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +19,16 @@ from typing import Any
 
 import httpx
 import orjson
-import psycopg
 import pytest
-import uvicorn
 from sqlalchemy import Engine, event, select, text
 from sqlalchemy.engine import make_url
 
+from bench.harness import pg_database, pg_problem, serve_app
 from tests.conftest import PG_ADMIN_URL, REQUIRE_PG, Persona, make_persona
 from tests.faults.proxy import LOOPBACK, FaultProxy
-from usageledger.api.app import create_app
 from usageledger.config import Settings
-from usageledger.m1 import M1Logger
+from usageledger.evidence import EvidenceLogger
+from usageledger.server import create_app
 from usageledger.store.engine import Database, make_engine, round_trip_seconds
 from usageledger.store.migrate import upgrade
 from usageledger.store.tables import (
@@ -63,11 +60,8 @@ def _pg_problem() -> str | None:
     url = make_url(PG_ADMIN_URL)
     if url.host not in (LOOPBACK, "localhost"):
         return f"fault-injection tests need PostgreSQL on {LOOPBACK}, not {url.host}"
-    try:
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
-            return None
-    except psycopg.Error as exc:
-        return f"fault-injection tests skipped: cannot connect to {PG_ADMIN_URL} ({exc})"
+    problem = pg_problem()
+    return None if problem is None else f"fault-injection tests skipped: {problem}"
 
 
 @pytest.fixture(scope="session")
@@ -78,17 +72,13 @@ def faults_db() -> Iterator[str]:
         if REQUIRE_PG:
             pytest.fail(problem + " (USAGELEDGER_REQUIRE_POSTGRES=1)")
         pytest.skip(problem)
-    name = f"ul_faults_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with pg_database("ul_faults") as url:
+        name = make_url(url).database
+        assert name is not None
         engine = make_engine(db_url(name, PG_PORT))
         upgrade(engine)
         engine.dispose()
         yield name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def db_url(name: str, port: int) -> str:
@@ -118,7 +108,7 @@ class Rig:
     proxy: FaultProxy
     direct: Engine
     db: Database
-    m1_path: Path
+    evidence_path: Path
     http: httpx.Client
     settings: Settings
     sent: list[str] = field(default_factory=list)
@@ -140,21 +130,21 @@ class Rig:
             headers={"Content-Type": "application/json", **who.headers(), **headers},
         )
 
-    def m1_line(self, request_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
-        """The request's M1 line (it is written just after the response, so wait for it)."""
+    def evidence_line(self, request_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
+        """The request's evidence line (it is written just after the response, so wait for it)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            lines = [line for line in self.m1_lines() if line.get("request_id") == request_id]
+            lines = [line for line in self.evidence_lines() if line.get("request_id") == request_id]
             if lines or time.monotonic() > deadline:
-                assert len(lines) == 1, f"{len(lines)} M1 lines for request {request_id}"
+                assert len(lines) == 1, f"{len(lines)} evidence lines for request {request_id}"
                 return lines[0]
             time.sleep(0.02)
 
-    def m1_lines(self) -> list[dict[str, Any]]:
-        """Every M1 line written so far."""
-        if not self.m1_path.exists():
+    def evidence_lines(self) -> list[dict[str, Any]]:
+        """Every evidence line written so far."""
+        if not self.evidence_path.exists():
             return []
-        raw = self.m1_path.read_bytes()
+        raw = self.evidence_path.read_bytes()
         return [orjson.loads(line) for line in raw.splitlines() if line.strip()]
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
@@ -187,25 +177,6 @@ def _truncate(engine: Engine) -> None:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
-def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
-    sock = socket.create_server((LOOPBACK, 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="critical", access_log=False, lifespan="on", timeout_graceful_shutdown=5
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "the server stopped while starting"
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    return server, thread, port
-
-
 @pytest.fixture
 def rig(faults_db: str, tmp_path: Path) -> Iterator[Rig]:
     """The real server over PostgreSQL through a healthy fault proxy, and a bounded client."""
@@ -215,7 +186,7 @@ def rig(faults_db: str, tmp_path: Path) -> Iterator[Rig]:
         settings = Settings(
             home=tmp_path / "home",
             database_url=db_url(faults_db, proxy.port),
-            log_file=str(tmp_path / "m1.log"),
+            log_file=str(tmp_path / "evidence.log"),
             statement_timeout_ms=STATEMENT_TIMEOUT_MS,
             db_retries=DB_RETRIES,
             db_pool_size=4,
@@ -228,23 +199,23 @@ def rig(faults_db: str, tmp_path: Path) -> Iterator[Rig]:
             pool_size=settings.db_pool_size,
         )
         _send_statement_text_every_time(engine)
-        logger = M1Logger(settings.log_file)
-        server, thread, http_port = _serve(create_app(settings, engine=engine, m1=logger))
-        base_url = f"http://{LOOPBACK}:{http_port}"
+        logger = EvidenceLogger(settings.log_file)
+        app = create_app(settings, engine=engine, evidence=logger)
         try:
-            with httpx.Client(base_url=base_url, timeout=CLIENT_TIMEOUT_S) as http:
+            with (
+                serve_app(app, log_level="critical") as running,
+                httpx.Client(base_url=running.base_url, timeout=CLIENT_TIMEOUT_S) as http,
+            ):
                 yield Rig(
-                    base_url=base_url,
+                    base_url=running.base_url,
                     proxy=proxy,
                     direct=direct,
                     db=Database(direct),
-                    m1_path=Path(settings.log_file),
+                    evidence_path=Path(settings.log_file),
                     http=http,
                     settings=settings,
                 )
         finally:
-            server.should_exit = True
-            thread.join(timeout=15)
             engine.dispose()
             logger.close()
     direct.dispose()

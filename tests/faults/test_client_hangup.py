@@ -1,4 +1,4 @@
-"""A client that hangs up mid-body: its own status and code in the M1 line, no traceback.
+"""A client that hangs up mid-body: its own status and code in the evidence line, no traceback.
 
 The real server runs under uvicorn on loopback over SQLite; a raw socket sends the headers of
 an upload that announces 100,000 bytes, a part of the body, and closes.
@@ -19,13 +19,14 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
+from bench.harness import serve_app
 from tests.conftest import Persona, make_persona
-from tests.faults.conftest import LOOPBACK, _serve
-from tests.helpers import m1_lines, written_rows
+from tests.faults.conftest import LOOPBACK
+from tests.helpers import evidence_lines, written_rows
 from usageledger import attribution
-from usageledger.api.app import create_app
 from usageledger.config import Settings
-from usageledger.m1 import M1Logger
+from usageledger.evidence import EvidenceLogger
+from usageledger.server import create_app
 from usageledger.store.engine import Database, make_engine
 
 
@@ -36,7 +37,7 @@ class Server:
     port: int
     direct: Engine
     who: Persona
-    m1: Path
+    evidence: Path
 
 
 @pytest.fixture
@@ -47,14 +48,14 @@ def server(tmp_path: Path, sqlite_template: Path) -> Iterator[Server]:
     url = f"sqlite:///{path}"
     direct = make_engine(url)
     who = make_persona(Database(direct), "alice", "Europe/Berlin")
-    settings = Settings(home=tmp_path / "home", database_url=url, log_file=str(tmp_path / "m1"))
-    logger = M1Logger(settings.log_file)
-    uvicorn_server, thread, port = _serve(create_app(settings, m1=logger))
+    settings = Settings(
+        home=tmp_path / "home", database_url=url, log_file=str(tmp_path / "evidence")
+    )
+    logger = EvidenceLogger(settings.log_file)
     try:
-        yield Server(port, direct, who, Path(settings.log_file))
+        with serve_app(create_app(settings, evidence=logger), log_level="critical") as running:
+            yield Server(running.port, direct, who, Path(settings.log_file))
     finally:
-        uvicorn_server.should_exit = True
-        thread.join(timeout=15)
         logger.close()
         direct.dispose()
 
@@ -76,10 +77,10 @@ def hang_up_mid_body(
 def ingest_lines(
     s: Server, count: int, timeout_s: float = 10.0, function: str = "ingest"
 ) -> list[dict[str, Any]]:
-    """The M1 lines of ``function``, once ``count`` are written."""
+    """The evidence lines of ``function``, once ``count`` are written."""
     deadline = time.monotonic() + timeout_s
     while True:
-        lines = [line for line in m1_lines(s.m1) if line["function"] == function]
+        lines = [line for line in evidence_lines(s.evidence) if line["function"] == function]
         if len(lines) >= count or time.monotonic() > deadline:
             return lines
         time.sleep(0.02)
@@ -88,7 +89,7 @@ def ingest_lines(
 def test_a_client_that_hangs_up_mid_body_is_a_499_without_a_traceback(
     server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The M1 line says 499 CLIENT_DISCONNECTED (not 500 INTERNAL_ERROR), nothing is logged as
+    """The evidence line says 499 CLIENT_DISCONNECTED (not 500 INTERNAL_ERROR), nothing is logged as
     an error, nothing is written, and the server goes on serving."""
     caplog.set_level(logging.DEBUG)
     hang_up_mid_body(server)
@@ -101,7 +102,7 @@ def test_a_client_that_hangs_up_mid_body_is_a_499_without_a_traceback(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert written_rows(server.direct) == (0, 0, 0, 0)
     parsed = attribution.parse_line(orjson.dumps(line))
-    assert isinstance(parsed, attribution.M1Line)
+    assert isinstance(parsed, attribution.EvidenceLine)
     assert attribution.classify(parsed).verdict != attribution.Verdict.VENDOR
 
 

@@ -1,4 +1,4 @@
-"""Our evidence is complete: every M1 line carries the eight fields, and its upstream fields
+"""Our evidence is complete: every evidence line carries the eight fields, and its upstream fields
 cover every database call of the request (connect, the token lookup, the Idempotency-Key
 claim, every statement, COMMIT), measured on real requests to the real server."""
 
@@ -15,16 +15,16 @@ from tests.factories import batch, bucket
 from tests.faults.conftest import PG_PORT, ROUND_TRIP_S, Rig, db_url
 from usageledger import attribution
 from usageledger.errors import DatabaseError, ErrorCode
-from usageledger.m1 import REQUIRED_FIELDS, M1Logger, job
+from usageledger.evidence import REQUIRED_FIELDS, EvidenceLogger, job
 from usageledger.store.engine import Database, make_engine, track_db
 
 pytestmark = pytest.mark.postgres
 
 
 def verdict(line: dict[str, object]) -> attribution.Attribution:
-    """The attribution of one M1 line, read back the way `usageledger attribute` reads it."""
+    """The attribution of one evidence line, read back the way `usageledger attribute` reads it."""
     parsed = attribution.parse_line(orjson.dumps(line))
-    assert isinstance(parsed, attribution.M1Line)
+    assert isinstance(parsed, attribution.EvidenceLine)
     return attribution.classify(parsed)
 
 
@@ -48,11 +48,11 @@ def test_every_request_writes_one_line_with_the_eight_fields(rig: Rig, alice: Pe
     rig.ingest(alice, body, **{"Idempotency-Key": "k-1"})
     rig.ingest(alice, body, **{"Idempotency-Key": "k-1"})
     for request_id in rig.sent:
-        line = rig.m1_line(request_id)
+        line = rig.evidence_line(request_id)
         assert set(REQUIRED_FIELDS) <= set(line)
-    lines = rig.m1_lines()
+    lines = rig.evidence_lines()
     assert sorted(line["request_id"] for line in lines) == sorted(rig.sent)
-    with rig.m1_path.open("rb") as stream:
+    with rig.evidence_path.open("rb") as stream:
         report = attribution.report(attribution.analyze(attribution.read_lines(stream)))
     assert report["coverage"]["complete"] == len(rig.sent) == report["lines"]
 
@@ -63,7 +63,7 @@ def test_a_request_that_never_reached_the_database_has_a_null_upstream(rig: Rig)
     unmatched = rig.request("GET", "/no/such/endpoint")
     assert (missing.status_code, unmatched.status_code) == (401, 404)
     for response in (missing, unmatched):
-        line = rig.m1_line(response.headers["x-request-id"])
+        line = rig.evidence_line(response.headers["x-request-id"])
         assert line["upstream_status"] is None
         assert line["upstream_latency_ms"] is None
         assert verdict(line).rule == attribution.Rule.NO_UPSTREAM_STATUS
@@ -75,7 +75,7 @@ def test_an_unknown_token_is_looked_up_in_the_database(rig: Rig) -> None:
         "POST", "/v1/ingest", json=batch(bucket()), headers={"Authorization": "Bearer ul_nope"}
     )
     assert response.status_code == 401
-    line = rig.m1_line(response.headers["x-request-id"])
+    line = rig.evidence_line(response.headers["x-request-id"])
     assert (line["status"], line["error_code"], line["upstream_status"]) == (
         401,
         "UNAUTHENTICATED",
@@ -89,7 +89,7 @@ def test_an_ingest_reports_its_database_time(rig: Rig, alice: Persona) -> None:
     """An accepted batch has upstream 200 and a database time within the request's time."""
     response = rig.ingest(alice, batch(bucket(), bucket(slot=1)), **{"Idempotency-Key": "k"})
     assert response.status_code == 200
-    line = rig.m1_line(response.headers["x-request-id"])
+    line = rig.evidence_line(response.headers["x-request-id"])
     assert (line["status"], line["error_code"], line["upstream_status"]) == (200, None, 200)
     assert 0 < line["upstream_latency_ms"] <= line["latency_ms"]
 
@@ -100,7 +100,7 @@ def test_database_time_counts_every_round_trip(rig: Rig, alice: Persona) -> None
     rig.proxy.latency(0.05)
     response = rig.ingest(alice, batch(bucket()), **{"Idempotency-Key": "slow-1"})
     assert response.status_code == 200
-    line = rig.m1_line(response.headers["x-request-id"])
+    line = rig.evidence_line(response.headers["x-request-id"])
     assert line["upstream_status"] == 200
     assert 16 * 2 * 50 <= line["upstream_latency_ms"] <= line["latency_ms"]
 
@@ -110,7 +110,7 @@ def test_a_stalled_idempotency_claim_is_counted(rig: Rig, alice: Persona) -> Non
     rig.proxy.stall_on(b"INSERT INTO ingest_receipts", b"COMMIT")
     response = rig.ingest(alice, batch(bucket()), **{"Idempotency-Key": "claim-1"})
     assert response.status_code == 504
-    line = rig.m1_line(response.headers["x-request-id"])
+    line = rig.evidence_line(response.headers["x-request-id"])
     assert (line["upstream_status"], line["error_code"]) == (504, "DATABASE_TIMEOUT")
     assert ROUND_TRIP_S * 1000 <= line["upstream_latency_ms"] <= line["latency_ms"]
     assert rig.proxy.fired == 1
@@ -121,7 +121,7 @@ def test_a_stalled_commit_is_counted(rig: Rig, alice: Persona) -> None:
     rig.proxy.stall_on(b"DELETE FROM usage_daily", b"COMMIT")
     response = rig.ingest(alice, batch(bucket()))
     assert response.status_code == 504
-    line = rig.m1_line(response.headers["x-request-id"])
+    line = rig.evidence_line(response.headers["x-request-id"])
     assert (line["upstream_status"], line["error_code"]) == (504, "DATABASE_TIMEOUT")
     assert ROUND_TRIP_S * 1000 <= line["upstream_latency_ms"] <= line["latency_ms"]
 
@@ -131,7 +131,7 @@ def test_a_reset_during_commit_is_counted(rig: Rig, alice: Persona) -> None:
     rig.proxy.reset_on(b"DELETE FROM usage_daily", b"COMMIT")
     response = rig.ingest(alice, batch(bucket()))
     assert response.status_code == 503
-    line = rig.m1_line(response.headers["x-request-id"])
+    line = rig.evidence_line(response.headers["x-request-id"])
     assert (line["upstream_status"], line["error_code"]) == (503, "DATABASE_UNAVAILABLE")
     assert rig.proxy.fired == 2  # the first attempt and the retry
 
@@ -141,7 +141,7 @@ def test_a_refused_connection_is_counted(rig: Rig, alice: Persona) -> None:
     rig.proxy.down()
     response = rig.ingest(alice, batch(bucket()))
     assert response.status_code == 503
-    line = rig.m1_line(response.headers["x-request-id"])
+    line = rig.evidence_line(response.headers["x-request-id"])
     assert (line["upstream_status"], line["error_code"]) == (503, "DATABASE_UNAVAILABLE")
     assert 0 <= line["upstream_latency_ms"] <= line["latency_ms"]
 
@@ -169,7 +169,7 @@ def test_job_lines_carry_the_eight_fields_and_their_database_evidence(
     """A job run writes one complete line: upstream 200 when it used the database, 503 when
     the database was down, null when it never touched it."""
     path = tmp_path / "jobs.log"
-    logger = M1Logger(str(path))
+    logger = EvidenceLogger(str(path))
     engine = make_engine(db_url(rig.direct.url.database or "", rig.proxy.port), pool_size=1)
     db = Database(engine, retries=0)
     try:

@@ -27,7 +27,7 @@ from tests.faults.proxy import FaultProxy
 from tests.helpers import bucket_rows, daily_rows, expected_daily, written_rows
 from usageledger import attribution
 from usageledger.buckets import COUNT_COLUMNS
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.ledger.ingest import apply_batch
 from usageledger.wire import parse_ingest
 
@@ -47,7 +47,7 @@ RECEIPTS = "usageledger.ledger.receipts."
 
 @dataclass(frozen=True)
 class Scenario:
-    """A database fault, and what the client and the M1 line must show for it."""
+    """A database fault, and what the client and the evidence line must show for it."""
 
     name: str
     inject: Callable[[FaultProxy], None]
@@ -132,9 +132,9 @@ def assert_database_error(response: httpx.Response, status: int, code: str) -> N
 
 
 def verdict_of(line: dict[str, Any], slow_ms: float = SLOW_MS) -> attribution.Attribution:
-    """The attribution of one M1 line, read back the way `usageledger attribute` reads it."""
+    """The attribution of one evidence line, read back the way `usageledger attribute` reads it."""
     parsed = attribution.parse_line(orjson.dumps(line))
-    assert isinstance(parsed, attribution.M1Line)
+    assert isinstance(parsed, attribution.EvidenceLine)
     return attribution.classify(parsed, slow_ms=slow_ms)
 
 
@@ -179,7 +179,7 @@ def test_a_database_fault_is_a_clean_retryable_error_blamed_on_the_vendor(
     assert_database_error(failed, scenario.status, scenario.code)
     rig.wait_for_backends_to_settle()
     assert rig.snapshot() == before  # all or nothing: nothing of the batch, no stray receipt
-    line = rig.m1_line(failed.headers["x-request-id"])
+    line = rig.evidence_line(failed.headers["x-request-id"])
     assert (line["status"], line["error_code"], line["upstream_status"]) == (
         scenario.status,
         scenario.code,
@@ -197,13 +197,13 @@ def test_a_reset_the_one_retry_absorbs_is_a_success_with_the_evidence_kept(
     rig: Rig, alice: Persona
 ) -> None:
     """A connection lost once mid-transaction is retried on a fresh one: the client gets 200,
-    the batch is applied once, and the M1 line still shows the upstream's 503 (verdict ok)."""
+    the batch is applied once, and the evidence line still shows the upstream's 503 (verdict ok)."""
     assert rig.ingest(alice, FIRST).status_code == 200
     rig.proxy.reset_on(b"DELETE FROM usage_daily", times=1)
     response = rig.ingest(alice, SECOND)
     assert response.status_code == 200, response.text
     assert rig.proxy.fired == 1
-    line = rig.m1_line(response.headers["x-request-id"])
+    line = rig.evidence_line(response.headers["x-request-id"])
     assert (line["status"], line["upstream_status"]) == (200, 503)
     assert verdict_of(line).verdict == attribution.Verdict.OK
     assert_exact_totals(rig, alice)
@@ -225,7 +225,7 @@ def test_a_lost_commit_acknowledgement_is_absorbed_by_the_retry(
     response = rig.ingest(alice, SECOND, **headers)
     rig.proxy.healthy()
     assert rig.proxy.fired == 1
-    line = rig.m1_line(response.headers["x-request-id"])
+    line = rig.evidence_line(response.headers["x-request-id"])
     assert (response.status_code, line["upstream_status"]) == (200, 503), response.text
     assert verdict_of(line).verdict == attribution.Verdict.OK
     assert_exact_totals(rig, alice)
@@ -253,7 +253,7 @@ def test_a_bug_in_the_handler_is_blamed_on_the_application(
     assert "injected" not in failed.text
     assert "RuntimeError" not in failed.text
     assert rig.snapshot() == before
-    line = rig.m1_line(failed.headers["x-request-id"])
+    line = rig.evidence_line(failed.headers["x-request-id"])
     assert (line["status"], line["error_code"], line["upstream_status"]) == (
         500,
         "INTERNAL_ERROR",
@@ -278,7 +278,7 @@ def test_a_slow_handler_over_a_fast_database_is_an_application_bottleneck(
     monkeypatch.setattr(RECEIPTS + "parse_ingest", slow)
     response = rig.ingest(alice, FIRST)
     assert response.status_code == 200
-    line = rig.m1_line(response.headers["x-request-id"])
+    line = rig.evidence_line(response.headers["x-request-id"])
     assert line["latency_ms"] >= HANDLER_DELAY_S * 1000
     assert line["upstream_status"] == 200
     assert verdict_of(line).verdict == attribution.Verdict.APP_BOTTLENECK
@@ -290,7 +290,7 @@ def test_a_slow_database_is_never_an_application_bottleneck(rig: Rig, alice: Per
     rig.proxy.latency(0.05)
     response = rig.ingest(alice, FIRST)
     assert response.status_code == 200
-    line = rig.m1_line(response.headers["x-request-id"])
+    line = rig.evidence_line(response.headers["x-request-id"])
     attributed = verdict_of(line, slow_ms=500)
     assert line["latency_ms"] >= 500
     assert (attributed.verdict, attributed.rule) == (
@@ -342,8 +342,8 @@ def test_usageledger_attribute_gives_every_scenario_its_verdict(
     monkeypatch.setattr(RECEIPTS + "parse_ingest", parse_ingest)
 
     for request_id in expected:
-        rig.m1_line(request_id)  # every line is written
-    with rig.m1_path.open("rb") as stream:
+        rig.evidence_line(request_id)  # every line is written
+    with rig.evidence_path.open("rb") as stream:
         analysis = attribution.analyze(
             attribution.read_lines(stream), attribution.Options(slow_ms=SLOW_MS)
         )
@@ -351,7 +351,8 @@ def test_usageledger_attribute_gives_every_scenario_its_verdict(
     assert analyzed == expected
 
     result = CliRunner().invoke(
-        main, ["attribute", str(rig.m1_path), "--slow-ms", str(SLOW_MS), "--explain", "--json"]
+        main,
+        ["attribute", str(rig.evidence_path), "--slow-ms", str(SLOW_MS), "--explain", "--json"],
     )
     assert result.exit_code == 0, result.output
     *explained, report = (orjson.loads(raw) for raw in result.output.splitlines())

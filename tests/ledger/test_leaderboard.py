@@ -15,10 +15,10 @@ from sqlalchemy import Connection, func, select, update
 
 from tests.conftest import Persona, make_persona
 from usageledger.buckets import Counts
-from usageledger.cli import main
+from usageledger.cli.root import main
+from usageledger.confusables import fold
 from usageledger.errors import DatabaseError
 from usageledger.ledger import leaderboard, profile
-from usageledger.ledger.confusables import fold
 from usageledger.ledger.ingest import BucketWrite, apply_batch
 from usageledger.ledger.pricing import PriceBook
 from usageledger.store.engine import Database
@@ -308,7 +308,7 @@ def test_the_refresh_command_builds_the_boards(db_url: str, db: Database, alice:
 def test_a_failed_refresh_command_logs_the_real_error(
     db_url: str, db: Database, alice: Persona, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The job's M1 line carries the domain error (503 here), not a success or an
+    """The job's evidence line carries the domain error (503 here), not a success or an
     interruption, and the command exits 1."""
 
     def unavailable(*_args: Any, **_kwargs: Any) -> Any:

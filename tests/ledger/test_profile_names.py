@@ -16,9 +16,10 @@ from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import Persona, make_persona
+from usageledger import confusables
+from usageledger.confusables import fold, is_reserved
 from usageledger.errors import ValidationFailed
-from usageledger.ledger import confusables, profile
-from usageledger.ledger.confusables import fold, is_reserved
+from usageledger.ledger import profile
 from usageledger.store.engine import Database
 from usageledger.store.tables import users
 
@@ -127,7 +128,7 @@ def test_the_confusables_table_is_read_on_first_use_only() -> None:
     code = (
         "import sys\n"
         "import usageledger.ledger.leaderboard, usageledger.ledger.profile\n"
-        "from usageledger.ledger import confusables\n"
+        "from usageledger import confusables\n"
         "assert 'confusable_homoglyphs' not in sys.modules, 'imported'\n"
         "assert confusables.table.cache_info().currsize == 0, 'read'\n"
         "confusables.fold('alice')\n"

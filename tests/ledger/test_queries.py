@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.errors import RangeTooLarge, ValidationFailed
 from usageledger.ledger import windows
 from usageledger.ledger.prices_store import PriceBooks, load_prices, merge_books, stored_prices

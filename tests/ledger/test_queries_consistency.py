@@ -1,4 +1,4 @@
-"""Every read view agrees: summary = Σ daily = Σ hourly = Σ models = Σ monthly (DESIGN §5).
+"""Every read view agrees: summary = Σ daily = Σ hourly = Σ models = Σ monthly (docs/design.md §5).
 
 Hypothesis generates usage for two users across devices, sources, models (one with a price
 change, one without a price), time zones with DST changes (including a 30-minute one and a
@@ -92,7 +92,7 @@ def usage(draw: st.DrawFn, first: date, last: date) -> list[tuple[int, str, str,
 
 @st.composite
 def counts(draw: st.DrawFn) -> Counts:
-    """Counts that obey DESIGN §3."""
+    """Counts that obey docs/design.md §3."""
     inp = draw(st.integers(0, 5_000_000))
     cached = draw(st.integers(0, 5_000_000))
     out = draw(st.integers(0, 500_000))

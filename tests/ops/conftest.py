@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from usageledger.cli import main
+from usageledger.cli.root import main
 
 
 class Cli:
-    """Runs ``usageledger`` against the test database, M1 lines into a file."""
+    """Runs ``usageledger`` against the test database, evidence lines into a file."""
 
     def __init__(self, db_url: str, home: Path) -> None:
-        self.m1_path = home / "m1.log"
+        self.evidence_path = home / "evidence.log"
         self.env = {
             "USAGELEDGER_DATABASE_URL": db_url.replace("postgresql+psycopg://", "postgresql://"),
             "USAGELEDGER_HOME": str(home),
-            "USAGELEDGER_LOG_FILE": str(self.m1_path),
+            "USAGELEDGER_LOG_FILE": str(self.evidence_path),
             "COLUMNS": "200",
         }
 

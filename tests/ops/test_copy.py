@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from tests.conftest import PG_ADMIN_URL, REQUIRE_PG, Persona, _pg_problem
+from tests.conftest import Persona, throwaway_pg
 from tests.ops.conftest import Cli
 from tests.ops.support import document, parse, rows, seed_history
 from usageledger.ledger import accounts
@@ -28,18 +27,8 @@ from usageledger.store.tables import metadata
 @pytest.fixture
 def fresh_pg() -> Iterator[str]:
     """A new, empty PostgreSQL database of this test, dropped afterwards."""
-    problem = _pg_problem()
-    if problem:
-        if REQUIRE_PG:
-            pytest.fail(problem)
-        pytest.skip(problem)
-    name = f"ul_copy_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    yield f"{base}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_pg("ul_copy") as url:
+        yield url
 
 
 def fresh_url(engine_name: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -136,5 +125,5 @@ def test_db_copy_on_the_command_line_reports_every_table(
     again = cli("db", "copy", "--to", target)
     assert again.exit_code == 1
     assert "the target is not empty" in again.output
-    stages = [orjson.loads(line)["stage"] for line in cli.m1_path.read_bytes().splitlines()]
+    stages = [orjson.loads(line)["stage"] for line in cli.evidence_path.read_bytes().splitlines()]
     assert stages == ["prepare", "copy", "verify", "prepare"]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, insert, text, update
 
 from tests.conftest import Persona
-from tests.helpers import bucket_rows, daily_rows, expected_daily, m1_lines
+from tests.helpers import bucket_rows, daily_rows, evidence_lines, expected_daily
 from tests.ops.support import (
     START,
     apply_at,
@@ -26,8 +26,8 @@ from tests.ops.support import (
     zones_of,
 )
 from usageledger.errors import ValidationFailed
+from usageledger.evidence import REQUIRED_FIELDS, EvidenceLogger
 from usageledger.ledger.ingest import BucketWrite
-from usageledger.m1 import REQUIRED_FIELDS, M1Logger
 from usageledger.ops.backfill import create_plan
 from usageledger.ops.replay import replay
 from usageledger.ops.verify import verify
@@ -181,17 +181,17 @@ def test_replay_and_http_ingest_run_concurrently_without_a_lost_update(
     assert verify(db).clean
 
 
-def test_replay_writes_one_m1_line_per_stage_under_one_request_id(
+def test_replay_writes_one_evidence_line_per_stage_under_one_request_id(
     client: TestClient, alice: Persona, bob: Persona, db: Database, tmp_path: Path
 ) -> None:
-    """A scope line and one rebuild line per user, with every M1 field and the counts."""
+    """A scope line and one rebuild line per user, with every evidence field and the counts."""
     seed_history(client, alice)
     seed_history(client, bob)
     path = tmp_path / "replay.log"
-    logger = M1Logger(str(path))
-    replay(db, m1=logger)
+    logger = EvidenceLogger(str(path))
+    replay(db, evidence=logger)
     logger.close()
-    lines = m1_lines(path)
+    lines = evidence_lines(path)
     assert [(line["function"], line["stage"]) for line in lines] == [
         ("replay", "scope"),
         ("replay", "rebuild"),

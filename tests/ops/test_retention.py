@@ -13,14 +13,14 @@ from sqlalchemy import Engine, Table, delete, func, select
 
 from tests.conftest import Persona
 from tests.factories import batch, bucket
-from tests.helpers import m1_lines
+from tests.helpers import evidence_lines
 from tests.ops.conftest import Cli
 from tests.ops.support import START, apply_at, counts, derived, rows
 from usageledger.config import Settings
+from usageledger.evidence import EvidenceLogger
 from usageledger.ledger.accounts import authenticate
 from usageledger.ledger.ingest import BucketWrite
 from usageledger.ledger.receipts import ingest_request
-from usageledger.m1 import M1Logger
 from usageledger.ops.replay import replay
 from usageledger.ops.retention import run_retention
 from usageledger.ops.verify import verify
@@ -134,8 +134,8 @@ def test_retention_deletes_old_receipts_and_old_superseded_revisions_in_batches(
     assert logged_revisions(engine) == log_before
 
     path = tmp_path / "retention.log"
-    logger = M1Logger(str(path))
-    done = run_retention(db, now_ms=NOW_MS, batch_size=4, m1=logger)
+    logger = EvidenceLogger(str(path))
+    done = run_retention(db, now_ms=NOW_MS, batch_size=4, evidence=logger)
     logger.close()
     assert (done.receipts, done.revisions) == (2, 30)
     assert count(engine, ingest_receipts) == 1
@@ -143,7 +143,7 @@ def test_retention_deletes_old_receipts_and_old_superseded_revisions_in_batches(
     assert {c for c in currents if c[4] != slot(31)} <= remaining  # slot 31's was deleted above
     assert len(log_before - remaining) == 30
     assert {(*k[:5], 1) for k in log_before if k[4] in (slot(30), slot(31))} <= remaining
-    lines = m1_lines(path)
+    lines = evidence_lines(path)
     assert [(x["stage"], x["deleted"], x["dry_run"]) for x in lines] == [
         ("receipts", 2, 0),
         ("revisions", 30, 0),

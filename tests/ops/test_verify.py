@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, insert, select, update
 
 from tests.conftest import Persona
-from tests.helpers import m1_lines
+from tests.helpers import evidence_lines
 from tests.ops.conftest import Cli
 from tests.ops.support import START, counts, seed_history
 from usageledger.ops.replay import replay
@@ -183,7 +183,9 @@ def test_verify_on_the_command_line_prints_each_difference_and_exits_one(
     ]
     assert "1 difference(s)" in dirty.stdout
     compared = [
-        x for x in m1_lines(cli.m1_path) if (x["function"], x["stage"]) == ("verify", "compare")
+        x
+        for x in evidence_lines(cli.evidence_path)
+        if (x["function"], x["stage"]) == ("verify", "compare")
     ]
     assert [(x["user_id"], x["drifts"], x["status"]) for x in compared[-1:]] == [
         (bob.user_id, 1, 200)

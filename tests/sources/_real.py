@@ -1,8 +1,8 @@
 """The real log fixtures beside the repository, and the totals their owners (or ccusage) give.
 
-The fixtures live in ``../shared/data/real/`` next to the clone (CI puts a read-only copy of
-``shared/`` there); the tests read them in place and never copy them into the repository.
-A user's own clone has no ``shared/``: the tests that need it are skipped with that reason.
+The fixtures are real logs beside the repository, at :data:`REAL` (CI puts a read-only copy
+there); the tests read them in place and never copy them into the repository. A user's own
+clone has none: the tests that need them are skipped with that reason.
 
 The expected numbers are never our own output. Each comes from ``SOURCES.md`` (which quotes the
 fixtures' owners), or, where it states none, from ccusage 20.0.24, run once with::
@@ -13,7 +13,7 @@ fixtures' owners), or, where it states none, from ccusage 20.0.24, run once with
 (``CODEX_HOME`` with the rollouts under ``sessions/``, ``CLAUDE_CONFIG_DIR`` with the
 transcripts under ``projects/``, ``GEMINI_DATA_DIR``, ``OPENCODE_DATA_DIR``). ccusage's
 ``inputTokens`` leaves out cache writes and Codex's cached input; ours holds cache writes
-(DESIGN §3), so a Claude or Opencode day's ``input_tokens`` below is written as ccusage's
+(docs/design.md §3), so a Claude or Opencode day's ``input_tokens`` below is written as ccusage's
 ``inputTokens + cacheCreationTokens``.
 """
 
@@ -86,7 +86,7 @@ CODEX_BRANCH = {
 }
 
 # Codex, ccusage's session-alpha: ccusage `codex daily` counts. Its totalTokens (1200, 3000)
-# echo the stated `total_tokens`, which is not input + output; ours is additive (DESIGN §3).
+# echo the stated `total_tokens`, which is not input + output; ours is additive (docs/design.md §3).
 CODEX_ALPHA = {
     "2026-05-13": day(input=750, cached=250, output=125, reasoning=75),
     "2026-05-14": day(input=2000, cached=500, output=300, reasoning=200),

@@ -16,7 +16,7 @@ SAMPLES = Path(__file__).parent / "samples"
 
 @dataclass(frozen=True)
 class Sums:
-    """Token sums in the ledger's fields (DESIGN §3)."""
+    """Token sums in the ledger's fields (docs/design.md §3)."""
 
     input: int = 0
     cached: int = 0

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from click.testing import CliRunner
 
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.sources import resolve_duplicates
 from usageledger.sources.amp import AmpParser
 

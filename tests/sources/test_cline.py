@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from click.testing import CliRunner
 
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.sources import resolve_duplicates
 from usageledger.sources.cline import cline_parsers
 
@@ -92,6 +92,64 @@ def test_a_rewritten_file_fills_the_placeholder_under_the_same_key() -> None:
     assert before.events == []
     kept = resolve_duplicates(after.events + again.events, CLINE.duplicate_policy)
     assert [(e.event_key, e.output_tokens) for e in kept] == [("t1:1757930400000", 9)]
+
+
+def test_cline_task_metadata_names_the_model_of_each_request(tmp_path: Path) -> None:
+    """task_metadata.json's model_usage: the model tracked last before the next request."""
+    task = tmp_path / "tasks" / "t7"
+    task.mkdir(parents=True)
+    (task / "task_metadata.json").write_bytes(
+        orjson.dumps(
+            {
+                "files_in_context": [],
+                "model_usage": [
+                    # Cline tracks the model just after the request is announced.
+                    {
+                        "ts": 1757930400050,
+                        "model_id": "claude-sonnet-4-5",
+                        "mode": "act",
+                        "model_provider_id": "anthropic",
+                    },
+                    {
+                        "ts": 1757930500050,
+                        "model_id": "gpt-5",
+                        "mode": "act",
+                        "model_provider_id": "openai",
+                    },
+                ],
+            }
+        )
+    )
+    # A history naming another model: the structured record wins over the text tag.
+    (task / "api_conversation_history.json").write_bytes(
+        orjson.dumps(
+            [
+                {
+                    "role": "user",
+                    "ts": 1,
+                    "content": [
+                        {
+                            "type": "text",
+                            "text": "<environment_details><model>x</model></environment_details>",
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    data = ui(
+        request(1757930400000, tokensIn=3, tokensOut=4),
+        request(1757930500000, tokensIn=5, tokensOut=6),
+    )
+    result = CLINE.parse(data, path=str(task / "ui_messages.json"), state=None)
+    assert [e.model for e in result.events] == ["claude-sonnet-4-5", "gpt-5"]
+    # Unreadable metadata falls back to the history's <model>, then to "unknown".
+    (task / "task_metadata.json").write_text("{not json")
+    result = CLINE.parse(data, path=str(task / "ui_messages.json"), state=None)
+    assert [e.model for e in result.events] == ["x", "x"]
+    (task / "api_conversation_history.json").unlink()
+    result = CLINE.parse(data, path=str(task / "ui_messages.json"), state=None)
+    assert [e.model for e in result.events] == ["unknown", "unknown"]
 
 
 def test_hostile_files_are_problems_not_crashes() -> None:

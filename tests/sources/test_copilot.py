@@ -10,7 +10,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.sources.copilot import CopilotParser, map_usage
 
 from ._support import SAMPLES, Sums, by_day, jsonl, parse_in_two, parse_path, scan

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.sources._support import SAMPLES, Sums, by_day, scan
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.sources import resolve_duplicates
 from usageledger.sources.droid import DroidParser, map_tokens
 
@@ -115,6 +115,39 @@ def test_the_start_falls_back_to_the_transcript_then_is_reported(tmp_path: Path)
     )
     (event,) = parse(orjson.dumps(raw), path=str(path)).events
     assert event.timestamp == datetime(2025, 9, 16, 23, 50, tzinfo=UTC)
+
+
+def test_a_first_message_larger_than_64_kib_still_dates_the_session(tmp_path: Path) -> None:
+    """The transcript's first message line is read whole, however long its pasted text."""
+    path = tmp_path / f"{SESSION}.settings.json"
+    raw = orjson.loads(settings(usage(10, 5, 0, 0, 0)))
+    del raw["providerLockTimestamp"]
+    paste = "x" * 200_000  # a pasted file: the line is about 200 KB
+    (tmp_path / f"{SESSION}.jsonl").write_text(
+        '{"type":"session_start","id":"x","title":"t","cwd":"/p"}\n'
+        "not json\n"
+        '{"type":"message","id":"m1","timestamp":"2025-09-16T23:50:00.000Z",'
+        f'"message":{{"role":"user","content":[{{"type":"text","text":"{paste}"}}]}}}}\n'
+    )
+    (event,) = parse(orjson.dumps(raw), path=str(path)).events
+    assert event.timestamp == datetime(2025, 9, 16, 23, 50, tzinfo=UTC)
+    assert paste not in repr(event)
+
+
+def test_the_start_is_the_earlier_of_the_lock_and_the_first_message(tmp_path: Path) -> None:
+    """A provider locked again later (a model switch) does not move the session's start."""
+    path = tmp_path / f"{SESSION}.settings.json"
+    relocked = settings(usage(10, 5, 0, 0, 0), providerLockTimestamp="2025-09-18T08:00:00Z")
+    (tmp_path / f"{SESSION}.jsonl").write_text(
+        '{"type":"session_start","id":"x","title":"t","cwd":"/p"}\n'
+        '{"type":"message","id":"m1","timestamp":"2025-09-16T23:50:00.000Z"}\n'
+    )
+    (event,) = parse(relocked, path=str(path)).events
+    assert event.timestamp == datetime(2025, 9, 16, 23, 50, tzinfo=UTC)
+    # A lock earlier than the first message (the usual order is message, then lock) wins.
+    early = settings(usage(10, 5, 0, 0, 0), providerLockTimestamp="2025-09-16T23:49:00Z")
+    (event,) = parse(early, path=str(path)).events
+    assert event.timestamp == datetime(2025, 9, 16, 23, 49, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from click.testing import CliRunner
 
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.sources.codex import CodexParser
 from usageledger.sources.every_code import EveryCodeParser
 

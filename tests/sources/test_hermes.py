@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from tests.sources._session_dbs import build, writer
 from tests.sources._support import Sums, by_day, scan
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.sources import _session_db, parse_whole, resolve_duplicates
 from usageledger.sources._common import InvalidRecordError
 from usageledger.sources.hermes import HermesParser, map_tokens, session_event

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from click.testing import CliRunner
 
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.sources import database_reader, is_database, parse_whole
 from usageledger.sources.kilo import KiloParser
 

@@ -1,4 +1,4 @@
-"""Kimi CLI wire-log parser: growing StatusUpdate snapshots, sub-agents, copies, discovery."""
+"""Kimi wire-log parser: StatusUpdate snapshots, Kimi Code usage.record lines, copies, discovery."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.sources import resolve_duplicates
 from usageledger.sources.kimi import KimiParser, map_usage
 
-from ._support import SAMPLES, Sums, by_day, parse_in_two, scan
+from ._support import SAMPLES, Sums, by_day, jsonl, parse_in_two, scan
 
 PARSER = KimiParser()
 ROOT = SAMPLES / "kimi"
@@ -223,3 +223,169 @@ def test_scan_then_report_daily_follows_a_snapshot_written_after_the_first_scan(
     # is 12570 - 5650 + 5700 = 12620, its output 270 - 150 + 400 = 520.
     assert (days["2026-02-13"]["total_tokens"], days["2026-02-13"]["output_tokens"]) == (12620, 520)
     assert days["2026-02-14"]["total_tokens"] == 120
+
+
+# Kimi Code (usage.record lines), worked by hand (input = inputOther + inputCacheCreation;
+# cached = inputCacheRead; cache write = inputCacheCreation):
+CODE = ROOT / "code"
+WORKSPACE = CODE / "sessions" / "wd_proj_4c02790435a7"
+MAIN = WORKSPACE / "session_019cd6a0-0000-7000-8000-000000000001" / "agents" / "main" / "wire.jsonl"
+FORK = WORKSPACE / "session_019cd6a0-0000-7000-8000-000000000002" / "agents" / "main" / "wire.jsonl"
+# 2026-03-10  main step 1: in 5102, cached 13312, out 172 (18586); its step.end repeats it: 0
+#             main step 2: in 800 + 256 = 1056, cached 18000, out 420, write 256 (19476)
+#             compaction (usageScope absent = "session"): in 20000, out 1500 (21500)
+#             sub-agent agent-0: in 200, cached 1000, out 40 (1240)
+#             fork: its copy of step 1 is the same record (0); its own step: in 50,
+#               cached 19000, out 10 (19060)
+#             day: in 5102 + 1056 + 20000 + 200 + 50 = 26408,
+#                  cached 13312 + 18000 + 1000 + 19000 = 51312, out 172 + 420 + 1500 + 40 + 10
+#                  = 2142, write 256; total 26408 + 51312 + 2142 = 79862
+# 2026-03-11  in 300, cached 1000, out 50 (1350)
+CODE_EXPECTED = {
+    "2026-03-10": Sums(input=26408, cached=51312, output=2142, cache_write=256),
+    "2026-03-11": Sums(input=300, cached=1000, output=50),
+}
+ALIAS = "kimi-code/kimi-for-coding"
+
+
+def record(
+    t: int, other: int, out: int, read: int = 0, creation: int = 0, model: str = ALIAS
+) -> dict[str, Any]:
+    usage = {"inputOther": other, "output": out, "inputCacheRead": read}
+    usage["inputCacheCreation"] = creation
+    return {"type": "usage.record", "model": model, "usage": usage, "usageScope": "turn", "time": t}
+
+
+def request(t: int, model: str, alias: str | None = ALIAS) -> dict[str, Any]:
+    line: dict[str, Any] = {"type": "llm.request", "kind": "loop", "model": model, "time": t}
+    if alias is not None:
+        line["modelAlias"] = alias
+    return line
+
+
+def test_the_kimi_code_samples_add_up_to_the_hand_worked_totals(tmp_path: Path) -> None:
+    """Loop steps, compaction, a sub-agent and a fork add up to the sums worked out above."""
+    events, problems = scan(PARSER, {"KIMI_DATA_DIR": str(CODE)}, tmp_path)
+    assert problems == []
+    assert by_day(events) == CODE_EXPECTED
+    assert CODE_EXPECTED["2026-03-10"].total == 79862
+    assert CODE_EXPECTED["2026-03-11"].total == 1350
+    assert {e.session_id for e in events} == {
+        "session_019cd6a0-0000-7000-8000-000000000001",
+        "session_019cd6a0-0000-7000-8000-000000000002",
+    }
+
+
+def test_a_step_end_repeating_a_usage_record_is_not_counted_again() -> None:
+    """The step.end loop event carries the step's usage again: only usage.record counts."""
+    step = {"inputOther": 5102, "output": 172, "inputCacheRead": 13312, "inputCacheCreation": 0}
+    data = jsonl(
+        record(1773129606000, 5102, 172, 13312),
+        {
+            "type": "context.append_loop_event",
+            "event": {"type": "step.end", "step": 1, "usage": step, "messageId": "chatcmpl-K1"},
+            "time": 1773129609000,
+        },
+    )
+    result = PARSER.parse(data, path=str(MAIN), state=None)
+    assert result.problems == []
+    (event,) = result.events
+    # 5102 + 0 in, 13312 cached, 172 out: 18586, once.
+    assert event.total_tokens == 18586
+
+
+def test_session_scoped_records_such_as_compaction_count() -> None:
+    """A compaction call is recorded without usageScope ("session"): it is billed usage."""
+    compaction = record(1773129645000, 20000, 1500)
+    del compaction["usageScope"]
+    session_scope = dict(record(1773129646000, 7, 3), usageScope="session")
+    result = PARSER.parse(jsonl(compaction, session_scope), path=str(MAIN), state=None)
+    assert [e.total_tokens for e in result.events] == [21500, 10]
+
+
+def test_a_forked_sessions_copy_of_a_record_has_the_records_key() -> None:
+    """Kimi Code's fork copies the wire log: the copied record gets the original's key."""
+    original = PARSER.parse(MAIN.read_bytes(), path=str(MAIN), state=None).events
+    forked = PARSER.parse(FORK.read_bytes(), path=str(FORK), state=None).events
+    shared = {e.event_key for e in original} & {e.event_key for e in forked}
+    (copy,) = [e for e in forked if e.event_key in shared]
+    assert (copy.input_tokens, copy.cached_input_tokens, copy.output_tokens) == (5102, 13312, 172)
+    assert len(forked) == 2
+    assert len(original) == 4
+
+
+def test_the_request_names_the_model_of_the_record_after_it() -> None:
+    """llm.request's provider model wins over the record's alias; a placeholder takes it too."""
+    events = PARSER.parse(MAIN.read_bytes(), path=str(MAIN), state=None).events
+    assert [e.model for e in events] == ["kimi-for-coding"] * 3 + ["kimi-k2-turbo-preview"]
+    # A record whose alias is not the latest request's keeps its own name; a placeholder
+    # with no request before it is "unknown".
+    data = jsonl(
+        request(1, "k3", alias="kimi-code/k3"),
+        record(2, 1, 1, model="openai-pro/gpt-5.5"),
+    )
+    assert [e.model for e in PARSER.parse(data, path="w", state=None).events] == [
+        "openai-pro/gpt-5.5"
+    ]
+    lone = jsonl(record(3, 1, 1, model="kimi-code/__kimi_env_model__"))
+    assert [e.model for e in PARSER.parse(lone, path="w", state=None).events] == ["unknown"]
+
+
+def test_the_request_and_the_format_carry_over_to_the_next_read() -> None:
+    """Split between llm.request and usage.record, the model is still the request's."""
+    data = jsonl(request(1773129601100, "kimi-for-coding"), record(1773129606000, 10, 2))
+    cut = data.index(b"\n") + 1
+    events, problems, consumed = parse_in_two(PARSER, data, str(MAIN), cut)
+    assert (problems, consumed) == ([], len(data))
+    assert [e.model for e in events] == ["kimi-for-coding"]
+    later = status(1773129700.0, 5, 1) + b"\n"
+    state = PARSER.parse(data, path="w", state=None).state
+    assert state["format"] == "usage.record"
+    result = PARSER.parse(later, path="w", state=state)
+    assert result.events == []
+    assert "StatusUpdate usage in a log that counts its responses by usage.record" in (
+        result.problems[0].reason
+    )
+
+
+def test_a_file_never_counts_one_response_from_both_formats() -> None:
+    """After a StatusUpdate decided the format, a usage.record in the same file is reported."""
+    data = status(1773129606.0, 5102, 172, 13312, mid="chatcmpl-K1") + b"\n"
+    data += jsonl(record(1773129606000, 5102, 172, 13312))
+    result = PARSER.parse(data, path=str(WIRE), state=None)
+    assert [e.event_key for e in result.events] == ["chatcmpl-K1"]
+    assert [(p.line, p.reason.split(" (")[0]) for p in result.problems] == [
+        (2, "usage.record usage in a log that counts its responses by StatusUpdate lines")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"time": None}, "time is not a positive"),
+        ({"time": 1773129606.5}, "time is not a positive"),
+        ({"time": -1}, "time is not a positive"),
+        ({"usage": {"inputOther": -5, "output": 1}}, "usage.inputOther is negative"),
+        ({"usage": "lots"}, "usage.record usage is not an object"),
+    ],
+)
+def test_a_bad_usage_record_is_reported_not_counted(change: dict[str, Any], reason: str) -> None:
+    """Impossible times and counts are problems with their line, never dated by the file."""
+    line = record(1773129606000, 10, 2)
+    line.update(change)
+    result = PARSER.parse(jsonl(line), path="w", state=None)
+    assert result.events == []
+    assert [(p.line, reason in p.reason) for p in result.problems] == [(1, True)]
+
+
+def test_reading_a_kimi_code_log_in_two_parts_at_any_byte_gives_one_passs_events() -> None:
+    """The state (line, format, request) makes any split read the same as one whole read."""
+    data = MAIN.read_bytes() + status(1773300000.0, 1, 1) + b"\n"  # ends with a refused line
+    whole = PARSER.parse(data, path=str(MAIN), state=None)
+    assert len(whole.events) == 4
+    assert [p.line for p in whole.problems] == [len(data.splitlines())]
+    for cut in range(len(data) + 1):
+        events, problems, consumed = parse_in_two(PARSER, data, str(MAIN), cut)
+        assert consumed == len(data)
+        assert events == whole.events, cut
+        assert problems == whole.problems, cut

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.sources.qwen import QwenParser, map_usage
 
 from ._support import SAMPLES, Sums, by_day, scan

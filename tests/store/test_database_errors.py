@@ -38,7 +38,7 @@ def test_an_engine_keeps_parameters_out_of_its_error_text(db: Database) -> None:
 def test_a_database_error_in_a_request_logs_no_parameter_and_no_row(
     client: TestClient,
     alice: Persona,
-    m1_path: Path,
+    evidence_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
@@ -58,7 +58,7 @@ def test_a_database_error_in_a_request_logs_no_parameter_and_no_row(
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "INTERNAL_ERROR"
     out, err = capfd.readouterr()
-    logged = caplog.text + out + err + m1_path.read_text()
+    logged = caplog.text + out + err + evidence_path.read_text()
     assert "Traceback" in caplog.text
     assert "IntegrityError" in caplog.text
     assert marker not in logged

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, event
 from tests.conftest import Persona, _drop_database, _pg_database, _truncate_all
 from tests.factories import bucket
 from tests.ops.support import document, parse, seed_history
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.errors import LedgerError
 from usageledger.ops.backfill import apply_plan, create_plan, rollback_plan
 from usageledger.ops.replay import replay

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
-from usageledger.cli import main
-from usageledger.store.migration_lint import lint_migrations, placement_findings
+from scripts.migration_lint import lint_migrations, placement_findings
+from usageledger.cli.root import main
 from usageledger.store.placement import (
     DECLARED,
     RULES,

@@ -23,10 +23,10 @@ from sqlalchemy import Engine, event
 
 from tests.conftest import Persona, make_persona
 from tests.factories import batch, bucket
-from tests.helpers import m1_lines, written_rows
-from usageledger.api.app import create_app
+from tests.helpers import evidence_lines, written_rows
 from usageledger.config import Settings
-from usageledger.m1 import M1Logger
+from usageledger.evidence import EvidenceLogger
+from usageledger.server import create_app
 from usageledger.store.engine import Database, make_engine
 
 
@@ -37,16 +37,16 @@ class Served:
     client: TestClient
     direct: Engine
     alice: Persona
-    m1: Path
+    evidence: Path
 
     def ingest(self, body: Any) -> Any:
         """POST a batch as Alice."""
         return self.client.post("/v1/ingest", json=body, headers=self.alice.headers())
 
     def line(self, response: Any) -> dict[str, Any]:
-        """The M1 line of ``response``."""
+        """The evidence line of ``response``."""
         rid = response.headers["x-request-id"]
-        return next(line for line in m1_lines(self.m1) if line["request_id"] == rid)
+        return next(line for line in evidence_lines(self.evidence) if line["request_id"] == rid)
 
 
 def settings_for(url: str, tmp_path: Path) -> Settings:
@@ -54,7 +54,7 @@ def settings_for(url: str, tmp_path: Path) -> Settings:
     return Settings(
         home=tmp_path / "home",
         database_url=url.replace("postgresql+psycopg://", "postgresql://"),
-        log_file=str(tmp_path / "m1.log"),
+        log_file=str(tmp_path / "evidence.log"),
         db_retries=1,
     )
 
@@ -74,8 +74,8 @@ def on_sqlite(sqlite_path: Path, tmp_path: Path) -> Iterator[Served]:
     direct = make_engine(url)
     alice = make_persona(Database(direct), "alice", "Europe/Berlin")
     settings = settings_for(url, tmp_path)
-    logger = M1Logger(settings.log_file)
-    with TestClient(create_app(settings, m1=logger), raise_server_exceptions=False) as client:
+    logger = EvidenceLogger(settings.log_file)
+    with TestClient(create_app(settings, evidence=logger), raise_server_exceptions=False) as client:
         yield Served(client, direct, alice, Path(settings.log_file))
     logger.close()
     direct.dispose()

@@ -22,10 +22,10 @@ from sqlalchemy import Connection, Engine, event, select, update
 
 from tests.conftest import Persona
 from tests.factories import bucket
-from usageledger.api.app import create_app
 from usageledger.config import Settings
 from usageledger.errors import DatabaseError, ErrorCode
-from usageledger.m1 import M1Logger
+from usageledger.evidence import EvidenceLogger
+from usageledger.server import create_app
 from usageledger.store.engine import Database, make_engine
 from usageledger.store.tables import devices, user_locks
 
@@ -171,8 +171,8 @@ def test_the_lock_wait_is_bounded_by_the_transaction_itself(db_url: str, alice: 
 def impatient_client(settings: Settings, db_url: str, tmp_path: Path) -> Iterator[TestClient]:
     """The app over an engine whose statements (and lock waits) give up after 400 ms."""
     engine: Engine = make_engine(db_url, statement_timeout_ms=400)
-    logger = M1Logger(str(tmp_path / "impatient.log"))
-    app = create_app(settings, engine=engine, m1=logger)
+    logger = EvidenceLogger(str(tmp_path / "impatient.log"))
+    app = create_app(settings, engine=engine, evidence=logger)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
     logger.close()

@@ -7,21 +7,19 @@ tests/sources/samples through its directory variable, and ``home`` is an empty t
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 
-from usageledger.api.app import create_app
+from bench.harness import serve_app
 from usageledger.config import Settings
+from usageledger.evidence import EvidenceLogger
 from usageledger.ledger import accounts
-from usageledger.m1 import M1Logger
+from usageledger.server import create_app
 from usageledger.store.engine import Database, make_engine
 from usageledger.store.migrate import upgrade
 from usageledger.tracker.ledger import LocalLedger, open_ledger
@@ -114,7 +112,7 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """Start the real app in a thread on a socket that is already listening (no waiting)."""
+    """The real app under uvicorn in a thread on loopback (``bench.harness.serve_app``)."""
     url = f"sqlite:///{tmp_path / 'server.db'}"
     engine = make_engine(url)
     upgrade(engine)
@@ -128,25 +126,15 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     settings = Settings(
         home=tmp_path / "server-home",
         database_url=url,
-        log_file=str(tmp_path / "m1.log"),
+        log_file=str(tmp_path / "evidence.log"),
         rate_per_minute=60_000,
         rate_burst=10_000,
     )
-    logger = M1Logger(settings.log_file)
-    app = create_app(settings, engine=engine, m1=logger)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="none")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
+    logger = EvidenceLogger(settings.log_file)
+    app = create_app(settings, engine=engine, evidence=logger)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", engine, token, user_id)
+        with serve_app(app) as running:
+            yield LiveServer(running.base_url, engine, token, user_id)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
         logger.close()
         engine.dispose()

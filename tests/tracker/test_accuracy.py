@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from tests.tracker.conftest import logs_env
 from tests.tracker.support import TOTAL_FIELDS, claude_line, jsonl, parsed_events, sums
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.sources import PARSERS, UsageEvent, resolve_duplicates
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from click.testing import CliRunner
 
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.ledger.pricing import Price, PriceBook
 from usageledger.sources import PARSERS, UsageEvent
 from usageledger.tracker.blocks import active_block, build_blocks, load_blocks, safe_start

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.tracker.conftest import logs_env
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.tracker.config_file import ConfigError, config_path, read_config, set_value
 
 MINE = """\

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.tracker.conftest import Clock
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.tracker import init as setup
 from usageledger.tracker.hook import last_errors, record_error, run_worker
 
@@ -284,7 +284,7 @@ def test_the_systemd_timer_files_and_the_crontab_line() -> None:
     assert cron == "*/15 * * * * /opt/bin/usageledger hook --wait timer"
     # What the hook command makes of those words: the foreground run, not a detached worker
     # (an option after the assistant's name would be passed on to a chained notifier).
-    from usageledger.cli_setup import hook
+    from usageledger.cli.setup import hook
 
     for command in (service.split("ExecStart=")[1].splitlines()[0], cron.split(" ", 5)[5]):
         words = shlex.split(command)[2:]  # after the executable and "hook"

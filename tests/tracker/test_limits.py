@@ -11,7 +11,7 @@ import orjson
 from click.testing import CliRunner
 
 from tests.tracker.conftest import Clock, logs_env
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.sources.base import LimitObservation
 from usageledger.tracker.ledger import LocalLedger
 from usageledger.tracker.limits import (

@@ -2,9 +2,9 @@
 
 The fixtures are read in place: each source's directory variable points at the fixtures or
 at a temp directory whose ``projects`` entry, or whose ``sessions/rollout-*.jsonl`` files, are
-symlinks into ``../shared/data/real`` (read-only there), so nothing is copied. The report's
-per-day totals must equal the numbers of ``tests/sources/_real.py`` (the owners' statements,
-else ccusage's), and no source may report a problem in ``scan`` or ``status``.
+symlinks into the real logs beside the repository (read-only there), so nothing is copied. The
+report's per-day totals must equal the numbers of ``tests/sources/_real.py`` (the owners'
+statements, else ccusage's), and no source may report a problem in ``scan`` or ``status``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from tests.sources import _real
 from tests.sources._real import REAL, needs_real
-from usageledger.cli import main
+from usageledger.cli.root import main
 
 pytestmark = needs_real
 
@@ -123,7 +123,7 @@ def test_status_shows_no_problem_for_the_fixtures(
 ) -> None:
     """``usageledger status`` agrees: every file scanned, no problem, no warning."""
     status = invoke(real_env, "status")
-    fixtures = {"codex", "claude", "gemini", "opencode"}  # the sources shared/data/real holds
+    fixtures = {"codex", "claude", "gemini", "opencode"}  # the sources the real logs cover
     for row in status["sources"]:
         assert row["files_found"] == row["files_scanned"], row
         assert (row["files_found"] > 0) == (row["source"] in fixtures), row

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.tracker.conftest import logs_env
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.tracker.report import KINDS, resolve_day, week_day
 
 #: 2025-09-17 12:00 UTC, a Wednesday two days after the samples' busiest day.
@@ -25,7 +25,7 @@ def env(tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
     """A user with the sample logs, a clock at NOW_MS and an empty config directory."""
     home = tmp_path / "home"
     home.mkdir()
-    monkeypatch.setattr("usageledger.cli_tracker.clock", lambda: NOW_MS)
+    monkeypatch.setattr("usageledger.cli.tracker.clock", lambda: NOW_MS)
     return {
         "HOME": str(home),
         "USAGELEDGER_HOME": str(tmp_path / "data"),

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.tracker.test_blocks import BOOK, add, ms
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.tracker import scan as scan_module
 from usageledger.tracker import statusline as sl
 from usageledger.tracker.ledger import LocalLedger

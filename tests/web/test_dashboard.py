@@ -14,9 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,16 +22,16 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 
+from bench.harness import serve_app
 from tests.conftest import Persona
-from usageledger.api.app import create_app
 from usageledger.api.read import clock
 from usageledger.config import Settings
 from usageledger.demo import seed_history
+from usageledger.evidence import EvidenceLogger
 from usageledger.ledger import accounts
-from usageledger.m1 import M1Logger
+from usageledger.server import create_app
 from usageledger.store.engine import Database
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -99,22 +96,11 @@ def live(settings: Settings, engine: Engine, db: Database) -> Iterator[tuple[str
     token, _ = db.write(
         lambda c: accounts.issue_token(c, "demo", kind="read", device_name=None, now_ms=now)
     )
-    logger = M1Logger(settings.log_file)
-    app = create_app(settings, engine=engine, m1=logger)
+    logger = EvidenceLogger(settings.log_file)
+    app = create_app(settings, engine=engine, evidence=logger)
     app.dependency_overrides[clock] = lambda: NOW
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield base, token
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(app) as running:
+        yield running.base_url, token
     logger.close()
 
 

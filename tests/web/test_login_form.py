@@ -7,10 +7,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from tests.conftest import Persona
-from usageledger.api.app import create_app
 from usageledger.api.auth import COOKIE
 from usageledger.config import Settings
-from usageledger.m1 import M1Logger
+from usageledger.evidence import EvidenceLogger
+from usageledger.server import create_app
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_guessing_read_tokens_on_the_form_gets_429(settings: Settings, engine: E
     """The form shares the per-address budget of failed look-ups: guess after guess is
     refused with 429 and Retry-After once it is spent."""
     strict = settings.model_copy(update={"auth_failures_per_minute": 1, "auth_failure_burst": 3})
-    app = create_app(strict, engine=engine, m1=M1Logger("off"))
+    app = create_app(strict, engine=engine, evidence=EvidenceLogger("off"))
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     with TestClient(app, raise_server_exceptions=False) as client:
         statuses = [

@@ -1,1 +1,1 @@
-"""The HTTP API: ``create_app(settings)`` builds it; routes are thin over the ledger."""
+"""The HTTP API's routers, thin over the ledger; ``usageledger.server.create_app`` mounts them."""

@@ -34,7 +34,7 @@ USER_ID_NAME = re.compile(r"(?:x[-_])?user[-_]id", re.IGNORECASE)
 
 def refuse_user_id(request: Request) -> None:
     """Refuse a request that tries to name its user in a header or a cookie: the user is
-    always the token's owner (DESIGN §2), so such a value is a mistake or an attack."""
+    always the token's owner (docs/design.md §2), so such a value is a mistake or an attack."""
     for where, names in (("header", request.headers.keys()), ("cookie", request.cookies)):
         for name in names:
             if USER_ID_NAME.fullmatch(name):

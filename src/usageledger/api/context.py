@@ -8,20 +8,20 @@ from dataclasses import dataclass
 from usageledger.api.ratelimit import RateLimiter
 from usageledger.api.tokens import KnownTokens
 from usageledger.config import Settings
+from usageledger.evidence import EvidenceLogger
 from usageledger.ledger.receipts import KeyClaims
-from usageledger.m1 import M1Logger
 from usageledger.source_registry import SourceRegistry
 from usageledger.store.engine import Database
 
 
 @dataclass(slots=True)
 class AppContext:
-    """What every route needs, built once by ``create_app``."""
+    """What every route needs, built once by ``usageledger.server.create_app``."""
 
     settings: Settings
     db: Database
     registry: SourceRegistry
-    m1: M1Logger
+    evidence: EvidenceLogger
     limiter: RateLimiter
     #: Failed token look-ups per client address (see ``api/ratelimit.py``).
     auth_failures: RateLimiter
@@ -50,5 +50,5 @@ def request_context() -> RequestContext:
 
 
 def name_function(name: str) -> None:
-    """Name the current request's ``function`` for its M1 line."""
+    """Name the current request's ``function`` for its evidence line."""
     request_context().function = name

@@ -40,7 +40,9 @@ class ErrorBody(BaseModel):
 
     code: ErrorCode = Field(description="A code from the closed enum (docs/api.md).")
     message: str = Field(description="A client-safe explanation (never database text).")
-    request_id: str = Field(description="The request's id, also in X-Request-Id and M1 lines.")
+    request_id: str = Field(
+        description="The request's id, also in X-Request-Id and evidence lines."
+    )
     details: list[ErrorDetail] = Field(description="Every problem found (may be empty).")
 
 
@@ -69,7 +71,7 @@ def error_response(
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    """The one error shape, recording the code as the request's M1 ``error_code``."""
+    """The one error shape; the code is also the request's evidence line's ``error_code``."""
     ctx = request_context()
     ctx.error_code = str(code)
     return JSONResponse(

@@ -1,4 +1,4 @@
-"""The M1 middleware: a request id, database evidence and one M1 line per request.
+"""The evidence middleware: a request id, database evidence and one evidence line per request.
 
 It also finishes the headers of every answer, whoever produced it (a route, an error handler,
 the router's own 404/405, the static files), so that none can be forgotten:
@@ -22,9 +22,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from usageledger.api.context import RequestContext, current_request
 from usageledger.api.errors import unhandled
-from usageledger.m1 import M1Logger, new_request_id
+from usageledger.evidence import EvidenceLogger, new_request_id
 from usageledger.store.engine import track_db
-from usageledger.web.routes import CSP
+
+#: The policy of every HTML answer: the dashboard's pages (``web/routes.py``) load only this
+#: site's own scripts, styles and images, and no other site may frame them.
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 #: FastAPI's interactive docs pages (``/docs``, ``/redoc``) load their scripts, styles and fonts
 #: from a CDN and run an inline script; they hold no data of their own.
@@ -81,10 +87,10 @@ def finish_headers(scope: Scope, status: int, headers: list[Any], root_path: str
     return out
 
 
-class M1Middleware:
+class EvidenceMiddleware:
     """Pure ASGI middleware (no per-request task or body buffering)."""
 
-    def __init__(self, app: ASGIApp, logger: M1Logger) -> None:
+    def __init__(self, app: ASGIApp, logger: EvidenceLogger) -> None:
         self.app = app
         self.logger = logger
 

@@ -1,8 +1,13 @@
 """The read API: usage views, devices, the caller's profile and the leaderboard.
 
 Routes are thin: authenticate (a read or device token; the user comes only from the token),
-refuse undeclared query parameters, resolve and cap the range, then call one function of
+refuse undeclared query parameters, take the declared ones as one model
+(``read_params.py``), resolve and cap the range, then call one function of
 ``usageledger.ledger`` inside one read transaction and render its result.
+
+The order of the checks is part of the API (docs/api.md): :func:`caller` authenticates and
+judges the parameters' names before FastAPI validates their values into the route's model, and
+the range is checked before the database is read.
 """
 
 from __future__ import annotations
@@ -15,14 +20,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Connection
 
 from usageledger.api import read_models as m
+from usageledger.api import read_params as p
 from usageledger.api.auth import app_context, principal, refuse_user_id
 from usageledger.api.context import name_function
 from usageledger.api.errors import documented
-from usageledger.config import MODEL_COLUMN_LENGTH, TIME_ZONE_COLUMN_LENGTH
 from usageledger.errors import ValidationFailed
 from usageledger.ledger import leaderboard, profile, queries, windows
 from usageledger.ledger.accounts import Principal
 from usageledger.ledger.prices_store import PriceBooks
+from usageledger.ledger.pricing import PriceBook
 from usageledger.ledger.queries import Filters
 from usageledger.ledger.windows import Window
 
@@ -39,50 +45,6 @@ _READ_ERRORS = {
 }
 READ_ERRORS = documented(_READ_ERRORS)
 PATCH_ERRORS = documented({**_READ_ERRORS, 400: "The body is not JSON (INVALID_JSON)."})
-
-#: What the schema declares of a day, a month and a time zone. Only declared: the server
-#: checks them itself (``ledger/windows.py``), so that its messages stay its own. A range's
-#: length, ``from`` after ``to``, a day outside 1970-01-02…9998-12-31, a zone tzdata does not
-#: know or a device that is not yours cannot be said in a schema: they are 422s the fuzzing
-#: test (tests/api/test_schemathesis.py) accepts from schema-valid requests.
-DAY = {"format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "maxLength": 10}
-MONTH = {"pattern": r"^[0-9]{4}-(0[1-9]|1[0-2])$", "maxLength": 7}
-ZONE = {"pattern": r"^[A-Za-z][A-Za-z0-9_+/-]*$"}
-
-From = Annotated[
-    str | None,
-    Query(
-        alias="from",
-        description="First local day, YYYY-MM-DD (default: 29 days before `to`).",
-        json_schema_extra=DAY,
-    ),
-]
-To = Annotated[
-    str | None,
-    Query(
-        description="Last local day, YYYY-MM-DD, inclusive (default: today in `tz`).",
-        json_schema_extra=DAY,
-    ),
-]
-Tz = Annotated[
-    str | None,
-    Query(
-        description="IANA time zone of the local days (default: yours). Another zone is served "
-        f"from half-hour buckets and capped at {windows.FOREIGN_TZ_CAP_DAYS} days.",
-        max_length=TIME_ZONE_COLUMN_LENGTH,
-        json_schema_extra=ZONE,
-    ),
-]
-Source = Annotated[str | None, Query(description="Only this source (e.g. codex).", max_length=32)]
-Model = Annotated[
-    str | None,
-    Query(description="Only this model, exactly as logged.", max_length=MODEL_COLUMN_LENGTH),
-]
-Device = Annotated[
-    str | None,
-    Query(description="Only this device of yours, by name (see /v1/devices).", max_length=64),
-]
-RANGE_PARAMS = ("from", "to", "tz", "source", "model", "device")
 
 
 def clock() -> datetime:
@@ -124,9 +86,10 @@ def _refuse(key: str, message: str) -> NoReturn:
     raise ValidationFailed.at(f"query.{key}", message)
 
 
-def caller(*params: str) -> Any:
-    """Depends: the token's principal, after refusing query parameters other than ``params``."""
-    allowed = frozenset(params)
+def caller(params: type[p.QueryParams] = p.NoParams) -> Any:
+    """Depends: the token's principal, after refusing query parameters other than the names of
+    ``params`` (the route's query-parameter model)."""
+    allowed = params.names()
 
     def dependency(request: Request, who: Principal = Depends(principal)) -> Principal:
         check_query(request, allowed)
@@ -152,178 +115,118 @@ def _read(
     return app_context(request).db.read(go)
 
 
+def _usage(
+    request: Request,
+    who: Principal,
+    resolve: Callable[[str], Window],
+    filters: Filters,
+    query: Callable[[Connection, int, Window, Filters, PriceBook], T],
+) -> T:
+    """One of the priced reads of ``ledger.queries`` (summary, daily, …) over the caller's usage
+    in the window ``resolve`` gives, with ``filters``, at the prices of the transaction."""
+    return _read(
+        request,
+        who,
+        resolve,
+        lambda conn, w, books: query(conn, who.user_id, w, filters, books.current(conn)),
+    )
+
+
 @router.get(
     "/v1/usage/summary",
-    response_model=m.SummaryResponse,
     responses=READ_ERRORS,
     summary="Totals and per-model lines of a range of local days (≤ 800 days)",
 )
 def usage_summary(
     request: Request,
     now: Now,
-    from_: From = None,
-    to: To = None,
-    tz: Tz = None,
-    source: Source = None,
-    model: Model = None,
-    device: Device = None,
-    who: Principal = caller(*RANGE_PARAMS),
+    q: Annotated[p.DaysQuery, Query()],
+    who: Principal = caller(p.DaysQuery),
 ) -> m.SummaryResponse:
     """Totals and one line per source and model, with cost and unpriced models."""
     name_function("usage_summary")
-    filters = Filters(source, model, device)
-    result = _read(
+    result = _usage(
         request,
         who,
-        lambda zone: windows.day_window(
-            "summary", user_zone=zone, tz=tz, first=from_, last=to, now=now
-        ),
-        lambda conn, w, books: queries.summary(conn, who.user_id, w, filters, books.current(conn)),
+        lambda zone: q.window(zone, now, endpoint="summary"),
+        q.filters(),
+        queries.summary,
     )
     return m.render_summary(result)
 
 
 @router.get(
     "/v1/usage/daily",
-    response_model=m.DailyResponse,
     responses=READ_ERRORS,
     summary="One line per local day of a range, zero days included (≤ 800 days)",
 )
 def usage_daily(
     request: Request,
     now: Now,
-    from_: From = None,
-    to: To = None,
-    tz: Tz = None,
-    source: Source = None,
-    model: Model = None,
-    device: Device = None,
-    who: Principal = caller(*RANGE_PARAMS),
+    q: Annotated[p.DaysQuery, Query()],
+    who: Principal = caller(p.DaysQuery),
 ) -> m.DailyResponse:
     """Every local day of the range with counts and cost, and the range's totals."""
     name_function("usage_daily")
-    filters = Filters(source, model, device)
-    result = _read(
-        request,
-        who,
-        lambda zone: windows.day_window(
-            "daily", user_zone=zone, tz=tz, first=from_, last=to, now=now
-        ),
-        lambda conn, w, books: queries.daily(conn, who.user_id, w, filters, books.current(conn)),
+    result = _usage(
+        request, who, lambda zone: q.window(zone, now, endpoint="daily"), q.filters(), queries.daily
     )
     return m.render_daily(result)
 
 
 @router.get(
     "/v1/usage/hourly",
-    response_model=m.HourlyResponse,
     responses=READ_ERRORS,
     summary="Every half-hour of one local day (46, 48 or 50 slots)",
 )
 def usage_hourly(
     request: Request,
     now: Now,
-    day: Annotated[
-        str | None,
-        Query(
-            description="The local day, YYYY-MM-DD (default: today in `tz`).",
-            json_schema_extra=DAY,
-        ),
-    ] = None,
-    tz: Tz = None,
-    source: Source = None,
-    model: Model = None,
-    device: Device = None,
-    who: Principal = caller("day", "tz", "source", "model", "device"),
+    q: Annotated[p.HourQuery, Query()],
+    who: Principal = caller(p.HourQuery),
 ) -> m.HourlyResponse:
     """Every half-hour slot of the day with its UTC start, local label, counts and cost."""
     name_function("usage_hourly")
-    filters = Filters(source, model, device)
-    result = _read(
-        request,
-        who,
-        lambda zone: windows.hour_window(user_zone=zone, tz=tz, day=day, now=now),
-        lambda conn, w, books: queries.hourly(conn, who.user_id, w, filters, books.current(conn)),
-    )
+    result = _usage(request, who, lambda zone: q.window(zone, now), q.filters(), queries.hourly)
     return m.render_hourly(result)
 
 
 @router.get(
     "/v1/usage/monthly",
-    response_model=m.MonthlyResponse,
     responses=READ_ERRORS,
     summary="One line per calendar month of local days (≤ 36 months)",
 )
 def usage_monthly(
     request: Request,
     now: Now,
-    from_: Annotated[
-        str | None,
-        Query(
-            alias="from",
-            description="First month, YYYY-MM (default: the month of 29 days ago).",
-            json_schema_extra=MONTH,
-        ),
-    ] = None,
-    to: Annotated[
-        str | None,
-        Query(
-            description="Last month, YYYY-MM, inclusive (default: this month).",
-            json_schema_extra=MONTH,
-        ),
-    ] = None,
-    tz: Tz = None,
-    source: Source = None,
-    model: Model = None,
-    device: Device = None,
-    who: Principal = caller(*RANGE_PARAMS),
+    q: Annotated[p.MonthsQuery, Query()],
+    who: Principal = caller(p.MonthsQuery),
 ) -> m.MonthlyResponse:
     """Every month of the range with counts and cost."""
     name_function("usage_monthly")
-    filters = Filters(source, model, device)
-    result = _read(
-        request,
-        who,
-        lambda zone: windows.month_window(user_zone=zone, tz=tz, first=from_, last=to, now=now),
-        lambda conn, w, books: queries.monthly(conn, who.user_id, w, filters, books.current(conn)),
-    )
+    result = _usage(request, who, lambda zone: q.window(zone, now), q.filters(), queries.monthly)
     return m.render_monthly(result)
 
 
 @router.get(
     "/v1/usage/heatmap",
-    response_model=m.HeatmapResponse,
     responses=READ_ERRORS,
     summary="Day cells with a 0–4 level and streaks (≤ 104 weeks)",
 )
 def usage_heatmap(
     request: Request,
     now: Now,
-    to: To = None,
-    weeks: Annotated[
-        int | None,
-        Query(
-            description=f"Weeks to show, 1–{windows.WEEK_CAP} (default: "
-            f"{windows.DEFAULT_WEEKS}; {windows.DEFAULT_FOREIGN_WEEKS} in another time zone).",
-            # Declared, not enforced by FastAPI: past the cap is RANGE_TOO_LARGE, not a bad value.
-            json_schema_extra={"minimum": 1, "maximum": windows.WEEK_CAP},
-        ),
-    ] = None,
-    tz: Tz = None,
-    source: Source = None,
-    model: Model = None,
-    device: Device = None,
-    who: Principal = caller("to", "weeks", "tz", "source", "model", "device"),
+    q: Annotated[p.HeatmapQuery, Query()],
+    who: Principal = caller(p.HeatmapQuery),
 ) -> m.HeatmapResponse:
     """Total tokens per local day with a level, active days and streaks."""
     name_function("usage_heatmap")
-    filters = Filters(source, model, device)
     result = _read(
         request,
         who,
-        lambda zone: windows.heatmap_window(user_zone=zone, tz=tz, last=to, weeks=weeks, now=now),
+        lambda zone: q.window(zone, now),
         lambda conn, w, _: queries.heatmap(
-            conn, who.user_id, w, filters, today=windows.today_in(w.tz, now)
+            conn, who.user_id, w, q.filters(), today=windows.today_in(w.tz, now)
         ),
     )
     return m.render_heatmap(result)
@@ -331,38 +234,29 @@ def usage_heatmap(
 
 @router.get(
     "/v1/usage/models",
-    response_model=m.ModelsResponse,
     responses=READ_ERRORS,
     summary="Usage by source and model with shares of the total (≤ 800 days)",
 )
 def usage_models(
     request: Request,
     now: Now,
-    from_: From = None,
-    to: To = None,
-    tz: Tz = None,
-    source: Source = None,
-    model: Model = None,
-    device: Device = None,
-    who: Principal = caller(*RANGE_PARAMS),
+    q: Annotated[p.DaysQuery, Query()],
+    who: Principal = caller(p.DaysQuery),
 ) -> m.ModelsResponse:
     """Counts, share of total tokens and cost per source and model, and per source."""
     name_function("usage_models")
-    filters = Filters(source, model, device)
-    result = _read(
+    result = _usage(
         request,
         who,
-        lambda zone: windows.day_window(
-            "models", user_zone=zone, tz=tz, first=from_, last=to, now=now
-        ),
-        lambda conn, w, books: queries.models(conn, who.user_id, w, filters, books.current(conn)),
+        lambda zone: q.window(zone, now, endpoint="models"),
+        q.filters(),
+        queries.models,
     )
     return m.render_models(result)
 
 
 @router.get(
     "/v1/devices",
-    response_model=m.DevicesResponse,
     responses=READ_ERRORS,
     summary="Your devices with their first and last bucket and last upload",
 )
@@ -379,7 +273,6 @@ def list_devices(request: Request, who: Principal = caller()) -> m.DevicesRespon
 
 @router.get(
     "/v1/me",
-    response_model=m.MeResponse,
     responses=READ_ERRORS,
     summary="Your profile: time zone, display name, leaderboard opt-in",
 )
@@ -392,7 +285,6 @@ def get_me(request: Request, who: Principal = caller()) -> m.MeResponse:
 
 @router.patch(
     "/v1/me",
-    response_model=m.MePatchResponse,
     responses=PATCH_ERRORS,
     summary="Change your time zone, display name or leaderboard opt-in",
 )
@@ -424,33 +316,22 @@ def _refuse_body(message: str) -> NoReturn:
 
 @router.get(
     "/v1/leaderboard",
-    response_model=m.LeaderboardResponse,
     responses=READ_ERRORS,
     summary="A page of the latest leaderboard snapshot (opted-in users only)",
 )
 def get_leaderboard(
     request: Request,
-    period: Annotated[
-        str,
-        Query(
-            description="`week` (UTC ISO week), `month` (UTC calendar month) or `all`.",
-            json_schema_extra={"enum": list(leaderboard.PERIODS)},
-        ),
-    ] = "week",
-    limit: Annotated[int, Query(ge=1, le=100, description="Entries per page, 1–100.")] = 50,
-    offset: Annotated[
-        int, Query(ge=0, le=1_000_000, description="Entries to skip (for paging).")
-    ] = 0,
-    who: Principal = caller("period", "limit", "offset"),
+    q: Annotated[p.LeaderboardQuery, Query()],
+    who: Principal = caller(p.LeaderboardQuery),
 ) -> m.LeaderboardResponse:
     """Ranked display names with totals and cost; never a user name or id."""
     name_function("get_leaderboard")
-    if period not in leaderboard.PERIODS:
-        message = f"period must be one of {', '.join(leaderboard.PERIODS)}, got {period!r}"
+    if q.period not in leaderboard.PERIODS:
+        message = f"period must be one of {', '.join(leaderboard.PERIODS)}, got {q.period!r}"
         raise ValidationFailed.at("query.period", message, summary=f"period: {message}")
     board = app_context(request).db.read(
         lambda conn: leaderboard.read_board(
-            conn, period, limit=limit, offset=offset, user_id=who.user_id
+            conn, q.period, limit=q.limit, offset=q.offset, user_id=who.user_id
         )
     )
-    return m.render_leaderboard(board, limit=limit, offset=offset)
+    return m.render_leaderboard(board, limit=q.limit, offset=q.offset)

@@ -15,7 +15,7 @@ reads snapshots.
   or id is never served (``user_id`` is stored only to find the caller's own rank). A name
   counts as none when its user does not hold its key (``users.display_name_key``: a look-alike
   of a name another user held when keys were introduced) or when it looks like
-  ``anonymous #…`` (:func:`~usageledger.ledger.confusables.is_reserved`, checked here too,
+  ``anonymous #…`` (:func:`~usageledger.confusables.is_reserved`, checked here too,
   because names set before the check compared folds may look like one): the board never
   shows two entries that look alike, nor a named user as one of the anonymous ones.
 - **Unpriced usage**: a model without a price costs 0. Each entry carries how many of its
@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, delete, func, insert, select
 
 from usageledger.buckets import COUNT_COLUMNS, Counts, day_range
-from usageledger.ledger.confusables import ANONYMOUS_PREFIX, is_reserved
+from usageledger.confusables import ANONYMOUS_PREFIX, is_reserved
 from usageledger.ledger.costing import Tally, UsageRow, combine, tally
 from usageledger.ledger.pricing import PriceBook
 from usageledger.ledger.queries import EPOCH

@@ -7,7 +7,7 @@ as the update. Run it under ``Database.write(fn, user_id=…)`` so no ingest of 
 interleaves.
 
 Display names are unique by look, not by spelling: two users cannot hold names with the same
-:func:`~usageledger.ledger.confusables.fold` (so ``alice``, ``аlice`` with a Cyrillic ``а``,
+:func:`~usageledger.confusables.fold` (so ``alice``, ``аlice`` with a Cyrillic ``а``,
 ``ALICE`` and ``AIice`` are one name). The fold is stored beside the name in
 ``users.display_name_key`` under a unique index, so of two concurrent claims of one name
 exactly one commits, on SQLite and PostgreSQL alike. A name kept from before the key existed
@@ -26,8 +26,8 @@ from sqlalchemy.exc import IntegrityError
 
 from usageledger.buckets import day_range, local_day
 from usageledger.config import check_time_zone
+from usageledger.confusables import ANONYMOUS_PREFIX, fold, is_reserved
 from usageledger.errors import NotFound, ValidationFailed
-from usageledger.ledger.confusables import ANONYMOUS_PREFIX, fold, is_reserved
 from usageledger.ledger.rollups import rebuild_range
 from usageledger.store.tables import devices, usage_buckets, usage_daily, users
 
@@ -86,7 +86,7 @@ def _invalid(field: str, message: str) -> ValidationFailed:
 def check_display_name(name: str) -> str:
     """A display name as stored: trimmed, 1–64 printable characters, not like "anonymous #…".
 
-    The reserved check compares folds (:func:`~usageledger.ledger.confusables.is_reserved`),
+    The reserved check compares folds (:func:`~usageledger.confusables.is_reserved`),
     so homoglyphs, fullwidth letters, case and combining marks do not get around it.
     """
     trimmed = name.strip()

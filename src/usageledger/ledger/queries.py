@@ -1,4 +1,4 @@
-"""The read side: bounded queries behind every usage endpoint (DESIGN §5).
+"""The read side: bounded queries behind every usage endpoint (docs/design.md §5).
 
 Rows come from two places only. In the user's own time zone, ``usage_daily`` (its primary
 key leads with ``(user_id, day)``); in another zone, and for the half-hour view, a bounded

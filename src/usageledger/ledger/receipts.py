@@ -1,4 +1,4 @@
-"""Ingest requests end to end: validation, Idempotency-Key handling, receipts (DESIGN §4).
+"""Ingest requests end to end: validation, Idempotency-Key handling, receipts (docs/design.md §4).
 
 Every accepted request leaves one ``ingest_receipts`` row (audit, and the stored response
 for an Idempotency-Key replay). One write transaction, under the user's lock, checks the token

@@ -1,4 +1,4 @@
-"""The single rebuild path of the derived tables (DESIGN §2, STYLE habit 6).
+"""The single rebuild path of the derived tables (docs/design.md §2).
 
 ``usage_daily`` rows for a user's local days are always recomputed from ``usage_buckets`` by
 :func:`rebuild_days`, whether the caller is ingest (the touched days), a time-zone change or

@@ -1,4 +1,4 @@
-"""Read ranges: parsing, defaults and caps of every read endpoint (DESIGN §5).
+"""Read ranges: parsing, defaults and caps of every read endpoint (docs/design.md §5).
 
 A :class:`Window` is a run of local days in one time zone. In the user's own time zone it is
 served from ``usage_daily``; in any other zone from a bounded range of ``usage_buckets``

@@ -1,4 +1,4 @@
-"""Operations jobs over the server ledger (DESIGN §2, §6): plain functions over a Database.
+"""Operations jobs over the server ledger (docs/design.md §2, §6): plain functions over a Database.
 
 ::
 
@@ -8,6 +8,6 @@
     retention  delete old ingest receipts and old superseded revisions, in bounded batches
     copy       copy a whole ledger to another database and prove the copy equal
 
-Each job writes one M1 line per stage (:mod:`usageledger.ops.jobs`); the CLI
-(``usageledger.cli_ops``) only parses options and prints.
+Each job writes one evidence line per stage (:mod:`usageledger.ops.jobs`); the CLI
+(``usageledger.cli.ops``) only parses options and prints.
 """

@@ -1,4 +1,5 @@
-"""``backfill``: plan → apply → rollback of a device's bucket values (DESIGN §6, stop rule).
+"""``backfill``: plan → apply → rollback of a device's bucket values (the stop rule of
+docs/design.md §6).
 
 * **plan** records the scope (user, device, ``[start, end)``), the resolved changes (the
   bucket values to set, zeros included), the number of affected keys, the checksum of the
@@ -36,9 +37,9 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from usageledger.buckets import COUNT_COLUMNS, STORED_REVISION_MAX, iso_utc
 from usageledger.errors import ErrorCode, LedgerError, NotFound, ValidationFailed
+from usageledger.evidence import EvidenceLogger
 from usageledger.ledger.accounts import require_user
 from usageledger.ledger.ingest import BucketWrite, apply_batch
-from usageledger.m1 import M1Logger
 from usageledger.ops.checksums import FactKey, Facts, facts_checksum, range_checksum, range_facts
 from usageledger.ops.jobs import Stages
 from usageledger.ops.plan_file import PlanSpec
@@ -67,12 +68,17 @@ class PlanResult:
 
 
 def create_plan(
-    db: Database, spec: PlanSpec, *, reason: str, now_ms: int, m1: M1Logger | None = None
+    db: Database,
+    spec: PlanSpec,
+    *,
+    reason: str,
+    now_ms: int,
+    evidence: EvidenceLogger | None = None,
 ) -> PlanResult:
     """Record a plan for ``spec``; refuse one that would change nothing."""
     if not reason.strip():
         raise ValidationFailed("a plan needs a --reason (it is kept with the plan for audit)")
-    stages = Stages(m1, "backfill")
+    stages = Stages(evidence, "backfill")
     with stages.stage("plan") as run:
         user_id = int(db.read(lambda conn: require_user(conn, spec.user))["user_id"])
         result = db.write(
@@ -157,10 +163,10 @@ def _from_entries(entries: list[dict[str, Any]]) -> dict[FactKey, tuple[int, ...
 
 
 def apply_plan(
-    db: Database, plan_id: str, *, now_ms: int, m1: M1Logger | None = None
+    db: Database, plan_id: str, *, now_ms: int, evidence: EvidenceLogger | None = None
 ) -> PlanResult:
     """Apply a plan once, if its range is as the plan saw it."""
-    return _run_step(db, plan_id, "apply", _apply, now_ms=now_ms, m1=m1)
+    return _run_step(db, plan_id, "apply", _apply, now_ms=now_ms, evidence=evidence)
 
 
 def _run_step(
@@ -170,10 +176,10 @@ def _run_step(
     step: Callable[[Connection, int, str, int], PlanResult],
     *,
     now_ms: int,
-    m1: M1Logger | None,
+    evidence: EvidenceLogger | None,
 ) -> PlanResult:
-    """Run ``step`` of a plan in one write transaction under its user's lock, as an M1 stage."""
-    stages = Stages(m1, "backfill")
+    """Run ``step`` of a plan in one write transaction under its user's lock, as a job stage."""
+    stages = Stages(evidence, "backfill")
     with stages.stage(stage) as run:
         run.extra["plan_id"] = plan_id
         user_id = _plan_owner(db, plan_id)
@@ -226,10 +232,10 @@ def _apply(conn: Connection, user_id: int, plan_id: str, now_ms: int) -> PlanRes
 
 
 def rollback_plan(
-    db: Database, plan_id: str, *, now_ms: int, m1: M1Logger | None = None
+    db: Database, plan_id: str, *, now_ms: int, evidence: EvidenceLogger | None = None
 ) -> PlanResult:
     """Restore what an applied plan replaced, if its range is as apply left it."""
-    return _run_step(db, plan_id, "rollback", _rollback, now_ms=now_ms, m1=m1)
+    return _run_step(db, plan_id, "rollback", _rollback, now_ms=now_ms, evidence=evidence)
 
 
 def _rollback(conn: Connection, user_id: int, plan_id: str, now_ms: int) -> PlanResult:

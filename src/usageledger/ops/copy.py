@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, func, insert, inspect, literal, selec
 from sqlalchemy.engine import make_url
 
 from usageledger.errors import ErrorCode, LedgerError, ValidationFailed
-from usageledger.m1 import M1Logger
+from usageledger.evidence import EvidenceLogger
 from usageledger.ops.checksums import TableDigest, table_digest
 from usageledger.ops.jobs import NoProgress, Progress, Stages
 from usageledger.store.dialect import is_sqlite
@@ -113,14 +113,14 @@ def copy_database(
     target: Engine,
     *,
     batch_size: int = DEFAULT_BATCH,
-    m1: M1Logger | None = None,
+    evidence: EvidenceLogger | None = None,
     progress: Progress | None = None,
 ) -> CopyReport:
     """Copy every ledger table from ``source`` to an empty ``target`` and verify it."""
     if not 1 <= batch_size <= 50_000:
         raise ValidationFailed("the batch size must be 1-50000 rows")
     progress = progress or NoProgress()
-    stages = Stages(m1, "db_copy")
+    stages = Stages(evidence, "db_copy")
     with stages.stage("prepare"):
         prepare_target(source, target)
     with stages.stage("copy") as run:

@@ -1,4 +1,4 @@
-"""What every ops job shares: M1 lines per stage under one request id, and progress hooks."""
+"""What every ops job shares: evidence lines per stage under one request id, and progress hooks."""
 
 from __future__ import annotations
 
@@ -6,20 +6,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from usageledger.m1 import JobRun, M1Logger, job, new_request_id
+from usageledger.evidence import EvidenceLogger, JobRun, job, new_request_id
 
 
 class Stages:
-    """M1 lines of one job run: one line per stage, all under the run's request id."""
+    """Evidence lines of one job run: one line per stage, all under the run's request id."""
 
-    def __init__(self, logger: M1Logger | None, function: str) -> None:
-        self.logger = logger if logger is not None else M1Logger("off")
+    def __init__(self, logger: EvidenceLogger | None, function: str) -> None:
+        self.logger = logger if logger is not None else EvidenceLogger("off")
         self.function = function
         self.request_id = new_request_id()
 
     @contextmanager
     def stage(self, name: str) -> Iterator[JobRun]:
-        """Run one stage and write its M1 line (with the outcome), whatever happens inside."""
+        """Run one stage and write its evidence line (with the outcome), whatever happens inside."""
         with job(self.logger, self.function, name) as run:
             # One job run is one "request": its stages share the id, like a request's stages.
             run.request_id = self.request_id

@@ -1,4 +1,4 @@
-"""``replay``: rebuild the derived tables from the source of truth (DESIGN §2).
+"""``replay``: rebuild the derived tables from the source of truth (docs/design.md §2).
 
 Per user and per chunk of local days, in one write transaction under the user's write lock
 (so ingest can keep running and no update is lost):
@@ -44,9 +44,9 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement, Select
 
 from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS
+from usageledger.evidence import EvidenceLogger
 from usageledger.ledger.ingest import BUCKET_VALUE_COLUMNS
 from usageledger.ledger.rollups import rebuild_range
-from usageledger.m1 import M1Logger
 from usageledger.ops.jobs import NoProgress, Progress, Stages
 from usageledger.ops.scope import (
     DEFAULT_CHUNK_DAYS,
@@ -350,13 +350,13 @@ def replay(
     first: date | None = None,
     last: date | None = None,
     chunk_days: int = DEFAULT_CHUNK_DAYS,
-    m1: M1Logger | None = None,
+    evidence: EvidenceLogger | None = None,
     progress: Progress | None = None,
 ) -> ReplayReport:
     """Rebuild ``usage_buckets`` and ``usage_daily`` for one user or all, over a day range."""
     check_chunk_days(chunk_days)
     progress = progress or NoProgress()
-    stages = Stages(m1, "replay")
+    stages = Stages(evidence, "replay")
     report = ReplayReport()
     with stages.stage("scope") as run:
         scopes = db.read(lambda conn: resolve_scopes(conn, user, first, last))

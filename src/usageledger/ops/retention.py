@@ -1,4 +1,4 @@
-"""``retention``: delete what the ledger no longer needs, in bounded batches (DESIGN §2).
+"""``retention``: delete what the ledger no longer needs, in bounded batches (docs/design.md §2).
 
 * ``ingest_receipts`` created more than N days ago (default 30). They serve the 24-hour
   Idempotency-Key replay and the audit of recent requests; after N days they are only bulk.
@@ -22,7 +22,7 @@ from sqlalchemy import Connection, delete, exists, func, literal, select, tuple_
 
 from usageledger.buckets import BUCKET_KEY
 from usageledger.errors import ValidationFailed
-from usageledger.m1 import M1Logger
+from usageledger.evidence import EvidenceLogger
 from usageledger.ops.jobs import NoProgress, Progress, Stages
 from usageledger.ops.replay import same_key
 from usageledger.store.engine import Database
@@ -112,7 +112,7 @@ def run_retention(
     revisions_days: int = DEFAULT_REVISIONS_DAYS,
     batch_size: int = DEFAULT_BATCH,
     dry_run: bool = False,
-    m1: M1Logger | None = None,
+    evidence: EvidenceLogger | None = None,
     progress: Progress | None = None,
 ) -> RetentionReport:
     """Delete old receipts and old superseded revisions (or count them with ``dry_run``)."""
@@ -123,7 +123,7 @@ def run_retention(
     progress = progress or NoProgress()
     receipts_before = now_ms - receipts_days * DAY_MS
     revisions_before = now_ms - revisions_days * DAY_MS
-    stages = Stages(m1, "retention")
+    stages = Stages(evidence, "retention")
 
     with stages.stage("receipts") as run:
         receipts = 0

@@ -1,4 +1,4 @@
-"""``verify``: recompute the derived tables aside and report every difference (DESIGN §6).
+"""``verify``: recompute the derived tables aside and report every difference (docs/design.md §6).
 
 For each user and chunk of local days, the expected ``usage_buckets`` (the highest revision of
 each key in ``bucket_revisions``) and the expected ``usage_daily`` (sums of those expected
@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, select
 
 from usageledger.buckets import COUNT_COLUMNS, iso_utc, local_day
-from usageledger.m1 import M1Logger
+from usageledger.evidence import EvidenceLogger
 from usageledger.ops.jobs import NoProgress, Progress, Stages
 from usageledger.ops.scope import (
     DEFAULT_CHUNK_DAYS,
@@ -237,13 +237,13 @@ def verify(
     first: date | None = None,
     last: date | None = None,
     chunk_days: int = DEFAULT_CHUNK_DAYS,
-    m1: M1Logger | None = None,
+    evidence: EvidenceLogger | None = None,
     progress: Progress | None = None,
 ) -> VerifyReport:
     """Compare the derived tables of one user or all with a fresh rebuild; write nothing."""
     check_chunk_days(chunk_days)
     progress = progress or NoProgress()
-    stages = Stages(m1, "verify")
+    stages = Stages(evidence, "verify")
     report = VerifyReport()
     with stages.stage("scope") as run:
         scopes = db.read(lambda conn: resolve_scopes(conn, user, first, last))

@@ -23,7 +23,7 @@ from usageledger.sources.listing import DIR, LINK, OTHER, list_directory
 
 #: A line longer than this is reported and skipped without being parsed.
 MAX_LINE_BYTES = 16 * 1024 * 1024
-#: Counts must stay exact in JSON numbers and the ledger's bounds (DESIGN §4).
+#: Counts must stay exact in JSON numbers and the ledger's bounds (docs/design.md §4).
 MAX_COUNT = 2**53 - 1
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")

@@ -15,9 +15,12 @@ protocols. A record carries no version, so the release date decides for Anthropi
 requests, and a ``tokensIn`` smaller than the cache counts is always the remainder.
 
 The UI messages carry no model (Cline's ``modelInfo.modelId`` aside): the model is read from
-the ``<model>`` tag of the environment details in the sibling ``api_conversation_history.json``
-(a small read beside the parsed file, the one exception to bytes-in purity, needed because
-the model lives only there).
+the files beside the parsed one (an exception to bytes-in purity, needed because the
+model lives only there): first ``task_metadata.json``'s ``model_usage`` (``{ts, model_id,
+model_provider_id, mode}``, written by Cline's model tracker as requests use a model),
+then the ``<model>`` tag of the environment details in ``api_conversation_history.json``
+(Roo Code and Kilo Code write it into each request's user message); in both, the model named
+last before the next request is the request's model. Without either: "unknown".
 """
 
 from __future__ import annotations
@@ -44,8 +47,11 @@ from usageledger.sources.base import ParseResult, Problem, UsageEvent
 
 UNKNOWN_MODEL = "unknown"
 HISTORY = "api_conversation_history.json"
+METADATA = "task_metadata.json"
 #: The history file is read for the model only; a larger one is not read.
 MAX_HISTORY_BYTES = 256 * 1024 * 1024
+#: task_metadata.json is read for ``model_usage`` only; a larger one is not read.
+MAX_METADATA_BYTES = 64 * 1024 * 1024
 _MODEL_TAG = re.compile(r"<environment_details>.*?<model>\s*([^<]+?)\s*</model>", re.S)
 #: Editors whose user-data directory may hold the extensions' globalStorage.
 EDITORS = ("Code", "Code - Insiders", "VSCodium", "Cursor", "Windsurf")
@@ -103,6 +109,7 @@ class ClineFamilyParser:
             problems.append(Problem(path, None, "ui_messages.json is not a list"))
             return ParseResult(problems=problems, consumed=len(data))
         task = Path(path).parent.name or Path(path).stem
+        tracked = _metadata_models(Path(path).parent / METADATA)
         models = _history_models(Path(path).parent / HISTORY)
         requests = [
             m for m in messages if isinstance(m, dict) and m.get("say") == "api_req_started"
@@ -111,7 +118,8 @@ class ClineFamilyParser:
         for index, message in enumerate(requests):
             nxt = requests[index + 1].get("ts") if index + 1 < len(requests) else None
             try:
-                event = self._event(task, message, _model_before(models, nxt))
+                model = _model_before(tracked, nxt) or _model_before(models, nxt)
+                event = self._event(task, message, model)
             except InvalidRecordError as exc:
                 problems.append(Problem(path, None, f"message ts {message.get('ts')}: {exc}"))
             except Exception as exc:  # a parser never raises; report and go on
@@ -163,6 +171,29 @@ class ClineFamilyParser:
         if protocol == "anthropic" and self.whole_prompt_since is not None:
             return when >= self.whole_prompt_since
         return False
+
+
+def _metadata_models(path: Path) -> list[tuple[int | None, str]]:
+    """``(ts, model_id)`` for each ``model_usage`` entry of Cline's ``task_metadata.json``."""
+    try:
+        if path.stat().st_size > MAX_METADATA_BYTES:
+            return []
+        metadata = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return []
+    entries = metadata.get("model_usage") if isinstance(metadata, dict) else None
+    if not isinstance(entries, list):
+        return []
+    found: list[tuple[int | None, str]] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        model = text(entry.get("model_id"))
+        if model is None:
+            continue
+        ts = entry.get("ts")
+        found.append((ts if isinstance(ts, int) and not isinstance(ts, bool) else None, model))
+    return found
 
 
 def _history_models(path: Path) -> list[tuple[int | None, str]]:

@@ -6,10 +6,12 @@ total. A session is therefore ONE event: keyed by the session id (the file name)
 session's start, with duplicate policy "last" so that a session that grew since the last scan
 REPLACES its earlier total instead of adding to it (and a copy of the file counts once).
 
-The start is ``providerLockTimestamp`` (written when the session's first request locks its
-provider, and never moved by later writes). A file without it is dated by the first
-``timestamp`` of its transcript, read from the first 64 KiB of the ``.jsonl`` beside it (the
-only I/O of this parser); without either it is reported, not guessed at.
+The start is the earlier of two moments of the session: ``providerLockTimestamp`` (written
+when a request locks the session's provider, so at the first request, or later when a model
+switch locks another provider) and the first ``timestamp`` of the transcript beside it (the
+first message; read from the ``.jsonl``'s first lines, the only I/O of this parser). Either
+alone dates the session when the other is missing; without both the usage is reported, not
+dated by a guess (the file's time is when it was last written, not when the session began).
 
 Token mapping (Anthropic-shaped, as Droid records it): ``inputTokens`` excludes both caches,
 ``cacheCreationTokens`` and ``cacheReadTokens`` are apart from it, and ``thinkingTokens`` is
@@ -27,12 +29,12 @@ from typing import Any
 import orjson
 
 from usageledger.sources._common import (
+    MAX_LINE_BYTES,
     InvalidRecordError,
     count,
     decode_reason,
     env_dirs,
     find_files,
-    json_lines,
     mapping,
     text,
     timestamp,
@@ -41,8 +43,8 @@ from usageledger.sources.base import ParseResult, Problem, UsageEvent
 
 UNKNOWN_MODEL = "unknown"
 SUFFIX = ".settings.json"
-#: How much of the transcript is read to find its first timestamp.
-TRANSCRIPT_HEAD_BYTES = 64 * 1024
+#: How many of the transcript's first lines are read to find its first timestamp.
+TRANSCRIPT_HEAD_LINES = 64
 
 
 def map_tokens(usage: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
@@ -129,19 +131,54 @@ def _event(settings: Any, path: str) -> UsageEvent | None:
 
 
 def _session_start(settings: Mapping[str, Any], path: str) -> datetime:
+    """The earliest of ``providerLockTimestamp`` and the transcript's first timestamp."""
+    found: list[datetime] = []
     locked = settings.get("providerLockTimestamp")
     if locked not in (None, ""):
-        return timestamp(locked)
-    transcript = Path(path).with_name(session_id(path) + ".jsonl")
+        found.append(timestamp(locked))
+    first = transcript_start(Path(path).with_name(session_id(path) + ".jsonl"))
+    if first is not None:
+        found.append(first)
+    if not found:
+        raise InvalidRecordError(
+            "no session start (no providerLockTimestamp, no timestamp in the transcript); "
+            "not counted"
+        )
+    return min(found)
+
+
+def transcript_start(transcript: Path) -> datetime | None:
+    """The first readable ``timestamp`` among the transcript's first lines (None: none).
+
+    Lines are read whole (up to 16 MiB each: the first message may hold a long paste), so a
+    large first message still dates the session; an unreadable line is passed over.
+    """
     try:
         with open(transcript, "rb") as handle:
-            head = handle.read(TRANSCRIPT_HEAD_BYTES)
+            for _ in range(TRANSCRIPT_HEAD_LINES):
+                line = handle.readline(MAX_LINE_BYTES + 1)
+                if not line:
+                    return None
+                if len(line) > MAX_LINE_BYTES:
+                    while line and not line.endswith(b"\n"):
+                        line = handle.readline(MAX_LINE_BYTES)
+                    continue
+                found = _line_timestamp(line)
+                if found is not None:
+                    return found
     except OSError:
-        head = b""
-    ignored: list[Problem] = []
-    for _, record in json_lines(head, path=str(transcript), first_line=1, problems=ignored):
-        if isinstance(record, dict) and record.get("timestamp") not in (None, ""):
-            return timestamp(record["timestamp"])
-    raise InvalidRecordError(
-        "no session start (no providerLockTimestamp, no timestamp in the transcript); not counted"
-    )
+        return None
+    return None
+
+
+def _line_timestamp(line: bytes) -> datetime | None:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or record.get("timestamp") in (None, ""):
+        return None
+    try:
+        return timestamp(record["timestamp"])
+    except InvalidRecordError:
+        return None

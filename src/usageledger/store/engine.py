@@ -1,8 +1,8 @@
 """Engines and the database boundary: connections, transactions, retries and evidence.
 
-Every database call is timed and classified into an HTTP-style upstream status (DESIGN §6):
+Every database call is timed and classified into an HTTP-style upstream status (docs/design.md §6):
 200 ok, 503 unavailable, 504 timeout, 409 conflict (after retries), 500 other. The numbers
-accumulate in the :class:`DbStats` of the current context, which the M1 line of the request
+accumulate in the :class:`DbStats` of the current context, which the evidence line of the request
 or job reports. Nothing here is built at import time.
 
 On PostgreSQL every round trip also has a client-side deadline (``store.pg.DeadlineConnection``):

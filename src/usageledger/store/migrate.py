@@ -68,9 +68,10 @@ def _literal(value: str) -> str | None:
 def head_revision() -> str:
     """The newest revision of the tree, read from the migration files' ``revision`` lines.
 
-    The tree is linear (``store.migration_lint`` refuses a merge), so the head is the one
-    revision no other names as its ``down_revision``. ``tests/store/test_migrate.py`` checks
-    the answer equals Alembic's own ``ScriptDirectory.get_current_head()``.
+    The tree is linear (the migration lint, ``scripts/migration_lint.py``, refuses a merge), so
+    the head is the one revision no other names as its ``down_revision``.
+    ``tests/store/test_migrate.py`` checks the answer equals Alembic's own
+    ``ScriptDirectory.get_current_head()``.
     """
     revisions: dict[str, str | None] = {}
     for path in sorted((MIGRATIONS / "versions").glob("*.py")):

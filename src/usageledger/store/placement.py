@@ -4,8 +4,8 @@ Citus (PostgreSQL sharded by tenant) places each table in one of two ways. A *di
 table is split into shards by a column, here ``user_id``; tables distributed by the same
 column and co-located keep one user's rows of every table on the same node, so a per-user
 statement goes to one node whole. A *reference* table is copied to every node. That works
-only for a schema that obeys a few rules, which :func:`check_placement` checks (and
-``store.migration_lint`` runs on the migrated schema at head):
+only for a schema that obeys a few rules, which :func:`check_placement` checks (and the
+migration lint, ``scripts/migration_lint.py``, runs on the migrated schema at head):
 
 * every declared table exists and every table (but Alembic's own) is declared, once;
 * a distributed table has the distribution column, and every primary key, unique constraint

@@ -36,7 +36,7 @@ USAGE_MARKERS: dict[str, tuple[bytes, ...]] = {
     "hermes": (b"input_tokens",),
     "goose": (b"input_tokens",),
     "qwen": (b'"usageMetadata"',),
-    "kimi": (b'"token_usage"',),
+    "kimi": (b'"token_usage"', b'"usage.record"'),
     "kilo": (b'"tokens"',),
     "openclaw": (b'"usage"',),
     "pi": (b'"usage"',),

@@ -23,15 +23,12 @@ from starlette.concurrency import run_in_threadpool
 
 from usageledger.api.auth import COOKIE, lookup
 from usageledger.api.context import name_function
+from usageledger.api.middleware import CSP
 from usageledger.errors import RateLimited
 
 router = APIRouter(include_in_schema=False)
 STATIC = Path(str(resources.files("usageledger.web") / "static"))
 MAX_FORM = 4096
-CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",

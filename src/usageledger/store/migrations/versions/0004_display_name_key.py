@@ -38,7 +38,7 @@ def upgrade() -> None:
 
 def fill_keys(conn: sa.Connection) -> None:
     """Give each existing display name its key, first holder by user_id (see above)."""
-    from usageledger.ledger.confusables import fold, is_reserved
+    from usageledger.confusables import fold, is_reserved
 
     users = sa.table(
         "users",

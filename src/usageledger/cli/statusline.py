@@ -1,32 +1,23 @@
 """``usageledger statusline``: the command Claude Code runs after every message.
 
-Kept apart from ``cli_tracker`` so that it imports only what it uses: no progress bars, no
-tables, no scanner of every source (``tests/test_startup.py`` checks the heavy libraries; the
-status line's whole budget is a few tens of milliseconds). The work is in
-``usageledger.tracker.statusline``.
+Kept apart from :mod:`usageledger.cli.tracker` so that it imports only what it uses: no
+progress bars, no tables, no scanner of every source (``tests/test_startup.py`` checks the
+heavy libraries; the status line's whole budget is a few tens of milliseconds). The work is in
+``usageledger.tracker.statusline``. Its plain forms are answered before click loads
+(:mod:`usageledger.cli.quick`); this command reads the rest (``--help``, bad options).
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-from pathlib import Path
-
 import click
 
-from usageledger.tracker.settings import load_tracker_settings
-
-
-def clock() -> int:
-    """Unix time in milliseconds."""
-    return int(time.time() * 1000)
+from usageledger.cli.quick import DEFAULT_SEGMENTS, answer
 
 
 @click.command()
 @click.option(
     "--segments",
-    default="model,session,today,block,burn,context",
+    default=DEFAULT_SEGMENTS,
     show_default=True,
     metavar="LIST",
     help="What to show, in order: model, session, today, block, burn, context, limits.",
@@ -45,17 +36,4 @@ def statusline(segments: str, no_scan: bool) -> None:
       echo '{"session_id": "…", "transcript_path": "…"}' | usageledger statusline
       usageledger statusline --segments model,session,block,context,limits
     """
-    from usageledger.tracker.statusline import status_line
-
-    def home() -> Path:
-        return load_tracker_settings().home
-
-    line = status_line(
-        sys.stdin.buffer,
-        home=home,
-        env=os.environ,
-        clock=clock,
-        segments=segments,
-        scan=not no_scan,
-    )
-    click.echo(line)
+    click.echo(answer(segments, not no_scan))

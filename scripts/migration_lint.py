@@ -1,4 +1,4 @@
-"""The migration linter: every Alembic revision must be additive (guardrail 6).
+"""The migration linter: every Alembic revision must be additive (docs/design.md §7).
 
 Each revision is rendered to PostgreSQL SQL offline, on its own (``prev:rev``), and checked
 twice: by our own statement rules (:func:`check_sql`: drops, renames, type changes, new
@@ -16,7 +16,9 @@ file and reflected) must fit the declared Citus placement of store/tables.py
 a reference table, every key of a distributed table holding ``user_id``, no foreign key that
 Citus refuses). Its findings are ``placement:<rule>``; no replay plan waives them.
 
-Run it with ``python -m usageledger.store.migration_lint`` (exit status 1 on a finding).
+Run it with ``python -m scripts.migration_lint`` (exit status 1 on a finding); the tests in
+``tests/store/test_migration_lint.py`` run it on every ``make test``. It is a development tool
+(it needs ``squawk-cli`` from the ``dev`` extra), so it lives here and not in the package.
 """
 
 from __future__ import annotations

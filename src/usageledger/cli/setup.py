@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import orjson
 
+from usageledger.cli.errors import OPERATIONAL, exit_with, fail, report, usage
 from usageledger.settings_rules import SettingsError
 from usageledger.tracker.config_file import (
     ENVIRONMENT,
@@ -25,11 +26,6 @@ from usageledger.tracker.config_file import (
     set_value,
     unset_value,
 )
-
-
-def _fail(message: str, status: int = 2) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(status)
 
 
 def _show(value: Any) -> str:
@@ -72,7 +68,7 @@ def _loaded() -> Any:
     try:
         return read_config(config_path(), partial=True)
     except ConfigError as exc:
-        _fail(str(exc))
+        report(exc)
 
 
 @config_group.command("get")
@@ -91,8 +87,7 @@ def config_get(key: str) -> None:
     else:
         value = config.get(key)
     if value is None:
-        click.echo(f"{key} is not set in {config.path}", err=True)
-        sys.exit(1)
+        fail(f"{key} is not set in {config.path}")
     click.echo(_show(value))
 
 
@@ -112,7 +107,7 @@ def config_set(key: str, value: str) -> None:
     try:
         stored = set_value(config_path(), key, value)
     except ConfigError as exc:
-        _fail(str(exc))
+        report(exc)
     click.echo(f"{key} = {_show(stored)}  ({config_path()})")
 
 
@@ -128,7 +123,7 @@ def config_unset(key: str) -> None:
     try:
         removed = unset_value(config_path(), key)
     except ConfigError as exc:
-        _fail(str(exc))
+        report(exc)
     click.echo(f"{key} removed" if removed else f"{key} was not set")
 
 
@@ -154,7 +149,7 @@ def config_show(as_json: bool) -> None:
             try:
                 value = RULES[key](os.environ[variable])
             except ValueError as exc:
-                _fail(f"{variable}: {exc}")
+                usage(f"{variable}: {exc}")
             rows[key] = {"value": value, "from": variable}
         elif config.get(key) is not None:
             rows[key] = {"value": config.get(key), "from": "file"}
@@ -223,7 +218,7 @@ def init(
     try:
         data_home = load_tracker_settings().home
     except SettingsError as exc:
-        _fail(str(exc))
+        report(exc)
     if uninstall:
         # The timer is disabled while its unit files still exist (systemctl needs them).
         note = setup.stop_timer(data_home, systemd=_systemd(), run=_run)
@@ -242,7 +237,7 @@ def init(
             paths, executable, assistants=chosen, statusline=statusline, systemd=systemd
         )
     except setup.InitError as exc:
-        _fail(f"{exc} (nothing was changed)")
+        usage(f"{exc} (nothing was changed)")
     pending = [c for c in changes if c.changed]
     if not chosen:
         click.echo("no assistant found (looked for Claude Code, Codex, Gemini CLI, Opencode)")
@@ -259,7 +254,7 @@ def init(
         return
     if not yes and not click.confirm("apply these changes?", default=True):
         click.echo("nothing changed")
-        sys.exit(1)
+        exit_with(OPERATIONAL)
     done = setup.apply(pending, data_home)
     click.echo(f"changed {len(done)} file(s); each has a {setup.BACKUP_SUFFIX} copy")
     if systemd:
@@ -341,7 +336,7 @@ def _work(home: Any, assistant: str) -> None:
     import os
     from pathlib import Path
 
-    from usageledger.cli_tracker import clock
+    from usageledger.cli.tracker import clock
     from usageledger.tracker import hook as runner
     from usageledger.tracker.ledger import open_ledger
     from usageledger.tracker.login import load_login

@@ -14,8 +14,8 @@ from click.testing import CliRunner, Result
 
 from tests.tracker.conftest import LiveServer, logs_env
 from tests.tracker.support import TOTAL_FIELDS, parsed_events, resolved, sums
-from usageledger.cli import main
-from usageledger.cli_tracker import commands
+from usageledger.cli.root import main
+from usageledger.cli.tracker import commands
 
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs" / "tracker.md"
 

@@ -12,14 +12,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from usageledger.attribution import MAX_LINE_BYTES, STOP_RULE
-from usageledger.cli_attribute import attribute
+from usageledger.cli.attribute import attribute
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 PLAIN = {"COLUMNS": "80", "FORCE_COLOR": None, "TTY_COMPATIBLE": None, "TTY_INTERACTIVE": None}
 
 
 def entry(**fields: Any) -> dict[str, Any]:
-    """A complete, fast, successful M1 entry, with ``fields`` overriding it."""
+    """A complete, fast, successful evidence entry, with ``fields`` overriding it."""
     base: dict[str, Any] = {
         "ts": "2026-11-28T10:30:00.123Z",
         "request_id": "req-1",
@@ -48,7 +48,7 @@ def run(*args: str, stdin: bytes | None = None) -> Result:
 @pytest.fixture
 def incident_log(tmp_path: Path) -> Path:
     """A log with noise, one vendor incident, one application error and an unknown one."""
-    path = tmp_path / "m1.log"
+    path = tmp_path / "evidence.log"
     path.write_bytes(
         log(
             b"INFO: Uvicorn running on http://0.0.0.0:8000",
@@ -97,7 +97,7 @@ def test_json_prints_one_object_with_the_documented_keys(incident_log: Path) -> 
 
 
 def test_json_always_carries_all_five_verdict_keys() -> None:
-    """Even with no M1 line at all, verdicts has all five keys at zero."""
+    """Even with no evidence line at all, verdicts has all five keys at zero."""
     data = orjson.loads(run("--json", stdin=b"hello\n").stdout)
     assert data["verdicts"] == dict.fromkeys(
         ("ok", "vendor", "application", "app_bottleneck", "unknown"), 0
@@ -105,8 +105,8 @@ def test_json_always_carries_all_five_verdict_keys() -> None:
     assert (data["lines"], data["skipped"]) == (0, 1)
 
 
-def test_explain_prints_one_json_line_per_m1_line(incident_log: Path) -> None:
-    """--explain prints request_id, verdict and reason for every M1 line, and nothing else."""
+def test_explain_prints_one_json_line_per_evidence_line(incident_log: Path) -> None:
+    """--explain prints request_id, verdict and reason for every evidence line, and nothing else."""
     result = run(str(incident_log), "--explain")
     records = [orjson.loads(line) for line in result.stdout.splitlines()]
     assert [(r["request_id"], r["verdict"]) for r in records] == [

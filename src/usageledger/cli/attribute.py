@@ -1,7 +1,7 @@
-"""``usageledger attribute``: evidence-first incident attribution over M1 log lines.
+"""``usageledger attribute``: evidence-first incident attribution over evidence lines (M1 format).
 
 A thin command over :mod:`usageledger.attribution`: read the inputs, analyse them, then print
-Rich tables for people, one JSON object (``--json``) or one JSON line per M1 line
+Rich tables for people, one JSON object (``--json``) or one JSON line per evidence line
 (``--explain``). It exits 0 whatever it finds and 2 when an input cannot be read.
 """
 
@@ -24,7 +24,7 @@ from usageledger.attribution import (
     DEFAULT_SLOW_MS,
     NO_FUNCTION,
     SMALL_UPSTREAM_SHARE,
-    M1Line,
+    EvidenceLine,
     Options,
     SkipReason,
     analyze,
@@ -33,14 +33,12 @@ from usageledger.attribution import (
     report,
 )
 from usageledger.attribution import explain as explain_lines
+from usageledger.cli.errors import usage
 
-EXIT_UNREADABLE = 2
 
-
-class UnreadableInput(click.ClickException):
-    """An input file that cannot be opened or read (missing, a directory, no permission)."""
-
-    exit_code = EXIT_UNREADABLE
+class UnreadableInput(Exception):
+    """An input file that cannot be opened or read (missing, a directory, no permission): a
+    usage error, exit status 2, like any argument that names nothing to read."""
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"cannot read {path}: {reason}")
@@ -55,7 +53,7 @@ def _time_bound(_ctx: click.Context, _param: click.Parameter, value: str | None)
         raise click.BadParameter(str(exc)) from exc
 
 
-def read_inputs(paths: Sequence[str]) -> Iterator[M1Line | SkipReason]:
+def read_inputs(paths: Sequence[str]) -> Iterator[EvidenceLine | SkipReason]:
     """Parse every input in order, lazily (``-`` or no path at all is stdin).
 
     Raises :class:`UnreadableInput` when a file cannot be opened or read.
@@ -141,7 +139,10 @@ def attribute(
     )
     if not files and sys.stdin.isatty():
         click.echo("Reading M1 lines from stdin (Ctrl-D to end)...", err=True)
-    analysis = analyze(read_inputs(files), options)
+    try:
+        analysis = analyze(read_inputs(files), options)
+    except UnreadableInput as exc:
+        usage(str(exc))
     if explain:
         for record in explain_lines(analysis):
             click.echo(orjson.dumps(record).decode())

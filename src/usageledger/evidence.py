@@ -1,12 +1,12 @@
-"""M1 evidence lines (DESIGN §6): one JSON line per request and per job run.
+"""The evidence log (docs/design.md §6): one JSON line per request and per job step.
 
-Every line carries the eight fields of the seed's protocol — ``request_id``, ``function``,
-``stage``, ``status``, ``latency_ms``, ``error_code``, ``upstream_status``,
-``upstream_latency_ms`` — plus ``ts``. The upstream is the database: its status and time
-come from the instrumented engine (:mod:`usageledger.store.engine`), never from a guess. A
-request that made no database call has a null ``upstream_status``. ``db_wait_ms`` is the time
-spent queued in the process for SQLite's single write lock (not database time). No token, body or
-idempotency key is ever logged: callers pass only the fields below.
+The lines are in the M1 format of docs/attribution.md. Every line carries its eight fields —
+``request_id``, ``function``, ``stage``, ``status``, ``latency_ms``, ``error_code``,
+``upstream_status``, ``upstream_latency_ms`` — plus ``ts``. The upstream is the database: its
+status and time come from the instrumented engine (:mod:`usageledger.store.engine`), never from
+a guess. A request that made no database call has a null ``upstream_status``. ``db_wait_ms`` is
+the time spent queued in the process for SQLite's single write lock (not database time). No
+token, body or idempotency key is ever logged: callers pass only the fields below.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def _dumps(event: Any, **_: Any) -> str:
     return orjson.dumps(event).decode()
 
 
-class M1Logger:
-    """Writes M1 lines to stdout, to a file (appended), or nowhere (``off``)."""
+class EvidenceLogger:
+    """Writes evidence lines to stdout, to a file (appended), or nowhere (``off``)."""
 
     def __init__(self, target: str = "-") -> None:
         self._owned: TextIO | None = None
@@ -126,8 +126,8 @@ class JobRun:
 
 
 @contextmanager
-def job(logger: M1Logger, function: str, stage: str = "run") -> Iterator[JobRun]:
-    """Run a CLI job step and write its M1 line, whatever happens inside."""
+def job(logger: EvidenceLogger, function: str, stage: str = "run") -> Iterator[JobRun]:
+    """Run a CLI job step and write its evidence line, whatever happens inside."""
     run = JobRun(request_id=new_request_id())
     started = time.perf_counter()
     with track_db() as stats:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, select
 
-from tests.conftest import PG_ADMIN_URL
-from usageledger.cli import main
+from bench.harness import create_database, drop_database, scratch_name
+from usageledger.cli.root import main
 from usageledger.ledger.accounts import authenticate
 from usageledger.store.tables import api_tokens, devices
 
@@ -218,7 +216,7 @@ def test_a_command_on_a_missing_or_unmigrated_postgresql_database_is_one_line(
 ) -> None:
     """A database that does not exist, or has no schema, is one error line and exit 2."""
     base = pg_server_url.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://")
-    name = f"ul_cli_{uuid.uuid4().hex[:8]}"
+    name = scratch_name("ul_cli")
 
     def runner(database: str) -> CliRunner:
         return CliRunner(
@@ -231,12 +229,9 @@ def test_a_command_on_a_missing_or_unmigrated_postgresql_database_is_one_line(
 
     missing = runner(name).invoke(main, ["users", "list"])
     assert_one_line_exit_2(missing, "cannot open the database", name)
-    admin = PG_ADMIN_URL
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    create_database(name)
     try:
         for args in (["users", "list"], ["verify"], ["tokens", "list"]):
             assert_one_line_exit_2(runner(name).invoke(main, args), "no schema", "db upgrade")
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 import uvicorn
 from rich.console import Console
 from sqlalchemy import Connection
 
-from usageledger.cli import Env, now_ms, pass_env
+from usageledger.cli.env import Env, now_ms, pass_env
+from usageledger.cli.errors import usage
 from usageledger.demo import seed_history
 from usageledger.ledger import accounts
 from usageledger.store.engine import Database, make_engine
@@ -112,10 +112,7 @@ def serve(env: Env, host: str, port: int, workers: int, demo: bool) -> None:
     if url.startswith("sqlite"):
         upgrade(engine)
     elif current_revision(engine) != head_revision():
-        err.print(
-            "[red]error:[/red] the database schema is not current; run `usageledger db upgrade`"
-        )
-        sys.exit(2)
+        usage("the database schema is not current; run `usageledger db upgrade`")
     if demo:
         database = Database(engine)
         summary = seed_history(database, user=DEMO_USER, now_ms=now_ms())
@@ -130,7 +127,7 @@ def serve(env: Env, host: str, port: int, workers: int, demo: bool) -> None:
         print(flush=True)
     engine.dispose()
     uvicorn.run(
-        "usageledger.api.factory:app_from_environment",
+        "usageledger.server:app_from_environment",
         factory=True,
         host=host,
         port=port,

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
 import orjson
 
-from usageledger.cli import Env, console, now_ms, pass_env, run
-from usageledger.cli_admin import database
+from usageledger.cli.env import Env, database, now_ms, pass_env
+from usageledger.cli.errors import report, run
+from usageledger.evidence import EvidenceLogger, job
 from usageledger.ledger import leaderboard, price_import
 from usageledger.ledger.prices_store import (
     LoadResult,
@@ -22,7 +22,6 @@ from usageledger.ledger.prices_store import (
     missing_prices,
 )
 from usageledger.ledger.pricing import PriceBook, PricingError
-from usageledger.m1 import M1Logger, job
 
 
 @click.group("pricing")
@@ -51,14 +50,13 @@ def pricing_load(env: Env, file: Path) -> None:
     try:
         book = PriceBook.from_file(file)
     except PricingError as exc:
-        console().print(f"[red]error:[/red] {exc}")
-        sys.exit(1)
+        report(exc)
     db = database(env)
     shipped = PriceBooks().shipped
-    logger = M1Logger(env.settings.log_file)
+    logger = EvidenceLogger(env.settings.log_file)
 
     def load() -> LoadResult:
-        # The M1 line is written inside `run`, so a domain error is logged as what it is
+        # The evidence line is written inside `run`, so a domain error is logged as what it is
         # before `run` turns it into exit status 1.
         with job(logger, "pricing_load") as evidence:
             loaded = db.write(lambda conn: load_prices(conn, book, shipped, now_ms=now_ms()))
@@ -68,8 +66,7 @@ def pricing_load(env: Env, file: Path) -> None:
     try:
         result = run(load)
     except PricingError as exc:
-        console().print(f"[red]error:[/red] {file}: {exc}")
-        sys.exit(1)
+        report(exc, str(file))
     finally:
         db.engine.dispose()
         logger.close()
@@ -153,8 +150,7 @@ def prices_import(
             *(price_import.convert_models_dev(s, on=day) for s in sources[1:]),
         ]
     except PricingError as exc:
-        console().print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        report(exc)
     labels = " + ".join(source.label for source in sources)
     shipped = PriceBooks().shipped
     if output is not None:
@@ -163,7 +159,7 @@ def prices_import(
         click.echo(f"{labels}: {_summary(result, day)}; written to {output}")
         return
     db = database(env)
-    logger = M1Logger(env.settings.log_file)
+    logger = EvidenceLogger(env.settings.log_file)
 
     def load() -> tuple[price_import.ImportResult, LoadResult]:
         with job(logger, "prices_import") as evidence:
@@ -178,8 +174,7 @@ def prices_import(
     try:
         result, _ = run(load)
     except PricingError as exc:
-        console().print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        report(exc)
     finally:
         db.engine.dispose()
         logger.close()
@@ -223,8 +218,7 @@ def prices_missing(
     try:
         book = PriceBook.from_file(price_file) if price_file else PriceBooks().shipped
     except PricingError as exc:
-        console().print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        report(exc)
     if models:
         unpriced = sorted({m for m in models if book.resolve(m) is None})
         if as_json:
@@ -304,7 +298,7 @@ def leaderboard_refresh(env: Env, at: datetime | None) -> None:
     now = at.replace(tzinfo=UTC) if at is not None else datetime.now(UTC)
     db = database(env)
     book = PriceBooks()
-    logger = M1Logger(env.settings.log_file)
+    logger = EvidenceLogger(env.settings.log_file)
 
     def refresh() -> dict[str, int]:
         with job(logger, "leaderboard_refresh") as evidence:

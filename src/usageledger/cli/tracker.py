@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
+from usageledger.cli.errors import fail, usage
 from usageledger.errors import LedgerError
 from usageledger.settings_rules import SettingsError, check_time_zone
 from usageledger.sources import PARSERS
 from usageledger.tracker import render
 from usageledger.tracker.ledger import LocalLedger, open_ledger
 from usageledger.tracker.login import LoginError, load_login, save_login
-from usageledger.tracker.report import KINDS
+from usageledger.tracker.report import COST_MODES, DEFAULT_COST_MODE, KINDS
 from usageledger.tracker.scan import ScanSummary
 from usageledger.tracker.scan import scan as scan_logs
 from usageledger.tracker.settings import TrackerSettings, load_tracker_settings
@@ -68,18 +68,13 @@ def clock() -> int:
     return int(time.time() * 1000)
 
 
-def _fail(message: str, status: int = 1) -> NoReturn:
-    err().print(f"[red]error:[/red] {message}", highlight=False)
-    sys.exit(status)
-
-
 def _zone(value: str | None) -> str | None:
     if value is None:
         return None
     try:
         check_time_zone(value)
     except ValueError as exc:
-        _fail(str(exc), 2)
+        usage(str(exc))
     return value
 
 
@@ -88,7 +83,7 @@ def _settings() -> TrackerSettings:
     try:
         return load_tracker_settings()
     except SettingsError as exc:
-        _fail(str(exc), 2)
+        usage(str(exc))
 
 
 @contextmanager
@@ -106,11 +101,11 @@ def opened(time_zone: str | None = None) -> Iterator[LocalLedger]:
     try:
         ledger = open_ledger(home, now_ms=clock(), time_zone=_zone(time_zone), env=env)
     except (LedgerError, sqlite3.Error, OSError) as exc:
-        _fail(f"cannot open the ledger in {home}: {_reason(exc)}")
+        fail(f"cannot open the ledger in {home}: {_reason(exc)}")
     try:
         yield ledger
     except (LedgerError, sqlite3.Error) as exc:
-        _fail(f"the ledger {ledger.path}: {_reason(exc)}")
+        fail(f"the ledger {ledger.path}: {_reason(exc)}")
     finally:
         ledger.close()
 
@@ -197,6 +192,15 @@ DAY_HELP = "YYYY-MM-DD, today, yesterday, 7d, 30d, this-week, last-week, this-mo
     help="The day weeks start on (weekly, this-week, last-week); default monday.",
 )
 @click.option("--breakdown", is_flag=True, default=None, help="A row per model under each row.")
+@click.option(
+    "--cost",
+    "cost_mode",
+    type=click.Choice(COST_MODES),
+    default=DEFAULT_COST_MODE,
+    show_default=True,
+    help="auto: the cost a log recorded, else priced from tokens; calculate: always priced; "
+    "logged: only recorded costs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (shapes in docs/tracker.md).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (one line per row).")
 @click.option("--no-scan", is_flag=True, help="Report what the ledger has; do not scan first.")
@@ -209,6 +213,7 @@ def report(
     session_id: str | None,
     start_of_week: str | None,
     breakdown: bool | None,
+    cost_mode: str,
     as_json: bool,
     as_csv: bool,
     no_scan: bool,
@@ -229,18 +234,19 @@ def report(
       usageledger report session --id 0199a1b2-… --breakdown
       usageledger report monthly --csv > usage.csv
       usageledger report daily --json --timezone America/New_York
+      usageledger report monthly --cost calculate
     """
     if as_json and as_csv:
-        _fail("--json and --csv cannot be used together", 2)
+        usage("--json and --csv cannot be used together")
     if session_id is not None and kind != "session":
-        _fail("--id is for `usageledger report session`", 2)
+        usage("--id is for `usageledger report session`")
     from usageledger.tracker.report import week_day
 
     settings = _settings()
     try:
         first_weekday = week_day(start_of_week or settings.start_of_week)
     except ValueError as exc:
-        _fail(f"--start-of-week: {exc}", 2)
+        usage(f"--start-of-week: {exc}")
     with opened() as ledger:
         if not no_scan:
             _note_problems(_run_scan(ledger))
@@ -257,11 +263,12 @@ def report(
             sources=sources or settings.sources,
             session_id=session_id,
             start_of_week=first_weekday,
+            cost=cost_mode,
         )
         book = settings.price_book(PriceBook.load_default())
         result = ledger.db.read(lambda conn: build_report(conn, ledger, request, book))
     if session_id is not None and not result["sessions"]:
-        _fail(f"no session {session_id!r} in the ledger (in that range and those sources)")
+        fail(f"no session {session_id!r} in the ledger (in that range and those sources)")
     shown = breakdown if breakdown is not None else settings.breakdown
     if as_json:
         _dump(result)
@@ -301,9 +308,9 @@ def _days(
         if until is not None:
             _, last = resolve_day(until, today, start_of_week=start_of_week)
     except ValueError as exc:
-        _fail(f"--since/--until: {exc}", 2)
+        usage(f"--since/--until: {exc}")
     if first and last and first > last:
-        _fail("--since is after --until", 2)
+        usage("--since is after --until")
     return first, last
 
 
@@ -342,12 +349,12 @@ def login(server: str | None, token: str) -> None:
     """
     server = server or _settings().server
     if not server:
-        _fail("--server is required (or set `server` with `usageledger config set server URL`)", 2)
+        usage("--server is required (or set `server` with `usageledger config set server URL`)")
     with opened() as ledger:
         try:
             cleared = save_login(ledger, server, token, now_ms=clock())
         except LoginError as exc:
-            _fail(str(exc), 2)
+            usage(str(exc))
         saved = load_login(ledger.home)
     assert saved is not None
     out().print(f"logged in to {saved.server}; the token is in {ledger.home / 'login.json'}")
@@ -376,15 +383,15 @@ def push(no_scan: bool, as_json: bool) -> None:
         try:
             saved = load_login(ledger.home)
         except LoginError as exc:
-            _fail(str(exc), 2)
+            usage(str(exc))
         if saved is None:
-            _fail("not logged in; run `usageledger login --server URL` first", 2)
+            usage("not logged in; run `usageledger login --server URL` first")
         if not no_scan:
             _note_problems(_run_scan(ledger))
         try:
             summary = push_buckets(ledger, saved, clock=clock)
         except PushError as exc:
-            _fail(exc.message)
+            fail(exc.message)
     if as_json:
         _dump(summary.as_dict())
         return
@@ -449,7 +456,7 @@ def _token_limit(value: str | None) -> int | str | None:
     except ValueError:
         limit = 0
     if limit <= 0:
-        _fail(f"--token-limit {value!r}: give a positive number of tokens or max", 2)
+        usage(f"--token-limit {value!r}: give a positive number of tokens or max")
     return limit
 
 

@@ -1,31 +1,25 @@
-"""Operations commands: ``replay``, ``verify``, ``backfill``, ``plans``, ``retention``, ``db copy``.
+"""Operations commands: ``replay``, ``verify``, ``backfill``, ``plans``, ``retention``.
 
 Thin commands over :mod:`usageledger.ops`: parse options, call one job, print. Progress bars go
-to stderr, results to stdout, M1 lines to ``USAGELEDGER_LOG_FILE``. A refused or failed job
-exits 1 with its message; ``verify`` exits 1 when it finds any difference.
+to stderr, results to stdout, evidence lines to ``USAGELEDGER_LOG_FILE``. A refused or failed job
+exits 1 with its message; ``verify`` exits 1 when it finds any difference. ``db copy`` lives
+with the ``db`` group (:mod:`usageledger.cli.db`).
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.progress import Progress as RichBar
-from rich.table import Table
 
 from usageledger.buckets import COUNT_COLUMNS, iso_utc
-from usageledger.cli import Env, now_ms, pass_env, run
-from usageledger.cli_admin import database, db
-from usageledger.m1 import M1Logger
+from usageledger.cli.env import Env, database, now_ms, pass_env
+from usageledger.cli.errors import OPERATIONAL, exit_with, run
+from usageledger.cli.jobs import job_log, progress
 from usageledger.ops import backfill as backfill_ops
-from usageledger.ops.copy import DEFAULT_BATCH, copy_database, database_url
 from usageledger.ops.plan_file import parse_plan_file
 from usageledger.ops.replay import replay as run_replay
 from usageledger.ops.retention import (
@@ -36,52 +30,6 @@ from usageledger.ops.retention import (
 from usageledger.ops.scope import DEFAULT_CHUNK_DAYS, MAX_CHUNK_DAYS
 from usageledger.ops.verify import verify as run_verify
 from usageledger.source_registry import SourceRegistry
-from usageledger.store.engine import make_engine
-
-T = TypeVar("T")
-out = Console()
-err = Console(stderr=True)
-#: Ops jobs are not request handlers: a copy or a big chunk may need minutes.
-OFFLINE_TIMEOUT_MS = 600_000
-
-
-@contextmanager
-def _m1(env: Env) -> Iterator[M1Logger]:
-    logger = M1Logger(env.settings.log_file)
-    try:
-        yield logger
-    finally:
-        logger.close()
-
-
-class _Bar:
-    """A Rich progress bar per user (or table): one row, reset for each."""
-
-    def __init__(self, bar: RichBar, what: str) -> None:
-        self.bar = bar
-        self.what = what
-        self.done = 0
-        self.task: TaskID = bar.add_task(what, total=None)
-
-    def user_started(self, name: str, chunks: int) -> None:
-        self.done += 1
-        label = f"{self.what} {self.done}: {name}"
-        self.bar.reset(self.task, total=chunks, description=label)
-
-    def advance(self) -> None:
-        self.bar.advance(self.task)
-
-
-@contextmanager
-def _progress(what: str) -> Iterator[_Bar]:
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with RichBar(*columns, console=err, transient=True) as bar:
-        yield _Bar(bar, what)
 
 
 def _day(value: datetime | None) -> date | None:
@@ -131,7 +79,7 @@ def replay(
       usageledger replay --user alice --from 2026-01-01 --to 2026-03-31
     """
     database_ = database(env)
-    with _m1(env) as logger, _progress("user") as bar:
+    with job_log(env) as logger, progress("user") as bar:
         report = run(
             lambda: run_replay(
                 database_,
@@ -139,7 +87,7 @@ def replay(
                 first=_day(first),
                 last=_day(last),
                 chunk_days=chunk_days,
-                m1=logger,
+                evidence=logger,
                 progress=bar,
             )
         )
@@ -173,7 +121,7 @@ def verify(
       usageledger verify --user alice --from 2026-11-01 --to 2026-11-30
     """
     database_ = database(env)
-    with _m1(env) as logger, _progress("user") as bar:
+    with job_log(env) as logger, progress("user") as bar:
         report = run(
             lambda: run_verify(
                 database_,
@@ -181,7 +129,7 @@ def verify(
                 first=_day(first),
                 last=_day(last),
                 chunk_days=chunk_days,
-                m1=logger,
+                evidence=logger,
                 progress=bar,
             )
         )
@@ -198,7 +146,7 @@ def verify(
         click.echo(summary + "no difference")
         return
     click.echo(summary + f"{len(report.drifts)} difference(s); run `usageledger replay`")
-    sys.exit(1)
+    exit_with(OPERATIONAL)
 
 
 @click.group("backfill")
@@ -249,10 +197,10 @@ def backfill_plan(env: Env, path: Path, reason: str) -> None:
             max_model_length=settings.max_model_length,
         )
     )
-    with _m1(env) as logger:
+    with job_log(env) as logger:
         result = run(
             lambda: backfill_ops.create_plan(
-                database_, spec, reason=reason, now_ms=now_ms(), m1=logger
+                database_, spec, reason=reason, now_ms=now_ms(), evidence=logger
             )
         )
     click.echo(result.plan_id)
@@ -275,9 +223,9 @@ def backfill_apply(env: Env, plan_id: str) -> None:
       usageledger backfill apply 0b6f2c1e-…
     """
     database_ = database(env)
-    with _m1(env) as logger:
+    with job_log(env) as logger:
         result = run(
-            lambda: backfill_ops.apply_plan(database_, plan_id, now_ms=now_ms(), m1=logger)
+            lambda: backfill_ops.apply_plan(database_, plan_id, now_ms=now_ms(), evidence=logger)
         )
     click.echo(
         f"applied plan {plan_id}: {result.written} new revision(s) for "
@@ -296,9 +244,9 @@ def backfill_rollback(env: Env, plan_id: str) -> None:
       usageledger backfill rollback 0b6f2c1e-…
     """
     database_ = database(env)
-    with _m1(env) as logger:
+    with job_log(env) as logger:
         result = run(
-            lambda: backfill_ops.rollback_plan(database_, plan_id, now_ms=now_ms(), m1=logger)
+            lambda: backfill_ops.rollback_plan(database_, plan_id, now_ms=now_ms(), evidence=logger)
         )
     click.echo(
         f"rolled back plan {plan_id}: {result.written} new revision(s) restore "
@@ -438,7 +386,7 @@ def retention_run(
       usageledger retention run --receipts-days 30 --revisions-days 90
     """
     database_ = database(env)
-    with _m1(env) as logger, _progress("user") as bar:
+    with job_log(env) as logger, progress("user") as bar:
         report = run(
             lambda: run_retention(
                 database_,
@@ -447,7 +395,7 @@ def retention_run(
                 revisions_days=revisions_days,
                 batch_size=batch_size,
                 dry_run=dry_run,
-                m1=logger,
+                evidence=logger,
                 progress=bar,
             )
         )
@@ -462,58 +410,5 @@ def retention_run(
     )
 
 
-@db.command("copy")
-@click.option("--to", "target_url", required=True, help="The empty target database URL.")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 50_000),
-    default=DEFAULT_BATCH,
-    show_default=True,
-    help="Rows per batch.",
-)
-@pass_env
-def db_copy_command(env: Env, target_url: str, batch_size: int) -> None:
-    """Copy the whole ledger to an empty database at --to, then verify it table by table.
-
-    The target is migrated to the newest schema first; a target with any ledger rows is
-    refused. Stop the server during a move (rows written after the copy starts are not
-    copied). Prints each table's rows and checksum; exits 1 unless all match.
-
-    \b
-    Example:
-      usageledger db copy --to postgresql://ledger@127.0.0.1:5432/ledger
-    """
-    url = run(lambda: database_url(target_url))
-    env.existing_database()  # the source must be a migrated ledger; never create it
-    source = make_engine(
-        env.settings.resolved_database_url, statement_timeout_ms=OFFLINE_TIMEOUT_MS
-    )
-    target = make_engine(url, statement_timeout_ms=OFFLINE_TIMEOUT_MS)
-    try:
-        with _m1(env) as logger, _progress("table") as bar:
-            report = run(
-                lambda: copy_database(
-                    source, target, batch_size=batch_size, m1=logger, progress=bar
-                )
-            )
-    finally:
-        source.dispose()
-        target.dispose()
-    table = Table("table", "rows", "target rows", "checksum", "match")
-    for copied in report.tables:
-        table.add_row(
-            copied.name,
-            str(copied.rows),
-            str(copied.target_rows),
-            copied.checksum[:16],
-            "yes" if copied.ok else "NO",
-        )
-    out.print(table)
-    if not report.ok:
-        err.print("[red]error:[/red] the copy does not match the source; drop the target")
-        sys.exit(1)
-    click.echo(f"copied {sum(t.rows for t in report.tables)} rows; every table matches")
-
-
-#: Registered by ``usageledger.cli``; ``db copy`` joins the ``db`` group above instead.
+#: Registered by :data:`usageledger.cli.root.COMMANDS`.
 commands = [replay, verify, backfill, plans, retention]

@@ -1,0 +1,7 @@
+"""Fixtures of the command tests: the tracker's sample logs and a live server."""
+
+from __future__ import annotations
+
+from tests.tracker.conftest import clock, live_server, logs
+
+__all__ = ["clock", "live_server", "logs"]

@@ -30,7 +30,9 @@ unacknowledged batch. The checks, after every kill and at the end:
 - **receipts**: every acknowledged batch with an Idempotency-Key has exactly one completed
   receipt.
 
-Run: ``python -m scripts.crash_audit [--kills 20] [--db sqlite|postgresql|both]``. Exit status
+Run: ``python -m scripts.crash_audit [--kills 20] [--db sqlite|postgresql|both]``, or
+``python -m scripts.crash_audit --full`` for the full-size run recorded in docs/benchmarks.md
+(at least 20 SIGKILLs per database, 8 concurrent devices, batches of up to 500). Exit status
 0 when every check holds, 1 otherwise, 2 when the run could not be carried out.
 """
 
@@ -39,16 +41,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,8 +60,9 @@ from sqlalchemy import func, select
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PG_ADMIN, free_port, pg_database
-from usageledger.buckets import COUNT_COLUMNS, local_day
+from bench.common import write_section
+from bench.harness import PG_ADMIN, ServeProcess, exit_on_sigterm, pg_database
+from usageledger.buckets import COUNT_COLUMNS, COUNTS_BY_VERSION, local_day
 from usageledger.ledger import accounts
 from usageledger.ledger.receipts import idempotency_key_hash
 from usageledger.store.engine import Database, make_engine
@@ -108,7 +108,17 @@ def values_of(index: int, k: int) -> Values:
     inp = index * 10_000 + k + 1
     cached = (index * 31 + k) % 997
     out = (index * 17 + k) % 1009 + 1
-    return (inp, cached, out, out // 3, inp + cached + out, inp // 4)
+    write = inp // 4
+    # Schema v3: the one-hour part of the writes, then the long-context, fast and
+    # fast-long-context parts of (input, cached, write, write 1h, output), each within the
+    # subset rules (buckets.subset_violations): both ≤ either, long + fast − both ≤ total.
+    classes = [
+        (inp // d, cached // d, write // d, write // d // 2, out // d) for d in (2, 3, 6)
+    ]
+    return (
+        (inp, cached, out, out // 3, inp + cached + out, write, write // 2)
+        + tuple(n for counts in classes for n in counts)
+    )
 
 
 def key_parts(k: int) -> tuple[str, str, int]:
@@ -149,7 +159,7 @@ def make_batch(device: int, index: int, rng: random.Random, options: Options) ->
                 **counts,
             }
         )
-    body = json.dumps({"schema_version": 2, "buckets": items}).encode()
+    body = json.dumps({"schema_version": max(COUNTS_BY_VERSION), "buckets": items}).encode()
     key = f"crash-{device}-{index}" if rng.random() < 0.7 else None
     return Batch(device, index, keys, body, key)
 
@@ -213,64 +223,6 @@ class Tally:
         """Keep the first problems found, for the report."""
         if len(self.problems) < 20:
             self.problems.append(problem)
-
-
-class Server:
-    """A ``usageledger serve`` in its own process group, so SIGKILL takes all its workers."""
-
-    def __init__(self, env: dict[str, str], workers: int, log: Path) -> None:
-        self.env = env
-        self.workers = workers
-        self.log = log
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start it and wait (at most 60 s) until /healthz answers."""
-        with self.log.open("ab") as out:
-            command = [sys.executable, "-m", "usageledger", "serve", "--port", str(self.port)]
-            self.proc = subprocess.Popen(
-                [*command, "--workers", str(self.workers)],
-                env={**os.environ, **self.env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}; see {self.log}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"the server did not become healthy; see {self.log}")
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group and wait (at most 10 s) until it is gone."""
-        assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
 
 class Client(threading.Thread):
@@ -629,7 +581,7 @@ def audit(kind: str, url: str, options: Options, workdir: Path) -> Tally:
     env = {
         "USAGELEDGER_DATABASE_URL": url,
         "USAGELEDGER_HOME": str(workdir / "home"),
-        "USAGELEDGER_LOG_FILE": str(workdir / f"m1-{kind}.log"),
+        "USAGELEDGER_LOG_FILE": str(workdir / f"evidence-{kind}.log"),
         "USAGELEDGER_RATE_PER_MINUTE": "1000000",
         "USAGELEDGER_RATE_BURST": "100000",
         # Only an `in_flight` receipt written by an older version blocks a key this long
@@ -637,7 +589,7 @@ def audit(kind: str, url: str, options: Options, workdir: Path) -> Tally:
         "USAGELEDGER_IDEMPOTENCY_IN_FLIGHT_SECONDS": "5",
     }
     workers = options.sqlite_workers if kind == "sqlite" else options.postgres_workers
-    server = Server(env, workers, workdir / f"server-{kind}.log")
+    server = ServeProcess(env, workers=workers, log=workdir / f"server-{kind}.log")
     lock = threading.Lock()
     clients = [Client(d, server.base, options, tally, lock) for d in devices]
     rng = random.Random(options.seed)
@@ -712,62 +664,108 @@ def summary(t: Tally) -> str:
     return "\n".join(lines)
 
 
+#: ``--full``: at least 20 SIGKILLs per database, 8 devices of 3 users, batches of up to 500.
+FULL = Options(kills=20, devices=8, users=3, batch_size=500, keys=2000, deadline_s=1800)
+
+
 def parser() -> argparse.ArgumentParser:
-    """The command line."""
+    """The command line (a size left out is the default's, or ``--full``'s)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help=f"the full size ({FULL.kills} kills, {FULL.devices} devices of {FULL.users} users, "
+        f"batches of up to {FULL.batch_size}), recorded under '## Crash audit' in "
+        "docs/benchmarks.md",
+    )
     defaults = Options()
-    p.add_argument("--kills", type=int, default=defaults.kills)
-    p.add_argument("--devices", type=int, default=defaults.devices, help="concurrent clients")
-    p.add_argument("--users", type=int, default=defaults.users)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="at most")
-    p.add_argument("--keys", type=int, default=defaults.keys, help="bucket keys per device")
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--kills", type=int, help=f"SIGKILLs per database ({defaults.kills})")
+    p.add_argument("--devices", type=int, help=f"concurrent clients ({defaults.devices})")
+    p.add_argument("--users", type=int, help=f"({defaults.users})")
+    p.add_argument("--batch-size", type=int, help=f"at most ({defaults.batch_size})")
+    p.add_argument("--keys", type=int, help=f"bucket keys per device ({defaults.keys})")
+    p.add_argument("--seed", type=int, help=f"({defaults.seed})")
     p.add_argument("--json", type=Path, help="also write the results here")
     return p
 
 
 def options_from(args: argparse.Namespace) -> Options:
-    """Options from parsed arguments."""
-    return Options(
-        kills=args.kills,
-        devices=args.devices,
-        users=args.users,
-        batch_size=args.batch_size,
-        keys=args.keys,
-        seed=args.seed,
+    """Options from parsed arguments: the sizes given, the others from ``--full`` or the
+    defaults."""
+    sizes = ("kills", "devices", "users", "batch_size", "keys", "seed")
+    given = {name: getattr(args, name) for name in sizes if getattr(args, name) is not None}
+    return replace(FULL if args.full else Options(), **given)
+
+
+def table(results: list[Tally], options: Options) -> list[str]:
+    """The results as a Markdown table, one row per database."""
+    workers = {"sqlite": options.sqlite_workers, "postgresql": options.postgres_workers}
+    rows = [
+        "| database | workers | kills | batches | acknowledged | unacknowledged | retries "
+        "| replayed | 409 in flight | 5xx | lost | duplicated | partial | wrong | integrity "
+        "| rollup mismatches | verify drifts | bad receipts | time |",
+        "|---" * 19 + "|",
+    ]
+    for t in results:
+        verify = "n/a" if t.verify_drifts is None else str(t.verify_drifts)
+        rows.append(
+            f"| {t.database} | {workers[t.database]} | {t.kills} | {t.batches:,} | "
+            f"{t.acknowledged:,} ({t.buckets_acknowledged:,} buckets) | {t.unacknowledged} | "
+            f"{t.retries:,} | {t.replayed} | {t.in_flight_409} | {t.server_errors} | "
+            f"**{t.lost}** | **{t.duplicated}** | **{t.partial}** | {t.wrong} | {t.integrity} | "
+            f"{t.rollup_mismatches} | {verify} | {t.receipts_bad} | {t.seconds:.0f} s |"
+        )
+    return rows
+
+
+def record(results: list[Tally], options: Options, command: str) -> None:
+    """Write the results under "## Crash audit" in docs/benchmarks.md."""
+    verdict = "every check held" if all(t.ok for t in results) else "**a check FAILED**"
+    write_section(
+        "Crash audit",
+        f"Command: `{command}` ({verdict}). A real `usageledger serve` on loopback takes "
+        f"uploads from {options.devices} concurrent clients (one thread per device, "
+        f"{options.users} users, batches of 1–{options.batch_size} buckets over "
+        f"{options.keys:,} keys per device, 70 % with an Idempotency-Key) and is killed "
+        "with SIGKILL (its whole process group) at a random moment 0.2–1.5 s after it "
+        "answers /healthz, then restarted; clients retry every unacknowledged batch with "
+        "the same body and key until it is acknowledged. After every kill, with the server "
+        "down, the database is read directly: every bucket of every acknowledged batch at "
+        "≥ its revision (*lost* counts those that are not), the in-flight batch of each "
+        "device applied to all or none of its buckets (*partial*), every stored value the "
+        "one its revision's batch sent (*wrong*), `PRAGMA integrity_check`, and "
+        "`usage_daily` equal to the sums of `usage_buckets` by local day. At the end also: "
+        "no two `bucket_revisions` rows for one key and revision and no row from a batch "
+        "that never carried that key (*duplicated*), one completed receipt per "
+        "acknowledged Idempotency-Key, and `ops.verify` (rebuild and compare). *replayed* "
+        "counts retries answered from a stored receipt (the kill came after the commit); "
+        "*409 in flight* counts retries answered 409 because their Idempotency-Key was "
+        "still being applied (an upload's key is claimed in the server's memory and "
+        "written with the batch in one transaction, so a killed request leaves no claim "
+        "behind). "
+        "The machine was shared with other jobs, so times are indicative only.\n\n"
+        + "\n".join(table(results, options)),
     )
-
-
-@contextlib.contextmanager
-def exit_on_sigterm() -> Iterator[None]:
-    """While inside, SIGTERM raises SystemExit, so servers, clients and databases are cleaned up."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, _: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the audit; 0 when every check held, 1 when one failed, 2 when it could not run."""
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    options = options_from(args)
     try:
         with exit_on_sigterm():
-            results = run(kinds, options_from(args))
+            results = run(kinds, options)
     except (RuntimeError, OSError, psycopg.Error) as exc:
         print(f"crash audit could not run: {exc}", file=sys.stderr)
         return 2
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
+    if args.full:
+        print("\n".join(table(results, options)))
+        record(results, options, " ".join(["python -m scripts.crash_audit", *argv]))
     return 0 if all(r.ok for r in results) else 1
 
 

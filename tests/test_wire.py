@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from usageledger.config import Settings
 from usageledger.errors import LedgerError
 from usageledger.source_registry import SourceRegistry
-from usageledger.wire import _fast_v2, _parse_careful, parse_ingest
+from usageledger.wire import _fast_path, _parse_careful, parse_ingest
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 SETTINGS = Settings(home="/tmp", database_url="sqlite://", log_file="off", max_buckets=5)
@@ -73,7 +73,7 @@ def same_answer(raw: bytes) -> Any:
 )
 def test_the_fast_path_refuses_what_the_careful_path_refuses(raw: bytes, code: str) -> None:
     """Float or boolean versions, NaN, trailing bytes, nesting: refused with the same code."""
-    assert _fast_v2(raw, SETTINGS.max_buckets) is None
+    assert _fast_path(raw, SETTINGS.max_buckets) is None
     answer = same_answer(raw)
     assert answer[1] == code
 
@@ -84,7 +84,7 @@ def test_too_many_buckets_is_413_on_both_paths() -> None:
     plain = json.dumps({"schema_version": 2, "buckets": items}).encode()
     escaped = plain.replace(b'"bucket_start"', b'"bucket\\u005fstart"')
     for raw in (plain, escaped):
-        assert _fast_v2(raw, SETTINGS.max_buckets) is None
+        assert _fast_path(raw, SETTINGS.max_buckets) is None
         assert same_answer(raw)[0] == 413
 
 
@@ -103,7 +103,7 @@ def test_duplicate_keys_mean_the_same_on_both_paths() -> None:
 def test_a_valid_batch_takes_the_fast_path_with_the_careful_paths_values() -> None:
     """A valid v2 batch is read by the fast path and equals the careful path's writes."""
     raw = json.dumps({"schema_version": 2, "buckets": [good_bucket(n) for n in range(5)]})
-    assert _fast_v2(raw.encode(), SETTINGS.max_buckets) is not None
+    assert _fast_path(raw.encode(), SETTINGS.max_buckets) is not None
     writes = same_answer(raw.encode())
     assert [w.counts["input_tokens"] for w in writes] == [100, 101, 102, 103, 104]
 
@@ -209,7 +209,7 @@ def test_a_bucket_start_that_is_not_rfc_3339_is_refused_on_both_paths(
     non-ASCII digits, over-long: 422 naming ``buckets[1].bucket_start``, in v1 and v2 (a v2
     batch takes the fast path: the start is a well-formed JSON string)."""
     raw = batch_with_start(start, version)
-    assert (_fast_v2(raw, SETTINGS.max_buckets) is not None) == (version == 2)
+    assert (_fast_path(raw, SETTINGS.max_buckets) is not None) == (version == 2)
     status, code, message, details = same_answer(raw)
     assert status == 422, case
     assert code == "BUCKET_START_INVALID", case
@@ -285,3 +285,95 @@ def test_the_largest_revision_allowed_is_accepted() -> None:
     raw = json.dumps({"schema_version": 2, "buckets": [{**good_bucket(0), "revision": 2**53 - 1}]})
     (write,) = same_answer(raw.encode())
     assert write.revision == 2**53 - 1
+
+
+# --- schema v3: the billing subsets --------------------------------------------------------
+
+V3_ZERO = {
+    "cache_write_1h_tokens": 0,
+    **{
+        prefix + name: 0
+        for prefix in ("long_context_", "fast_", "fast_long_context_")
+        for name in (
+            "input_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "cache_write_1h_tokens",
+            "output_tokens",
+        )
+    },
+}
+
+
+def v3_bucket(n: int = 0, **counts: int) -> dict[str, Any]:
+    """A valid v3 bucket: ``good_bucket(n)`` with the v3 counts (0 unless given)."""
+    return {**good_bucket(n), **V3_ZERO, **counts}
+
+
+def v3_batch(*buckets: dict[str, Any]) -> bytes:
+    """A v3 batch."""
+    return json.dumps({"schema_version": 3, "buckets": list(buckets)}).encode()
+
+
+def test_a_v3_batch_takes_the_fast_path_and_keeps_its_subset_counts() -> None:
+    """A v3 bucket whose long-context request had 60 input (10 of them 1h writes), 50 cached
+    and 20 output tokens of the bucket's 100/50/20 reads back with those counts."""
+    bucket = v3_bucket(
+        cache_write_1h_tokens=10,
+        long_context_input_tokens=60,
+        long_context_cached_input_tokens=50,
+        long_context_cache_write_tokens=10,
+        long_context_cache_write_1h_tokens=10,
+        long_context_output_tokens=20,
+    )
+    raw = v3_batch(bucket)
+    assert _fast_path(raw, SETTINGS.max_buckets) is not None
+    (write,) = same_answer(raw)
+    assert write.counts["long_context_input_tokens"] == 60
+    assert write.counts["cache_write_1h_tokens"] == 10
+    assert write.counts["fast_input_tokens"] == 0
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_v1_and_v2_buckets_are_stored_with_every_v3_count_zero(version: int) -> None:
+    """Older clients keep working: their buckets read as standard requests, 5-minute writes."""
+    item = good_bucket(0)
+    if version == 1:
+        item.pop("cache_write_tokens")
+    (write,) = same_answer(json.dumps({"schema_version": version, "buckets": [item]}).encode())
+    assert all(write.counts[name] == 0 for name in V3_ZERO)
+    assert write.counts["input_tokens"] == 100
+
+
+@pytest.mark.parametrize(
+    ("counts", "field"),
+    [
+        ({"cache_write_1h_tokens": 11}, "cache_write_1h_tokens"),  # > cache_write 10
+        ({"long_context_input_tokens": 101}, "long_context_input_tokens"),  # > input 100
+        (
+            {"fast_long_context_output_tokens": 5, "fast_output_tokens": 5},
+            "fast_long_context_output_tokens",  # not part of long_context_output (0)
+        ),
+        (
+            {"long_context_output_tokens": 15, "fast_output_tokens": 15},
+            "long_context_output_tokens",  # 15 + 15 - 0 > output 20
+        ),
+        ({"fast_cache_write_tokens": 5}, "fast_cache_write_tokens"),  # > fast_input 0
+    ],
+)
+def test_a_v3_subset_larger_than_its_whole_is_refused_naming_it(
+    counts: dict[str, int], field: str
+) -> None:
+    """Each subset rule of schema v3 is a TOKEN_EQUALITY_VIOLATED at its field, on both paths."""
+    status, code, _, details = same_answer(v3_batch(v3_bucket(**counts)))
+    assert (status, code) == (422, "TOKEN_EQUALITY_VIOLATED")
+    assert f"buckets[0].{field}" in [d["loc"] for d in details]
+
+
+def test_a_v3_count_in_a_v2_batch_is_an_unknown_field() -> None:
+    """The v2 allowlist is untouched: ``cache_write_1h_tokens`` there is UNKNOWN_FIELD."""
+    raw = json.dumps(
+        {"schema_version": 2, "buckets": [{**good_bucket(0), "cache_write_1h_tokens": 0}]}
+    ).encode()
+    status, code, _, _ = same_answer(raw)
+    assert (status, code) == (422, "UNKNOWN_FIELD")

@@ -1,4 +1,4 @@
-"""Half-hour buckets: the bucket key, the token counts and the rules they obey (DESIGN §2–§3).
+"""Half-hour buckets: the bucket key, the token counts and their rules (docs/design.md §2–§3).
 
 The bucket key is declared once, here. The primary keys of ``usage_buckets`` and
 ``bucket_revisions``, the upsert conflict target and the wire schema are derived from
@@ -30,9 +30,28 @@ COUNTS_V1: tuple[str, ...] = (
 )
 #: Schema v2 adds the part of input written to a cache.
 COUNTS_V2: tuple[str, ...] = (*COUNTS_V1, "cache_write_tokens")
+#: The counts a vendor's billing rules price (the subsets of schema v3 repeat them).
+PRICED_COUNTS: tuple[str, ...] = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+)
+#: The request classes of schema v3, each a prefix of subset counts: tokens of requests whose
+#: prompt (input + cached input) is over their model's long-context threshold, of requests in
+#: fast mode or priority processing, and of requests that are both (part of the other two).
+SUBSET_PREFIXES: tuple[str, ...] = ("long_context_", "fast_", "fast_long_context_")
+#: Schema v3 adds the one-hour part of the cache writes and the subset counts, so that a
+#: bucket is priced exactly as its requests are (docs/pricing.md, "How a cost is computed").
+COUNTS_V3: tuple[str, ...] = (
+    *COUNTS_V2,
+    "cache_write_1h_tokens",
+    *(prefix + name for prefix in SUBSET_PREFIXES for name in PRICED_COUNTS),
+)
 #: Every count column the ledger stores (the newest schema's counts).
-COUNT_COLUMNS: tuple[str, ...] = COUNTS_V2
-COUNTS_BY_VERSION: dict[int, tuple[str, ...]] = {1: COUNTS_V1, 2: COUNTS_V2}
+COUNT_COLUMNS: tuple[str, ...] = COUNTS_V3
+COUNTS_BY_VERSION: dict[int, tuple[str, ...]] = {1: COUNTS_V1, 2: COUNTS_V2, 3: COUNTS_V3}
 
 HALF_HOUR = 1800  # seconds
 MAX_COUNT = 2**53  # counts are below this (exact in a JavaScript number)
@@ -49,7 +68,8 @@ Key = tuple[int, int, str, str, int]  # (user_id, device_id, source, model, buck
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """The six token counts of a bucket; ``total = input + cached_input + output``."""
+    """The token counts of a bucket (:data:`COUNT_COLUMNS`); ``total = input + cached_input +
+    output``. The v3 counts after ``cache_write_tokens`` are parts of the first ones."""
 
     input_tokens: int = 0
     cached_input_tokens: int = 0
@@ -57,6 +77,22 @@ class Counts:
     reasoning_output_tokens: int = 0
     total_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    long_context_input_tokens: int = 0
+    long_context_cached_input_tokens: int = 0
+    long_context_cache_write_tokens: int = 0
+    long_context_cache_write_1h_tokens: int = 0
+    long_context_output_tokens: int = 0
+    fast_input_tokens: int = 0
+    fast_cached_input_tokens: int = 0
+    fast_cache_write_tokens: int = 0
+    fast_cache_write_1h_tokens: int = 0
+    fast_output_tokens: int = 0
+    fast_long_context_input_tokens: int = 0
+    fast_long_context_cached_input_tokens: int = 0
+    fast_long_context_cache_write_tokens: int = 0
+    fast_long_context_cache_write_1h_tokens: int = 0
+    fast_long_context_output_tokens: int = 0
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, object]) -> Counts:
@@ -122,7 +158,7 @@ def sum_counts(items: Iterable[Counts]) -> Counts:
 
 
 def equality_violations(counts: Mapping[str, int]) -> list[tuple[str, str]]:
-    """Return ``(field, message)`` for each token equality of DESIGN §3 that ``counts`` breaks."""
+    """Return ``(field, message)`` for each equality of docs/design.md §3 that ``counts`` breaks."""
     problems: list[tuple[str, str]] = []
     inp = counts.get("input_tokens", 0)
     cached = counts.get("cached_input_tokens", 0)
@@ -152,7 +188,79 @@ def equality_violations(counts: Mapping[str, int]) -> list[tuple[str, str]]:
                 f"input_tokens ({inp})",
             )
         )
+    if "cache_write_1h_tokens" in counts:
+        problems.extend(subset_violations(counts))
     return problems
+
+
+def subset_violations(counts: Mapping[str, int]) -> list[tuple[str, str]]:
+    """``(field, message)`` for each schema v3 subset rule ``counts`` breaks.
+
+    In the totals and in each class: ``cache_write_1h ≤ cache_write ≤ input``. Each
+    ``fast_long_context_*`` count is part of its ``long_context_*`` and ``fast_*`` counts, and
+    ``long_context_* + fast_* − fast_long_context_*`` (the non-standard requests) is part of
+    the total.
+    """
+    problems: list[tuple[str, str]] = []
+
+    def value(name: str) -> int:
+        return counts.get(name, 0)
+
+    for prefix in ("", *SUBSET_PREFIXES):
+        inp, write = value(prefix + "input_tokens"), value(prefix + "cache_write_tokens")
+        write_1h = value(prefix + "cache_write_1h_tokens")
+        if prefix and write > inp:
+            problems.append(
+                (
+                    prefix + "cache_write_tokens",
+                    f"{prefix}cache_write_tokens ({write}) must not exceed "
+                    f"{prefix}input_tokens ({inp})",
+                )
+            )
+        if write_1h > write:
+            problems.append(
+                (
+                    prefix + "cache_write_1h_tokens",
+                    f"{prefix}cache_write_1h_tokens ({write_1h}) must not exceed "
+                    f"{prefix}cache_write_tokens ({write})",
+                )
+            )
+    for name in PRICED_COUNTS:
+        long_, fast, both = (value(prefix + name) for prefix in SUBSET_PREFIXES)
+        for part_of in ("long_context_", "fast_"):
+            whole = value(part_of + name)
+            if both > whole:
+                problems.append(
+                    (
+                        "fast_long_context_" + name,
+                        f"fast_long_context_{name} ({both}) must not exceed {part_of}{name} "
+                        f"({whole})",
+                    )
+                )
+        if long_ + fast - both > value(name):
+            problems.append(
+                (
+                    "long_context_" + name,
+                    f"long_context_{name} + fast_{name} - fast_long_context_{name} "
+                    f"({long_ + fast - both}) must not exceed {name} ({value(name)})",
+                )
+            )
+    return problems
+
+
+def request_counts(counts: Mapping[str, int], *, long_context: bool, fast: bool) -> dict[str, int]:
+    """The v3 counts of one request: its totals (``counts``, in :data:`COUNT_COLUMNS` names)
+    and the same priced counts again under each class the request belongs to."""
+    out = {name: counts.get(name, 0) for name in COUNT_COLUMNS}
+    classes = {
+        "long_context_": long_context,
+        "fast_": fast,
+        "fast_long_context_": long_context and fast,
+    }
+    for prefix, member in classes.items():
+        for name in PRICED_COUNTS:
+            out[prefix + name] = out[name] if member else 0
+    return out
 
 
 #: RFC 3339 ``date-time`` (section 5.6), ASCII digits only: ``T`` and ``Z`` may be lower case,

@@ -1,4 +1,4 @@
-"""The ingest payload (wire v1 and v2): allowlists, bounds and token rules (DESIGN §4).
+"""The ingest payload (wire v1, v2 and v3): allowlists, bounds and token rules (docs/design.md §4).
 
 Validation is all-or-nothing: every problem of a batch is collected with its location
 (``buckets[3].input_tokens``) and one bad bucket rejects the batch. Counts must be JSON
@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from usageledger.buckets import (
     COUNTS_BY_VERSION,
+    COUNTS_V2,
+    COUNTS_V3,
     MAX_COUNT,
     REVISION_LIMIT,
     BucketWrite,
@@ -27,12 +29,15 @@ from usageledger.buckets import (
     is_aligned,
     new_write,
     parse_rfc3339,
+    subset_violations,
 )
 from usageledger.config import Settings
 from usageledger.errors import BadRequest, ErrorCode, PayloadTooLarge, ValidationFailed
 from usageledger.source_registry import SourceRegistry
 
-SUPPORTED_VERSIONS = (1, 2)
+SUPPORTED_VERSIONS = (1, 2, 3)
+#: The counts schema v3 adds to v2 (all parts of v2's counts; see :class:`BucketV3`).
+V3_ONLY: tuple[str, ...] = COUNTS_V3[len(COUNTS_V2) :]
 
 Count = Annotated[int, Field(strict=True, ge=0, lt=MAX_COUNT)]
 Revision = Annotated[int, Field(strict=True, ge=0, lt=REVISION_LIMIT)]
@@ -68,6 +73,43 @@ class BucketV2(BucketV1):
     cache_write_tokens: Count = Field(description="The part of input_tokens written to a cache.")
 
 
+class BucketV3(BucketV2):
+    """Schema v3 adds the one-hour cache writes and the counts of the requests billed at other
+    rates: each ``long_context_*``, ``fast_*`` and ``fast_long_context_*`` count is the part of
+    the same v2 count (``input_tokens``, ``cached_input_tokens``, ``cache_write_tokens``,
+    ``output_tokens``, and ``cache_write_1h_tokens``) that came from requests over their
+    model's long-context threshold, in fast mode or priority processing, or both."""
+
+    cache_write_1h_tokens: Count = Field(
+        description="The part of cache_write_tokens written to a one-hour cache."
+    )
+    long_context_input_tokens: Count = Field(
+        description="input_tokens of requests whose prompt (input + cached input) is over "
+        "their model's long-context threshold."
+    )
+    long_context_cached_input_tokens: Count = Field(description="Their cached_input_tokens.")
+    long_context_cache_write_tokens: Count = Field(description="Their cache_write_tokens.")
+    long_context_cache_write_1h_tokens: Count = Field(description="Their cache_write_1h_tokens.")
+    long_context_output_tokens: Count = Field(description="Their output_tokens.")
+    fast_input_tokens: Count = Field(
+        description="input_tokens of requests in fast mode or priority processing."
+    )
+    fast_cached_input_tokens: Count = Field(description="Their cached_input_tokens.")
+    fast_cache_write_tokens: Count = Field(description="Their cache_write_tokens.")
+    fast_cache_write_1h_tokens: Count = Field(description="Their cache_write_1h_tokens.")
+    fast_output_tokens: Count = Field(description="Their output_tokens.")
+    fast_long_context_input_tokens: Count = Field(
+        description="input_tokens of requests that are both fast and long-context (part of "
+        "fast_input_tokens and of long_context_input_tokens)."
+    )
+    fast_long_context_cached_input_tokens: Count = Field(description="Their cached_input_tokens.")
+    fast_long_context_cache_write_tokens: Count = Field(description="Their cache_write_tokens.")
+    fast_long_context_cache_write_1h_tokens: Count = Field(
+        description="Their cache_write_1h_tokens."
+    )
+    fast_long_context_output_tokens: Count = Field(description="Their output_tokens.")
+
+
 class IngestV1(BaseModel):
     """An ingest batch of schema v1."""
 
@@ -86,6 +128,15 @@ class IngestV2(BaseModel):
     buckets: list[BucketV2]
 
 
+class IngestV3(BaseModel):
+    """An ingest batch of schema v3."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    schema_version: Literal[3]
+    buckets: list[BucketV3]
+
+
 class IngestResponse(BaseModel):
     """What an accepted batch did, per bucket outcome."""
 
@@ -97,7 +148,11 @@ class IngestResponse(BaseModel):
     conflicts: int = Field(description="Same revision as the current one, other values.")
 
 
-MODELS: dict[int, type[IngestV1] | type[IngestV2]] = {1: IngestV1, 2: IngestV2}
+MODELS: dict[int, type[IngestV1] | type[IngestV2] | type[IngestV3]] = {
+    1: IngestV1,
+    2: IngestV2,
+    3: IngestV3,
+}
 
 
 def loads(raw: bytes) -> Any:
@@ -124,11 +179,13 @@ def parse_ingest(
     """Validate an ingest body; raise a :class:`ValidationFailed` naming every problem.
 
     The buckets come back ready for the ledger: ``bucket_start`` in epoch seconds, an absent
-    ``revision`` replaced by ``now`` in ms, v1 counts with ``cache_write_tokens`` 0.
+    ``revision`` replaced by ``now`` in ms, v1 counts with ``cache_write_tokens`` 0 and v1
+    and v2 counts with every v3 count 0.
     """
-    fast = _fast_v2(raw, settings.max_buckets)
+    fast = _fast_path(raw, settings.max_buckets)
     if fast is not None:
-        return _check_rules(fast, 2, settings=settings, registry=registry, now=now)
+        version = 3 if isinstance(fast, _FastV3) else 2
+        return _check_rules(fast, version, settings=settings, registry=registry, now=now)
     return _parse_careful(raw, settings=settings, registry=registry, now=now)
 
 
@@ -147,9 +204,9 @@ def _parse_careful(
     version = document.get("schema_version")
     if type(version) is not int or version not in SUPPORTED_VERSIONS:
         raise ValidationFailed(
-            f"unsupported schema_version {version!r}; supported: 1, 2",
+            f"unsupported schema_version {version!r}; supported: 1, 2, 3",
             code=ErrorCode.UNSUPPORTED_SCHEMA_VERSION,
-            details=[{"loc": "schema_version", "message": "must be 1 or 2"}],
+            details=[{"loc": "schema_version", "message": "must be 1, 2 or 3"}],
         )
     try:
         batch = MODELS[version].model_validate(document)
@@ -168,9 +225,19 @@ class _FastV2(BaseModel):
     buckets: list[BucketV2]
 
 
-def _fast_v2(raw: bytes, max_buckets: int) -> _FastV2 | None:
-    """A well-formed v2 batch validated straight from the bytes (no JSON tree in Python), or
-    None: then the careful path parses it again to name the problem exactly as it always has.
+class _FastV3(BaseModel):
+    """:class:`IngestV3` as the fast path reads it (see :class:`_FastV2`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    schema_version: Annotated[int, Field(strict=True, ge=3, le=3)]
+    buckets: list[BucketV3]
+
+
+def _fast_path(raw: bytes, max_buckets: int) -> _FastV2 | _FastV3 | None:
+    """A well-formed v2 or v3 batch validated straight from the bytes (no JSON tree in
+    Python), or None: then the careful path parses it again to name the problem exactly as it
+    always has.
 
     Every body this accepts, the careful path accepts with the same values (a test checks it
     on hostile bodies); the rules of :func:`_check_rules` follow on both paths.
@@ -178,8 +245,9 @@ def _fast_v2(raw: bytes, max_buckets: int) -> _FastV2 | None:
     if raw.count(b'"bucket_start"') > max_buckets:
         # Likely over the cap: let the careful path refuse it without validating a bucket.
         return None
+    model: type[_FastV2] | type[_FastV3] = _FastV3 if b'"cache_write_1h_tokens"' in raw else _FastV2
     try:
-        batch = _FastV2.model_validate_json(raw)
+        batch = model.model_validate_json(raw)
     except ValidationError:
         return None
     return batch if len(batch.buckets) <= max_buckets else None
@@ -242,7 +310,7 @@ def _check_start(
 
 
 def _check_rules(
-    batch: IngestV1 | IngestV2 | _FastV2,
+    batch: IngestV1 | IngestV2 | IngestV3 | _FastV2 | _FastV3,
     version: int,
     *,
     settings: Settings,
@@ -259,7 +327,8 @@ def _check_rules(
     latest = int(now.timestamp()) + settings.future_skew_seconds
     now_ms = int(now.timestamp() * 1000)
     max_model = settings.max_model_length
-    v2 = version == 2
+    v2 = version >= 2
+    v3 = version == 3
     starts: dict[str, tuple[int, str | None]] = {}
     sources: dict[str, bool] = {}
     models: dict[str, bool] = {}
@@ -285,6 +354,17 @@ def _check_rules(
             bucket.output_tokens,
         )
         cache_write = bucket.cache_write_tokens if v2 else 0  # type: ignore[attr-defined]
+        counts = {
+            "input_tokens": inp,
+            "cached_input_tokens": cached,
+            "output_tokens": out_tokens,
+            "reasoning_output_tokens": bucket.reasoning_output_tokens,
+            "total_tokens": bucket.total_tokens,
+            "cache_write_tokens": cache_write,
+        }
+        values = bucket.__dict__
+        for name in V3_ONLY:
+            counts[name] = values[name] if v3 else 0
         if (
             checked[1] is not None
             or not source_ok
@@ -292,6 +372,7 @@ def _check_rules(
             or bucket.total_tokens != inp + cached + out_tokens
             or bucket.reasoning_output_tokens > out_tokens
             or cache_write > inp
+            or (v3 and subset_violations(counts))
         ):
             broken = True
             continue
@@ -302,14 +383,7 @@ def _check_rules(
                 model,
                 checked[0],
                 now_ms if revision is None else revision,
-                {
-                    "input_tokens": inp,
-                    "cached_input_tokens": cached,
-                    "output_tokens": out_tokens,
-                    "reasoning_output_tokens": bucket.reasoning_output_tokens,
-                    "total_tokens": bucket.total_tokens,
-                    "cache_write_tokens": cache_write,
-                },
+                counts,
             )
         )
     if broken:
@@ -318,7 +392,7 @@ def _check_rules(
 
 
 def _problems(
-    batch: IngestV1 | IngestV2 | _FastV2,
+    batch: IngestV1 | IngestV2 | IngestV3 | _FastV2 | _FastV3,
     version: int,
     *,
     settings: Settings,

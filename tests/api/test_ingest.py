@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from tests.conftest import Persona
 from tests.factories import batch, bucket, iso
-from tests.helpers import bucket_rows, daily_rows, expected_daily, m1_lines, written_rows
+from tests.helpers import bucket_rows, daily_rows, evidence_lines, expected_daily, written_rows
 from tests.test_wire import HOSTILE_STARTS
 from usageledger.ledger import accounts
 from usageledger.ledger.receipts import _sha256, idempotency_key_hash
@@ -189,7 +189,7 @@ HOSTILE: list[tuple[str, Any, int, str]] = [
     ("unknown top-level field", {**batch(bucket()), "user_id": 7}, 422, "UNKNOWN_FIELD"),
     ("unknown bucket field", batch(bucket(device_id=3)), 422, "UNKNOWN_FIELD"),
     ("v2 field in v1", batch(bucket(), version=1), 422, "UNKNOWN_FIELD"),
-    ("unsupported version", batch(bucket(), version=3), 422, "UNSUPPORTED_SCHEMA_VERSION"),
+    ("unsupported version", batch(bucket(), version=4), 422, "UNSUPPORTED_SCHEMA_VERSION"),
     (
         "version as string",
         {**batch(bucket()), "schema_version": "2"},
@@ -401,14 +401,14 @@ def test_an_in_flight_idempotency_key_gets_409(
     assert written_rows(engine)[0] == 0
 
 
-def test_every_request_writes_one_m1_line_without_secrets(
-    client: TestClient, alice: Persona, m1_path: Any
+def test_every_request_writes_one_evidence_line_without_secrets(
+    client: TestClient, alice: Persona, evidence_path: Any
 ) -> None:
     """One line per request with the eight fields; no token, key or body in it."""
     post(client, alice, batch(bucket()), **{"Idempotency-Key": "secret-key-123"})
     post(client, alice, b"{bad")
     client.get("/nope")
-    lines = m1_lines(m1_path)
+    lines = evidence_lines(evidence_path)
     assert len(lines) == 3
     for line in lines:
         for field in (
@@ -432,7 +432,7 @@ def test_every_request_writes_one_m1_line_without_secrets(
     assert bad["error_code"] == "INVALID_JSON"
     assert missing["status"] == 404
     assert missing["upstream_status"] is None
-    text = m1_path.read_text()
+    text = evidence_path.read_text()
     for secret in (alice.device_token, "secret-key-123", "gpt-5-codex", "Bearer"):
         assert secret not in text
 
@@ -536,12 +536,12 @@ def test_a_token_revoked_while_remembered_writes_nothing(
 
 
 def test_an_upload_reports_its_wait_for_the_write_lock_apart(
-    client: TestClient, alice: Persona, m1_path: Any
+    client: TestClient, alice: Persona, evidence_path: Any
 ) -> None:
-    """The M1 line of an upload carries db_wait_ms (queued for SQLite's write lock in this
+    """The evidence line of an upload carries db_wait_ms (queued for SQLite's write lock in this
     process; 0 on PostgreSQL), apart from the database time."""
     post(client, alice, batch(bucket()))
-    (line,) = m1_lines(m1_path)
+    (line,) = evidence_lines(evidence_path)
     assert isinstance(line["db_wait_ms"], float | int)
     assert 0 <= line["db_wait_ms"] <= line["latency_ms"]
 

@@ -1,6 +1,6 @@
 """The v1 payload contract: what an old client sends, and what it gets back, never changes.
 
-Runs against the newest schema and code, on SQLite and PostgreSQL (DESIGN §4, guardrail 6).
+Runs against the newest schema and code, on SQLite and PostgreSQL (docs/design.md §4, §7).
 Stored values are read back twice: with plain SELECTs on the ledger's tables, and through the
 read API (``GET /v1/usage/summary``), which must report a v1 bucket's cache writes as 0.
 """
@@ -68,12 +68,14 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
 def sent_values(
     items: list[dict[str, Any]], who: Persona
 ) -> dict[tuple[Any, ...], tuple[int, ...]]:
-    """What the ledger must hold for v1 items: key → (revision, five counts, cache_write 0)."""
+    """What the ledger must hold for v1 items: key → (revision, five counts, then every later
+    count 0: cache_write and the schema v3 counts)."""
     out = {}
     for item in items:
         start = int(datetime.fromisoformat(item["bucket_start"].replace("Z", "+00:00")).timestamp())
         key = (who.user_id, 1, item["source"], item["model"], start)
-        out[key] = (item["revision"], *(item[c] for c in V1_COUNTS), 0)
+        later = (0,) * (len(COUNT_COLUMNS) - len(V1_COUNTS))
+        out[key] = (item["revision"], *(item[c] for c in V1_COUNTS), *later)
     return out
 
 
@@ -194,7 +196,7 @@ def test_a_v2_client_can_supersede_what_a_v1_client_wrote(
     assert post(client, alice, batch(bucket(cache_write=30, revision=20))).json()["updated"] == 1
     assert post(client, alice, batch(v1(revision=15, inp=999))).json()["stale"] == 1
     (value,) = bucket_rows(engine).values()
-    assert (value[0], value[-1]) == (20, 30)
+    assert (value[0], value[1 + COUNT_COLUMNS.index("cache_write_tokens")]) == (20, 30)
 
 
 #: (name, body, status, code, loc of the first problem, exact message, pattern or None).

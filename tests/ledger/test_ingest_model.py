@@ -94,7 +94,7 @@ class IngestMachine(RuleBasedStateMachine):
 
             start = to_epoch(datetime.fromisoformat(item["bucket_start"].replace("Z", "+00:00")))
             key = (user_id, device_id, item["source"], item["model"], start)
-            values = tuple(item[c] for c in COUNT_COLUMNS)
+            values = tuple(item.get(c, 0) for c in COUNT_COLUMNS)  # a v2 item: v3 counts 0
             current = self.model.get(key)
             if current is None or (item["revision"] > current[0] and values != current[1]):
                 self.model[key] = (item["revision"], values)

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import Persona
 from tests.factories import batch, bucket
-from usageledger.cli import main
+from usageledger.cli.root import main
 from usageledger.ledger.price_import import (
     PriceImportError,
     SourceFile,
@@ -30,7 +30,7 @@ from usageledger.ledger.price_import import (
     read_models_dev,
 )
 from usageledger.ledger.prices_store import find_missing, stored_prices
-from usageledger.ledger.pricing import Price, PriceBook, TokenCounts, cost_usd
+from usageledger.ledger.pricing import Price, PriceBook, Tier, TokenCounts, cost_usd
 from usageledger.store.engine import Database
 
 IMPORT_DAY = date(2026, 12, 4)
@@ -56,11 +56,14 @@ LITELLM_SAMPLE: dict[str, Any] = {
     },
     "claude-sonnet-4-5-20250929": {
         "cache_creation_input_token_cost": 3.75e-06,
+        "cache_creation_input_token_cost_above_1hr": 6e-06,
         "cache_read_input_token_cost": 3e-07,
         "input_cost_per_token": 3e-06,
+        "input_cost_per_token_above_200k_tokens": 6e-06,
         "litellm_provider": "anthropic",
         "mode": "chat",
         "output_cost_per_token": 1.5e-05,
+        "output_cost_per_token_above_200k_tokens": 2.25e-05,
     },
     "gpt-5.1-codex": {
         "cache_read_input_token_cost": 1.25e-07,
@@ -290,16 +293,108 @@ def test_tiered_prices_use_the_lowest_tier_and_note_the_others() -> None:
     assert cost_usd(counts(inp=100_000, cached=50_000, out=20_000), qwen) == Decimal("0.205")
 
 
-def test_rates_the_ledger_cannot_apply_are_kept_in_the_note() -> None:
-    """One-hour cache writes and long-context rates are written down, per million, not lost."""
+def test_tier_rates_become_billing_fields_and_the_rest_stays_in_the_note() -> None:
+    """One-hour cache writes and long-context rates are applied; a lone priority input rate
+    (no priority output rate) is not a tier and is kept in the note, per million."""
     converted = by_model(convert_litellm(litellm_source(), on=IMPORT_DAY).prices)
-    note = converted["claude-sonnet-4-5"].note
-    assert "cache_creation_input_token_cost_above_1hr 6;" in note
-    assert "input_cost_per_token_above_200k_tokens 6;" in note
-    assert "output_cost_per_token_above_200k_tokens 22.5" in note
-    assert "batches" not in note
-    assert "Vendor page: https://platform.claude.com/docs/en/about-claude/pricing" in note
-    assert "input_cost_per_token_priority 2.5" in converted["gpt-5.1-codex"].note
+    sonnet = converted["claude-sonnet-4-5"]
+    assert sonnet.cache_write_1h == Decimal("6")
+    assert sonnet.long_context is not None
+    assert sonnet.long_context.above_tokens == 200_000
+    # Listed: $6 in, $22.50 out above 200k. Not listed: cache read and write, which follow the
+    # input's factor of 2: 0.30 × 2 = 0.60, 3.75 × 2 = 7.50, and the 1h write 6 × 2 = 12.
+    assert (
+        sonnet.long_context.input,
+        sonnet.long_context.output,
+        sonnet.long_context.cached_input,
+        sonnet.long_context.cache_write,
+        sonnet.long_context.cache_write_1h,
+    ) == (Decimal("6"), Decimal("22.5"), Decimal("0.6"), Decimal("7.5"), Decimal("12"))
+    assert "above_1hr" not in sonnet.note
+    assert "above_200k" not in sonnet.note
+    assert "batches" not in sonnet.note
+    assert "Vendor page: https://platform.claude.com/docs/en/about-claude/pricing" in sonnet.note
+    codex = converted["gpt-5.1-codex"]
+    assert codex.fast is None
+    assert "input_cost_per_token_priority 2.5" in codex.note
+
+
+# LiteLLM entries with every tier LiteLLM writes (rates in USD per token, as in the real file).
+LITELLM_TIERS: dict[str, Any] = {
+    "gpt-5.5": {
+        "litellm_provider": "openai",
+        "mode": "chat",
+        "input_cost_per_token": 5e-06,
+        "cache_read_input_token_cost": 5e-07,
+        "output_cost_per_token": 3e-05,
+        "input_cost_per_token_above_272k_tokens": 1e-05,
+        "cache_read_input_token_cost_above_272k_tokens": 1e-06,
+        "output_cost_per_token_above_272k_tokens": 4.5e-05,
+        "input_cost_per_token_priority": 1.25e-05,
+        "cache_read_input_token_cost_priority": 1.25e-06,
+        "output_cost_per_token_priority": 7.5e-05,
+        "input_cost_per_token_above_272k_tokens_priority": 2e-05,
+        "output_cost_per_token_above_272k_tokens_priority": 9e-05,
+        "input_cost_per_token_flex": 2.5e-06,
+    },
+    "claude-opus-5-5": {
+        "litellm_provider": "anthropic",
+        "mode": "chat",
+        "input_cost_per_token": 4e-06,
+        "cache_read_input_token_cost": 2e-07,
+        "cache_creation_input_token_cost": 5e-06,
+        "cache_creation_input_token_cost_above_1hr": 8e-06,
+        "output_cost_per_token": 2e-05,
+        "provider_specific_entry": {"us": 1.1, "fast": 2},
+    },
+}
+
+
+def test_litellm_long_context_priority_and_fast_multiplier_are_converted() -> None:
+    """``*_above_272k_tokens``, ``*_priority``, ``*_above_272k_tokens_priority`` and
+    ``provider_specific_entry.fast`` become the long_context, fast and fast_long_context
+    tiers, per million tokens."""
+    source = SourceFile(json.dumps(LITELLM_TIERS).encode(), "litellm sample")
+    converted = by_model(convert_litellm(source, on=IMPORT_DAY).prices)
+    gpt = converted["gpt-5.5"]
+    assert gpt.long_context is not None
+    assert gpt.fast is not None
+    assert gpt.fast_long_context is not None
+    assert gpt.long_context.above_tokens == 272_000
+    assert rates_of(gpt.long_context) == ("10", "1", "10", "45")  # no cache-write price: input
+    assert rates_of(gpt.fast) == ("12.5", "1.25", "12.5", "75")
+    # Cache read above 272k in priority is not listed: 1 (the long-context read) × 20/10 = 2.
+    assert rates_of(gpt.fast_long_context) == ("20", "2", "20", "90")
+    assert gpt.fast_long_context.above_tokens is None
+    assert "flex" not in gpt.note  # flex (and batch) rates are dropped, as before
+    opus = converted["claude-opus-5-5"]
+    assert opus.cache_write_1h == Decimal("8")
+    assert opus.fast is not None
+    assert opus.long_context is None
+    # Every rate times 2: 4 → 8, 0.2 → 0.4, 5 → 10, 20 → 40, and the 1h write 8 → 16.
+    assert rates_of(opus.fast) == ("8", "0.4", "10", "40")
+    assert opus.fast.cache_write_1h == Decimal("16")
+    # The file form round-trips.
+    book = PriceBook(converted.values())
+    assert PriceBook.from_json(book.to_json()) == book
+
+
+def test_models_dev_context_over_200k_is_the_long_context_tier() -> None:
+    """models.dev's ``context_over_200k`` becomes a long_context tier above 200,000 tokens."""
+    opus = by_model(convert_models_dev(models_dev_source(), on=IMPORT_DAY).prices)[
+        "claude-opus-4-7"
+    ]
+    assert opus.long_context is not None
+    assert opus.long_context.above_tokens == 200_000
+    assert rates_of(opus.long_context) == ("10", "1", "12.5", "37.5")
+
+
+def rates_of(tier: Tier) -> tuple[str, str, str, str]:
+    """A tier's four rates as plain decimal text."""
+    return tuple(  # type: ignore[return-value]
+        format(getattr(tier, name).normalize(), "f")
+        for name in ("input", "cached_input", "cache_write", "output")
+    )
 
 
 def test_only_the_vendors_own_chat_entries_are_converted() -> None:
@@ -330,11 +425,13 @@ def test_a_litellm_file_that_is_not_a_price_map_is_refused() -> None:
 
 
 def test_models_dev_costs_are_already_per_million() -> None:
-    """Claude Opus 4.7 at $5/$0.50/$6.25/$25; its 200K tier is noted, not applied."""
+    """Claude Opus 4.7 at $5/$0.50/$6.25/$25; its 200K tier is applied (not noted)."""
     converted = by_model(convert_models_dev(models_dev_source(), on=IMPORT_DAY).prices)
     opus = converted["claude-opus-4-7"]
     assert rates(opus) == ("5", "0.5", "6.25", "25")
-    assert "above 200000 tokens of context: input 10, cached_input 1" in opus.note
+    assert "above 200000 tokens of context" not in opus.note
+    assert opus.long_context is not None
+    assert opus.long_context.input == Decimal("10")
     assert opus.source.startswith("https://models.dev/api.json (models-dev 1.0.398")
     assert rates(converted["kimi-k2-0905-preview"]) == ("0.6", "0.15", "0.6", "2.5")
 

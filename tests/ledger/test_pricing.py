@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
@@ -331,7 +332,7 @@ prices_per_million = st.decimals(
 
 @st.composite
 def token_counts(draw: st.DrawFn) -> TokenCounts:
-    """Counts obeying DESIGN §3: cache_write is part of input."""
+    """Counts obeying docs/design.md §3: cache_write is part of input."""
     limit = 2**40
     input_tokens = draw(st.integers(0, limit))
     return counts(
@@ -625,3 +626,186 @@ def test_loading_a_file_upserts_by_model_and_effective_date(shipped: PriceBook) 
     assert gpt5.output == Decimal("8")
     assert "in-house-model" in merged.models
     assert len(merged) == len(shipped) + 1
+
+
+# --- billing rules: one-hour writes, long context, fast mode ----------------------------------
+
+SONNET_45 = PriceBook.from_json(
+    b"""{"format": 1, "prices": [{"model": "claude-sonnet-4-5", "effective_from": "2025-09-29",
+    "input": "3", "cached_input": "0.30", "cache_write": "3.75", "output": "15",
+    "cache_write_1h": "6",
+    "long_context": {"above_tokens": 200000, "input": "6", "cached_input": "0.60",
+                     "cache_write": "7.50", "cache_write_1h": "12", "output": "22.50"},
+    "fast": {"input": "18", "cached_input": "1.80", "cache_write": "22.50", "output": "90"},
+    "source": "https://platform.claude.com/docs/en/about-claude/pricing",
+    "taken": "2026-12-04"}]}""",
+    path="sonnet.json",
+).match("claude-sonnet-4-5", date(2026, 12, 4))
+
+
+def test_an_entry_with_tiers_round_trips_and_an_old_entry_reads_without_them() -> None:
+    """The billing fields are optional: a four-rate file (format 1, as before) still reads."""
+    assert SONNET_45 is not None
+    book = PriceBook([SONNET_45])
+    assert PriceBook.from_json(book.to_json()) == book
+    assert SONNET_45.long_context_above == 200_000
+    old = PriceBook.load_default().match("gpt-4o-2024-05-13", date(2025, 1, 1))
+    assert old is not None
+    assert old.cache_write_1h is None
+    assert old.long_context is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        (
+            {
+                "long_context": {
+                    "input": "6",
+                    "cached_input": "1",
+                    "cache_write": "6",
+                    "output": "9",
+                }
+            },
+            "above_tokens is required",
+        ),
+        (
+            {
+                "fast": {
+                    "above_tokens": 5,
+                    "input": "6",
+                    "cached_input": "1",
+                    "cache_write": "6",
+                    "output": "9",
+                }
+            },
+            "above_tokens belongs to long_context only",
+        ),
+        (
+            {
+                "fast_long_context": {
+                    "input": "6",
+                    "cached_input": "1",
+                    "cache_write": "6",
+                    "output": "9",
+                }
+            },
+            "needs both long_context and fast",
+        ),
+        ({"fast": {"input": "6", "output": "9"}}, "missing rates: cached_input, cache_write"),
+        (
+            {"fast": {"input": 6.5, "cached_input": "1", "cache_write": "6", "output": "9"}},
+            "write prices as strings",
+        ),
+        ({"cache_write_1h": "-1"}, "negative price"),
+    ],
+)
+def test_a_bad_billing_field_rejects_the_file_naming_it(extra: dict[str, Any], reason: str) -> None:
+    """Tiers are validated like the base rates; the error names the entry."""
+    entry = {
+        "model": "m",
+        "effective_from": "2026-01-01",
+        "input": "1",
+        "cached_input": "0.1",
+        "cache_write": "1",
+        "output": "2",
+        "source": "s",
+        "taken": "2026-01-01",
+        **extra,
+    }
+    with pytest.raises(PricingFileError, match=re.escape(reason)) as caught:
+        PriceBook.from_json(orjson.dumps({"format": 1, "prices": [entry]}), path="x.json")
+    assert "prices[0] (m)" in str(caught.value)
+
+
+def test_each_dimension_is_priced_from_the_published_rate() -> None:
+    """Hand-worked at Claude Sonnet 4.5's prices (µ$ = tokens × USD per million)."""
+    assert SONNET_45 is not None
+    # Cache reads: 100,000 × 0.30 = 30,000 µ$.
+    assert cost_usd(
+        {"input_tokens": 0, "cached_input_tokens": 100_000, "output_tokens": 0}, SONNET_45
+    ) == Decimal("0.03")
+    # Reasoning is output: 1,000 output of which 800 reasoning = 1,000 × 15 = 15,000 µ$.
+    assert cost_usd(
+        {
+            "input_tokens": 0,
+            "cached_input_tokens": 0,
+            "output_tokens": 1_000,
+            "reasoning_output_tokens": 800,
+        },
+        SONNET_45,
+    ) == Decimal("0.015")
+    # 5-minute vs 1-hour writes: 10,000 writes, 4,000 of them 1h:
+    # 6,000 × 3.75 + 4,000 × 6 = 22,500 + 24,000 = 46,500 µ$.
+    assert cost_usd(
+        {
+            "input_tokens": 10_000,
+            "cached_input_tokens": 0,
+            "output_tokens": 0,
+            "cache_write_tokens": 10_000,
+            "cache_write_1h_tokens": 4_000,
+        },
+        SONNET_45,
+    ) == Decimal("0.0465")
+    # Long context: the whole request at the tier: 10,000 × 6 + 200,000 × 0.60 + 1,000 × 22.50
+    # = 60,000 + 120,000 + 22,500 = 202,500 µ$.
+    long_request = {"input_tokens": 10_000, "cached_input_tokens": 200_000, "output_tokens": 1_000}
+    long_counts = {**long_request, **{f"long_context_{k}": v for k, v in long_request.items()}}
+    assert cost_usd(long_counts, SONNET_45) == Decimal("0.2025")
+    # Fast: 1,000 × 18 + 100 × 90 = 18,000 + 9,000 = 27,000 µ$.
+    fast_request = {"input_tokens": 1_000, "cached_input_tokens": 0, "output_tokens": 100}
+    fast_counts = {**fast_request, **{f"fast_{k}": v for k, v in fast_request.items()}}
+    assert cost_usd(fast_counts, SONNET_45) == Decimal("0.027")
+    # Fast and long context, no fast_long_context tier: the fast rates cover the whole context:
+    # 10,000 × 18 + 200,000 × 1.80 + 1,000 × 90 = 180,000 + 360,000 + 90,000 = 630,000 µ$.
+    both = {
+        **long_counts,
+        **{f"fast_{k}": v for k, v in long_request.items()},
+        **{f"fast_long_context_{k}": v for k, v in long_request.items()},
+    }
+    assert cost_usd(both, SONNET_45) == Decimal("0.63")
+
+
+def test_a_price_without_the_tier_bills_the_class_at_the_base_rates() -> None:
+    """A fast request of a model with no fast price: base rates, 1,000 × 3 = 3,000 µ$; a 1h
+    write of a model with one write rate: its cache_write, 1,000 × 2 (gpt-4.1) = 2,000 µ$."""
+    assert SONNET_45 is not None
+    plain = PriceBook([replace(SONNET_45, fast=None)]).match("claude-sonnet-4-5", date(2026, 1, 1))
+    assert plain is not None
+    counts = {
+        "input_tokens": 1_000,
+        "cached_input_tokens": 0,
+        "output_tokens": 0,
+        "fast_input_tokens": 1_000,
+    }
+    assert cost_usd(counts, plain) == Decimal("0.003")
+    gpt = PriceBook.load_default().match("gpt-4.1", date(2025, 6, 1))
+    assert gpt is not None
+    assert gpt.cache_write_1h is None
+    assert cost_usd(
+        {
+            "input_tokens": 1_000,
+            "cached_input_tokens": 0,
+            "output_tokens": 0,
+            "cache_write_tokens": 1_000,
+            "cache_write_1h_tokens": 1_000,
+        },
+        gpt,
+    ) == Decimal("0.002")
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"cache_write_tokens": 10, "cache_write_1h_tokens": 11},
+        {"long_context_input_tokens": 101},
+        {"fast_long_context_input_tokens": 1, "fast_input_tokens": 1},
+        {"long_context_output_tokens": 15, "fast_output_tokens": 15},
+    ],
+)
+def test_counts_that_break_a_subset_rule_are_refused(counts: dict[str, int]) -> None:
+    """Never guessed: a subset larger than its whole is an InvalidCountsError."""
+    assert SONNET_45 is not None
+    base = {"input_tokens": 100, "cached_input_tokens": 0, "output_tokens": 20}
+    with pytest.raises(InvalidCountsError):
+        cost_usd({**base, **counts}, SONNET_45)

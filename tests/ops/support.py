@@ -68,8 +68,9 @@ def seed_history(client: TestClient, who: Persona, *, days: int = 20, step_hours
 
 
 def counts(inp: int, cached: int = 0, out: int = 0, reasoning: int = 0) -> dict[str, int]:
-    """A full set of counts obeying the token equalities."""
+    """A full set of counts obeying the token equalities (every later count 0)."""
     return {
+        **dict.fromkeys(COUNT_COLUMNS, 0),
         "input_tokens": inp,
         "cached_input_tokens": cached,
         "output_tokens": out,

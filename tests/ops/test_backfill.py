@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select, text
 
 from tests.conftest import Persona
 from tests.factories import batch, bucket, iso
-from tests.helpers import bucket_rows, daily_rows, m1_lines
+from tests.helpers import bucket_rows, daily_rows, evidence_lines
 from tests.ops.conftest import Cli
 from tests.ops.support import (
     FROM,
@@ -29,6 +29,7 @@ from tests.ops.support import (
     post,
     seed_history,
 )
+from usageledger.buckets import COUNT_COLUMNS
 from usageledger.errors import NotFound, ValidationFailed
 from usageledger.ledger.ingest import BucketWrite
 from usageledger.ops import backfill
@@ -92,7 +93,7 @@ def test_plan_apply_rollback_returns_every_count_to_its_value_before_the_plan(
     facts = bucket_rows(engine)
     assert facts[key(alice, LISTED, "gpt-5-codex")][1:] == tuple(counts(7, 0, 3, 1).values())
     assert facts[key(alice, NEW, "sonnet", "claude")][1:4] == (11, 2, 5)
-    assert facts[key(alice, INSIDE, "o3")][1:] == (0,) * 6
+    assert facts[key(alice, INSIDE, "o3")][1:] == (0,) * len(COUNT_COLUMNS)
     assert nonzero({k: v for k, v in facts.items() if k[0] == bob.user_id}, 1) == nonzero(
         {k: v for k, v in facts_before.items() if k[0] == bob.user_id}, 1
     )
@@ -113,7 +114,7 @@ def test_plan_apply_rollback_returns_every_count_to_its_value_before_the_plan(
     assert verify(db).clean
     assert nonzero(bucket_rows(engine), 1) == nonzero(facts_before, 1)
     assert nonzero(daily_rows(engine)) == nonzero(daily_before)
-    assert bucket_rows(engine)[key(alice, NEW, "sonnet", "claude")][1:] == (0,) * 6
+    assert bucket_rows(engine)[key(alice, NEW, "sonnet", "claude")][1:] == (0,) * len(COUNT_COLUMNS)
     assert revision_count(engine) == log_before + 22  # the log keeps both steps
 
 
@@ -212,7 +213,7 @@ def test_a_plan_that_changes_nothing_or_names_no_device_is_refused(
         create_plan(db, parse(document()), reason=" ", now_ms=1)
 
 
-def test_the_backfill_commands_plan_show_apply_and_roll_back_with_m1_lines(
+def test_the_backfill_commands_plan_show_apply_and_roll_back_with_evidence_lines(
     history: tuple[Persona, Persona], cli: Cli, tmp_path: Path
 ) -> None:
     """The CLI walks the cycle, refuses a second apply with exit 1, and logs every step."""
@@ -238,7 +239,7 @@ def test_the_backfill_commands_plan_show_apply_and_roll_back_with_m1_lines(
     assert cli("verify").exit_code == 0
     steps = [
         (line["stage"], line["status"], line["error_code"], line.get("plan_id"))
-        for line in m1_lines(cli.m1_path)
+        for line in evidence_lines(cli.evidence_path)
         if line["function"] == "backfill"
     ]
     assert steps == [

@@ -24,7 +24,7 @@ from usageledger.tracker.push import (
     count_pending,
     push,
 )
-from usageledger.wire import BucketV2
+from usageledger.wire import BucketV3
 
 LOGIN = Login("http://ledger.test", "ul_dev_secret", 1)
 START = datetime(2025, 9, 1, tzinfo=UTC)
@@ -108,12 +108,12 @@ def error(status: int, code: str, **headers: str) -> httpx.Response:
 def test_pending_buckets_go_out_in_batches_of_at_most_500(
     ledger: LocalLedger, clock: Clock
 ) -> None:
-    """1,200 buckets take three v2 batches of 500, 500 and 200, each under 1 MiB."""
+    """1,200 buckets take three v3 batches of 500, 500 and 200, each under 1 MiB."""
     add_usage(ledger, clock, 1200)
     server, sleeps = Server(), []
     summary = run(ledger, clock, uploader(server, sleeps))
     assert [len(b["buckets"]) for b in server.bodies] == [500, 500, 200]
-    assert all(b["schema_version"] == 2 for b in server.bodies)
+    assert all(b["schema_version"] == 3 for b in server.bodies)
     assert all(len(r.content) <= 1024 * 1024 for r in server.requests)
     assert (summary.batches, summary.buckets) == (3, 1200)
     assert ledger.db.read(lambda conn: count_pending(conn, ledger)) == 0
@@ -328,7 +328,7 @@ def test_buckets_outside_the_servers_bounds_are_held_back(
 
 def test_the_wire_carries_no_project_session_or_identity(ledger: LocalLedger, clock: Clock) -> None:
     """Projects and sessions stay local: the schema has no such field and no body mentions them."""
-    assert not {"project", "session_id", "user_id", "device_id"} & set(BucketV2.model_fields)
+    assert not {"project", "session_id", "user_id", "device_id"} & set(BucketV3.model_fields)
     add_usage(ledger, clock, 5)
     server, sleeps = Server(), []
     run(ledger, clock, uploader(server, sleeps))
@@ -338,7 +338,7 @@ def test_the_wire_carries_no_project_session_or_identity(ledger: LocalLedger, cl
     for body in server.bodies:
         assert set(body) == {"schema_version", "buckets"}
         for bucket in body["buckets"]:
-            assert set(bucket) == set(BucketV2.model_fields)
+            assert set(bucket) == set(BucketV3.model_fields)
 
 
 def test_the_client_has_timeouts() -> None:

@@ -16,6 +16,7 @@ from tests.tracker.support import TOTAL_FIELDS, layer_sums, parsed_events, resol
 from usageledger.buckets import floor_half_hour, local_day, to_epoch
 from usageledger.ledger.pricing import Cost, PriceBook, format_usd
 from usageledger.sources import UsageEvent
+from usageledger.tracker.billing import event_counts
 from usageledger.tracker.ledger import LocalLedger, change_time_zone
 from usageledger.tracker.report import KINDS, ReportRequest, build_report
 
@@ -51,13 +52,8 @@ def priced(events: list[UsageEvent], tz: ZoneInfo) -> str:
     cost = Cost()
     for e in events:
         day = local_day(floor_half_hour(to_epoch(e.timestamp)), tz)
-        counts = {
-            "input_tokens": e.input_tokens,
-            "cached_input_tokens": e.cached_input_tokens,
-            "output_tokens": e.output_tokens,
-            "cache_write_tokens": e.cache_write_tokens,
-        }
-        cost.add(BOOK, e.model, day, counts)
+        # Each request by itself, with its one-hour writes and billing classes.
+        cost.add(BOOK, e.model, day, event_counts(e))
     return format_usd(cost.usd)
 
 

@@ -21,7 +21,7 @@ from usageledger.errors import (
 )
 from usageledger.ledger.accounts import Principal
 from usageledger.ledger.receipts import ingest_request
-from usageledger.wire import IngestResponse, IngestV1, IngestV2
+from usageledger.wire import IngestResponse, IngestV1, IngestV2, IngestV3
 
 router = APIRouter()
 
@@ -42,7 +42,7 @@ ERROR_RESPONSES = documented(
     }
 )
 
-REQUEST_SCHEMA = TypeAdapter(IngestV1 | IngestV2).json_schema(
+REQUEST_SCHEMA = TypeAdapter(IngestV1 | IngestV2 | IngestV3).json_schema(
     ref_template="#/components/schemas/{model}"
 )
 
@@ -97,7 +97,7 @@ async def ingest(
         description="Same key and body within 24 h returns the stored response.",
     ),
 ) -> Response:
-    """Validate a batch all-or-nothing and apply it; see DESIGN §4 for every rule."""
+    """Validate a batch all-or-nothing and apply it; see docs/design.md §4 for every rule."""
     name_function("ingest")
     refuse_user_id(request)
     ctx = app_context(request)

@@ -43,10 +43,10 @@ def declare_caps(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
                 "description": parameter["schema"].get("description", ""),
             }
     components = schema["components"]["schemas"]
-    for name in ("IngestV1", "IngestV2"):
+    for name in ("IngestV1", "IngestV2", "IngestV3"):
         buckets = components[name]["properties"]["buckets"]
         buckets["maxItems"] = settings.max_buckets
-    for name in ("BucketV1", "BucketV2"):
+    for name in ("BucketV1", "BucketV2", "BucketV3"):
         fields = components[name]["properties"]
         fields["bucket_start"].setdefault("format", "date-time")
         fields["bucket_start"].setdefault("pattern", BUCKET_START)

@@ -1,4 +1,7 @@
-"""Response (and request) models of the read API: every field documented for OpenAPI."""
+"""Response (and request) models of the read API: every field documented for OpenAPI.
+
+The query parameters of the read routes are in ``read_params.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from usageledger.api.read_params import ZONE
 from usageledger.buckets import from_epoch, iso_utc
 from usageledger.config import TIME_ZONE_COLUMN_LENGTH
 from usageledger.ledger import leaderboard, profile, queries
@@ -26,13 +30,13 @@ UNPRICED_DOC = (
 
 
 class Strict(BaseModel):
-    """Base of every model here: fields by name or alias, nothing undeclared."""
+    """Base of every response and body model here: fields by name or alias, nothing undeclared."""
 
     model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
 
 
 class TokenCounts(Strict):
-    """The six token counts (DESIGN §3); integers."""
+    """The six token counts (docs/design.md §3); integers."""
 
     input_tokens: int = Field(
         description="Prompt tokens not read from a cache (cache writes included)."
@@ -219,13 +223,7 @@ class MePatch(Strict):
 
     time_zone: Annotated[
         str | None,
-        WithJsonSchema(
-            {
-                "type": "string",
-                "maxLength": TIME_ZONE_COLUMN_LENGTH,
-                "pattern": r"^[A-Za-z][A-Za-z0-9_+/-]*$",
-            }
-        ),
+        WithJsonSchema({"type": "string", "maxLength": TIME_ZONE_COLUMN_LENGTH, **ZONE}),
     ] = Field(
         default=None,
         description="IANA time zone. Changing it rebuilds your daily rollups (same transaction).",
@@ -287,8 +285,14 @@ def _iso_ms(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+def _six(counts: Any) -> dict[str, int]:
+    """The counts a response shows (:class:`TokenCounts`); the schema v3 billing subsets are
+    priced into ``cost_usd``, not listed."""
+    return {name: getattr(counts, name) for name in TokenCounts.model_fields}
+
+
 def _priced(group: Tally) -> dict[str, Any]:
-    return {**group.counts.as_dict(), "cost_usd": group.cost_usd}
+    return {**_six(group.counts), "cost_usd": group.cost_usd}
 
 
 def _range(window: Window) -> dict[str, Any]:
@@ -383,7 +387,7 @@ def render_heatmap(result: queries.Heatmap) -> HeatmapResponse:
             "active_days": result.active_days,
             "current_streak": result.current_streak,
             "longest_streak": result.longest_streak,
-            "totals": result.totals.as_dict(),
+            "totals": _six(result.totals),
         }
     )
 
@@ -465,7 +469,7 @@ def render_leaderboard(board: leaderboard.Board, *, limit: int, offset: int) -> 
                 {
                     "rank": e.rank,
                     "display_name": e.display_name,
-                    **e.counts.as_dict(),
+                    **_six(e.counts),
                     "cost_usd": e.cost_usd,
                     "unpriced_tokens": e.unpriced_tokens,
                 }

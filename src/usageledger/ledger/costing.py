@@ -1,4 +1,4 @@
-"""The one place the read side turns token counts into money (DESIGN §3).
+"""The one place the read side turns token counts into money (docs/design.md §3).
 
 Every read endpoint and the leaderboard fetch rows of ``(day, source, model, counts)`` and
 hand them to :func:`tally`, which prices each row at the price in effect on the row's day
@@ -78,20 +78,12 @@ def tally(
         group = groups.get(group_key)
         if group is None:
             group = groups[group_key] = Tally()
-        c = row.counts
+        # Every count, the v3 subsets included: a row's cost follows the vendor's rules for
+        # the one-hour cache writes, long-context and fast requests it holds.
+        priced = row.counts.as_dict()
         sums = group._sums
-        sums[0] += c.input_tokens
-        sums[1] += c.cached_input_tokens
-        sums[2] += c.output_tokens
-        sums[3] += c.reasoning_output_tokens
-        sums[4] += c.total_tokens
-        sums[5] += c.cache_write_tokens
-        priced = {
-            "input_tokens": c.input_tokens,
-            "cached_input_tokens": c.cached_input_tokens,
-            "output_tokens": c.output_tokens,
-            "cache_write_tokens": c.cache_write_tokens,
-        }
+        for i, name in enumerate(COUNT_COLUMNS):
+            sums[i] += priced[name]
         group.cost.add(book, row.model, row.day, priced)
     return groups
 

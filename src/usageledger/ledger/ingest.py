@@ -1,4 +1,4 @@
-"""The write path: revision-ordered, idempotent application of a batch (DESIGN §4).
+"""The write path: revision-ordered, idempotent application of a batch (docs/design.md §4).
 
 For each bucket key the current revision decides: an older revision is ``stale``; equal
 values are ``unchanged``; the same revision with other values is a ``conflict``; otherwise a
@@ -99,7 +99,8 @@ def apply_batch(
     touched: set[date] = set()
     for write in batch:
         key = (write.source, write.model, write.bucket_start)
-        values = tuple(write.counts[c] for c in COUNT_COLUMNS)
+        # A writer of an older schema (a v2 backfill plan, say) leaves the newer counts out: 0.
+        values = tuple(write.counts.get(c, 0) for c in COUNT_COLUMNS)
         existing = current.get(key)
         if existing is not None:
             revision, stored = existing

@@ -10,14 +10,19 @@ Why only from the import date: a source says what a model costs *now*, not since
 day keeps the price that was in effect then, and a model the book did not price before is
 unpriced before the import (docs/pricing.md, "Importing prices").
 
-Only the four rates the ledger carries are converted (input, cached input, cache write,
-output). What a source lists beyond them (one-hour cache writes, long-context tiers, priority
-rates, per-request fees) is written into the entry's ``note`` so it is kept and visible, not
-applied.
+Besides the four base rates (input, cached input, cache write, output), LiteLLM's one-hour
+cache-write rate, its long-context rates (``*_above_200k_tokens``, ``*_above_272k_tokens``, …:
+the lowest threshold becomes the ``long_context`` tier), its priority rates (``*_priority``,
+``*_above_…_tokens_priority``) or fast multiplier (``provider_specific_entry.fast``) and
+models.dev's ``context_over_200k`` are converted into the entry's billing fields
+(:class:`~usageledger.ledger.pricing.Tier`). What a source lists beyond them (other
+thresholds, per-request fees, a reasoning rate) is written into the entry's ``note`` so it is
+kept and visible, not applied.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.metadata
 import importlib.util
@@ -26,17 +31,20 @@ import re
 import tarfile
 import zipfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from usageledger.ledger.pricing import (
+    BILLING_KEYS,
     MAX_PRICE_DECIMALS,
     PRICE_FIELDS,
     Price,
     PriceBook,
     PricingError,
+    Tier,
     without_version_stamps,
 )
 
@@ -92,6 +100,19 @@ _LITELLM_EXTRA = re.compile(
     r"|^output_cost_per_reasoning_token$"
 )
 _LITELLM_PER_CALL = ("input_cost_per_request",)  # USD per request, not per token
+# The parts of a LiteLLM rate name: the rate, then optional suffixes in this order.
+_LITELLM_RATE_PARTS = re.compile(
+    r"^(?P<rate>input_cost_per_token|output_cost_per_token|cache_read_input_token_cost"
+    r"|cache_creation_input_token_cost)(?P<hour>_above_1hr)?(?:_above_(?P<k>\d+)k_tokens)?"
+    r"(?P<priority>_priority)?$"
+)
+# LiteLLM rate name → the rate of a tier it gives.
+_TIER_RATE = {
+    "input_cost_per_token": "input",
+    "cache_read_input_token_cost": "cached_input",
+    "cache_creation_input_token_cost": "cache_write",
+    "output_cost_per_token": "output",
+}
 _WHEEL_NAME = re.compile(r"^(?P<name>[A-Za-z0-9_.]+?)-(?P<version>\d[^-]*?)(?:\.tar\.gz|\.zip|-)")
 _NANO = Decimal(1).scaleb(-MAX_PRICE_DECIMALS)
 
@@ -261,7 +282,10 @@ def _litellm_price(key: str, entry: dict[str, object], *, on: date, label: str) 
                 extras.append(f"tier from {_tokens(tier.get('range'))} tokens: {_rates(tier)}")
     try:
         converted = {field: _per_million(value) for field, value in rates.items()}
+        billing, applied = _litellm_billing(entry, converted)
         for field in sorted(entry):
+            if field in applied:
+                continue
             if field not in _LITELLM_RATES and _LITELLM_EXTRA.match(field):
                 extras.append(f"{field} {_plain(_per_million(entry[field]))}")
             elif field in _LITELLM_PER_CALL:
@@ -286,7 +310,127 @@ def _litellm_price(key: str, entry: dict[str, object], *, on: date, label: str) 
         source=f"{LITELLM_URL} ({label}, {key!r})",
         extras=extras,
         vendor=vendor if isinstance(vendor, str) and vendor.startswith("https://") else None,
+        billing=billing,
     )
+
+
+def _litellm_billing(
+    entry: Mapping[str, object], base: Mapping[str, Decimal | None]
+) -> tuple[dict[str, Any], set[str]]:
+    """The billing fields (``cache_write_1h`` and tiers) of a LiteLLM entry, and the entry's
+    rate names they were read from (left out of the note)."""
+    base_input = base["input_cost_per_token"]
+    base_output = base["output_cost_per_token"]
+    if base_input is None or base_output is None:
+        return {}, set()
+    base_cached = base["cache_read_input_token_cost"]
+    base_write = base["cache_creation_input_token_cost"]
+    # (hour, threshold in thousands or None, priority) → {rate: (name, USD per million)}
+    found: dict[tuple[bool, int | None, bool], dict[str, tuple[str, Decimal]]] = {}
+    for name in entry:
+        parts = _LITELLM_RATE_PARTS.match(name)
+        if parts is None:
+            continue
+        value = _per_million(entry[name])
+        if value is None:
+            continue
+        k = int(parts["k"]) if parts["k"] else None
+        group = found.setdefault((parts["hour"] is not None, k, parts["priority"] is not None), {})
+        group[_TIER_RATE[parts["rate"]]] = (name, value)
+    applied: set[str] = set()
+    billing: dict[str, Any] = {}
+    base_tier = Tier(
+        input=base_input,
+        cached_input=base_cached if base_cached is not None else base_input,
+        cache_write=base_write if base_write is not None else base_input,
+        output=base_output,
+    )
+    one_hour = found.get((True, None, False), {}).get("cache_write")
+    if one_hour is not None:
+        billing["cache_write_1h"] = one_hour[1]
+        applied.add(one_hour[0])
+        base_tier = replace(base_tier, cache_write_1h=one_hour[1])
+    thresholds = sorted({k for (_, k, _) in found if k is not None})
+    long_k = thresholds[0] if thresholds else None
+
+    def tier(k: int | None, priority: bool, reference: Tier) -> Tier | None:
+        rates = found.get((False, k, priority), {})
+        if "input" not in rates or "output" not in rates:
+            return None
+        hour = found.get((True, k, priority), {}).get("cache_write")
+        names = [name for name, _ in rates.values()] + ([hour[0]] if hour else [])
+        made = _tier_from(
+            reference,
+            {rate: value for rate, (_, value) in rates.items()},
+            hour[1] if hour else None,
+            above=k * 1000 if k is not None else None,
+        )
+        applied.update(names)
+        return made
+
+    long_tier = tier(long_k, False, base_tier) if long_k is not None else None
+    fast_tier = tier(None, True, base_tier)
+    fast_long = tier(long_k, True, long_tier) if long_tier is not None and fast_tier else None
+    multiplier = _fast_multiplier(entry.get("provider_specific_entry"))
+    if fast_tier is None and multiplier is not None:
+        fast_tier = base_tier.scaled(multiplier)
+        fast_long = long_tier.scaled(multiplier) if long_tier is not None else None
+        if long_tier is not None and fast_long is not None:
+            fast_long = replace(fast_long, above_tokens=None)
+    if long_tier is not None:
+        billing["long_context"] = long_tier
+    if fast_tier is not None:
+        billing["fast"] = fast_tier
+    if fast_long is not None:
+        billing["fast_long_context"] = replace(fast_long, above_tokens=None)
+    return billing, applied
+
+
+def _tier_from(
+    reference: Tier | None,
+    rates: Mapping[str, Decimal],
+    one_hour: Decimal | None,
+    *,
+    above: int | None,
+) -> Tier:
+    """A tier from a source's listed rates; an unlisted cache rate is the reference tier's
+    (the base rates, or the long-context tier for fast long-context requests) times the
+    ratio of the input rates: vendors list cache reads and writes as multiples of input."""
+    input_ = rates["input"]
+
+    def scaled(value: Decimal | None) -> Decimal | None:
+        if value is None or reference is None or not reference.input:
+            return None
+        return _canonical(
+            (value * input_ / reference.input).quantize(_NANO, rounding=ROUND_HALF_EVEN)
+        )
+
+    cached = rates.get("cached_input")
+    if cached is None:
+        cached = scaled(reference.cached_input if reference else None)
+    write = rates.get("cache_write")
+    if write is None:
+        write = scaled(reference.cache_write if reference else None)
+    if one_hour is None and reference is not None and reference.cache_write_1h is not None:
+        one_hour = scaled(reference.cache_write_1h)
+    return Tier(
+        input=input_,
+        cached_input=cached if cached is not None else input_,
+        cache_write=write if write is not None else input_,
+        output=rates["output"],
+        cache_write_1h=one_hour,
+        above_tokens=above,
+    )
+
+
+def _fast_multiplier(specific: object) -> Decimal | None:
+    """LiteLLM's ``provider_specific_entry.fast``: the factor of every rate in fast mode."""
+    if not isinstance(specific, dict):
+        return None
+    factor = specific.get("fast")
+    if isinstance(factor, bool) or not isinstance(factor, int | Decimal) or factor <= 0:
+        return None
+    return Decimal(factor)
 
 
 def convert_models_dev(source: SourceFile, *, on: date) -> Converted:
@@ -341,9 +485,28 @@ def _models_dev_price(
         reasoning = _usd(cost.get("reasoning"))
         if reasoning is not None and reasoning != output:
             extras.append(f"reasoning {_plain(reasoning)}")
+        billing: dict[str, Any] = {}
+        over = cost.get("context_over_200k")
+        long_in = _usd(over.get("input")) if isinstance(over, dict) else None
+        long_out = _usd(over.get("output")) if isinstance(over, dict) else None
+        if isinstance(over, dict) and long_in is not None and long_out is not None and input_:
+            listed = {"input": long_in, "output": long_out}
+            for rate, key in (("cached_input", "cache_read"), ("cache_write", "cache_write")):
+                value = _usd(over.get(key))
+                if value is not None:
+                    listed[rate] = value
+            reference = Tier(
+                input=input_,
+                cached_input=cached if cached is not None else input_,
+                cache_write=write if write is not None else input_,
+                output=output if output is not None else long_out,
+            )
+            billing["long_context"] = _tier_from(reference, listed, None, above=200_000)
         for tier in cost.get("tiers") or []:
             if isinstance(tier, dict) and isinstance(tier.get("tier"), dict):
                 size = tier["tier"].get("size")
+                if billing and size == 200_000:
+                    continue  # the same rates as context_over_200k, applied
                 extras.append(f"above {size} tokens of context: {_rates(tier, per_million=True)}")
     except _NotAPrice as problem:
         return str(problem)
@@ -361,6 +524,7 @@ def _models_dev_price(
         source=f"{MODELS_DEV_URL} ({label}, {key!r})",
         extras=extras,
         vendor=None,
+        billing=billing,
     )
 
 
@@ -438,6 +602,7 @@ def _price(
     source: str,
     extras: list[str],
     vendor: str | None,
+    billing: Mapping[str, Any] | None = None,
 ) -> Price | str:
     notes = []
     if extras:
@@ -455,6 +620,7 @@ def _price(
             source=source,
             taken=on,
             note=" ".join(notes),
+            **dict(billing or {}),
         )
     except ValueError as exc:
         return str(exc)
@@ -468,8 +634,10 @@ def apply_import(base: PriceBook, *sources: Iterable[Price], on: date) -> Import
 
     Sources are in precedence order: a model's first converted price wins. For each model:
 
-    - the price in effect on ``on`` has the same four rates: nothing changes (its ``source``
-      and ``taken`` stay, so re-importing the same data is a no-op);
+    - the price in effect on ``on`` has the same rates (the four, the one-hour cache write
+      and the tiers): nothing changes (its ``source`` and ``taken`` stay, so re-importing the
+      same data is a no-op); a billing field the source does not list is taken from the price
+      in effect, so an import never drops a tier the table has;
     - it has other rates, or none: a new entry from ``on`` (an entry already dated ``on``
       is replaced); every earlier entry, and so every past day's price, stays;
     - the name is an alias of the book: left out, the alias decides;
@@ -495,12 +663,16 @@ def apply_import(base: PriceBook, *sources: Iterable[Price], on: date) -> Import
             skipped.append((name, f"an alias of {aliases[name]}"))
             continue
         current = _in_effect(history.get(name, []), on)
+        if current is not None:
+            # A rate the source does not list (a long-context tier LiteLLM lacks, say) is not
+            # a rate that ended: the table's stays, here and in a new entry.
+            price = _inherit(price, current)
         if current is not None and _same_rates(current, price):
             unchanged += 1
             continue
         if name not in history:
             twin = _stamp_twin(name, on, history, candidates, aliases)
-            if twin is not None and _same_rates(twin, price):
+            if twin is not None and _same_rates(twin, _inherit(price, twin)):
                 skipped.append((name, f"priced as {twin.model} by the matching rules"))
                 continue
             new_models.append(name)
@@ -524,8 +696,25 @@ def _in_effect(entries: list[Price], day: date) -> Price | None:
     return max(effective, key=lambda price: price.effective_from) if effective else None
 
 
+def _inherit(price: Price, current: Price) -> Price:
+    """``price`` with the billing fields it lacks taken from ``current`` (when they fit)."""
+    kept = {
+        field: getattr(current, field)
+        for field in BILLING_KEYS
+        if getattr(price, field) is None and getattr(current, field) is not None
+    }
+    if kept:
+        # Tiers that do not fit together (fast_long_context without a fast tier): the
+        # source's own rates stand.
+        with contextlib.suppress(ValueError):
+            return replace(price, **kept)
+    return price
+
+
 def _same_rates(one: Price, other: Price) -> bool:
-    return all(getattr(one, field) == getattr(other, field) for field in PRICE_FIELDS)
+    return all(
+        getattr(one, field) == getattr(other, field) for field in (*PRICE_FIELDS, *BILLING_KEYS)
+    )
 
 
 def _stamp_twin(

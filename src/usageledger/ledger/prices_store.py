@@ -19,14 +19,22 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, func, select
 
 from usageledger.ledger.price_import import ImportResult, apply_import
-from usageledger.ledger.pricing import PRICE_FIELDS, Price, PriceBook, PricingError
+from usageledger.ledger.pricing import (
+    PRICE_FIELDS,
+    Price,
+    PriceBook,
+    PricingError,
+    billing_from_json,
+    billing_to_json,
+)
 from usageledger.store.dialect import upsert
 from usageledger.store.tables import model_prices, usage_daily
 
-_VALUE_COLUMNS = (*PRICE_FIELDS, "source", "taken", "note", "loaded_at_ms")
+_VALUE_COLUMNS = (*PRICE_FIELDS, "source", "taken", "note", "loaded_at_ms", "billing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,8 @@ def _price(row: Any) -> Price:
         source=row["source"],
         taken=row["taken"],
         note=row["note"] or "",
+        # The one-hour cache-write rate and the rate tiers (migration 0008), as file JSON.
+        **(billing_from_json(orjson.loads(row["billing"])) if row.get("billing") else {}),
     )
 
 
@@ -142,6 +152,9 @@ def load_prices(
                 "taken": price.taken,
                 "note": price.note,
                 "loaded_at_ms": loaded_at,
+                "billing": orjson.dumps(billing_to_json(price)).decode()
+                if billing_to_json(price)
+                else "",
             }
         )
     upsert(conn, model_prices, rows, ("model", "effective_from"), _VALUE_COLUMNS)

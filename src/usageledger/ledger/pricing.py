@@ -1,4 +1,4 @@
-"""Public list prices, model-name matching and exact cost arithmetic (DESIGN §3).
+"""Public list prices, model-name matching and exact cost arithmetic (docs/design.md §3).
 
 Pure code: a :class:`PriceBook` is built from a JSON price file (the one shipped in
 ``usageledger/data/prices.json`` or an operator's own) and never touches a database.
@@ -8,11 +8,19 @@ number of nano-dollars per million tokens, so ``tokens * price`` is an exact int
 femto-dollars (1e-15 USD). Sums of any length stay exact; nothing is rounded until
 :func:`format_usd` renders 6 decimal places with ROUND_HALF_EVEN. No float is ever used.
 
+Billing rules. Besides its four base rates an entry may carry a one-hour cache-write rate and
+rate tiers (:class:`Tier`): ``long_context`` (a request whose prompt, input plus cached input,
+is above ``above_tokens`` is billed entirely at these rates), ``fast`` (fast mode or priority
+processing) and ``fast_long_context`` (both). Counts say which tokens each rule applies to:
+``cache_write_1h_tokens`` and the ``long_context_*``, ``fast_*`` and ``fast_long_context_*``
+subset counts of schema v3 (:data:`usageledger.buckets.COUNTS_V3`), so a sum of requests is
+priced exactly as its requests one by one (docs/pricing.md, "How a cost is computed").
+
 Errors::
 
     PricingError
      ├── PricingFileError        a price file that cannot be used (path, entry, field, reason)
-     └── InvalidCountsError      token counts that break DESIGN §3 (also a ValueError)
+     └── InvalidCountsError      token counts that break docs/design.md §3 (also a ValueError)
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import bisect
 import functools
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
@@ -33,10 +41,16 @@ import orjson
 FILE_FORMAT = 1
 PRICE_FIELDS = ("input", "cached_input", "cache_write", "output")
 REQUIRED_KEYS = ("model", "effective_from", *PRICE_FIELDS, "source", "taken")
-OPTIONAL_KEYS = ("note",)
+#: The rate tiers an entry may have, in file order.
+TIER_FIELDS = ("long_context", "fast", "fast_long_context")
+#: The optional billing fields of an entry (absent in files written before they existed).
+BILLING_KEYS = ("cache_write_1h", *TIER_FIELDS)
+OPTIONAL_KEYS = ("note", *BILLING_KEYS)
+TIER_KEYS = ("above_tokens", *PRICE_FIELDS, "cache_write_1h")
 MAX_PRICE_DECIMALS = 9  # nano-dollars per million tokens: the finest price we can hold exactly
 
 _FEMTO_EXPONENT = -15  # tokens * nano-dollars-per-million = femto-dollars
+_NANO = Decimal(1).scaleb(-MAX_PRICE_DECIMALS)
 _MICRO_DOLLAR = Decimal("0.000001")
 _PRICE_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
 _DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -111,8 +125,67 @@ class TokenCounts(TypedDict):
 
 
 @dataclass(frozen=True, slots=True)
+class Tier:
+    """The rates of one billing tier, USD per million tokens.
+
+    ``above_tokens`` is the threshold of a ``long_context`` tier (a request whose input plus
+    cached input is above it is billed at the tier's rates); the other tiers have none.
+    ``cache_write_1h`` ``None`` means the tier's ``cache_write``.
+    """
+
+    input: Decimal
+    cached_input: Decimal
+    cache_write: Decimal
+    output: Decimal
+    cache_write_1h: Decimal | None = None
+    above_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in (*PRICE_FIELDS, "cache_write_1h"):
+            value = getattr(self, name)
+            problem = None if value is None and name == "cache_write_1h" else _price_problem(value)
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        if self.above_tokens is not None and (
+            not isinstance(self.above_tokens, int)
+            or isinstance(self.above_tokens, bool)
+            or self.above_tokens <= 0
+        ):
+            raise ValueError(
+                f"above_tokens: expected a positive integer, got {self.above_tokens!r}"
+            )
+
+    @property
+    def one_hour_write(self) -> Decimal:
+        """The one-hour cache-write rate (the cache-write rate when none is listed)."""
+        return self.cache_write if self.cache_write_1h is None else self.cache_write_1h
+
+    def scaled(self, factor: Decimal) -> Tier:
+        """Every rate times ``factor`` (a vendor's multiplier), rounded to a nano-dollar."""
+
+        def times(value: Decimal) -> Decimal:
+            return _canonical_price((value * factor).quantize(_NANO, rounding=ROUND_HALF_EVEN))
+
+        return Tier(
+            input=times(self.input),
+            cached_input=times(self.cached_input),
+            cache_write=times(self.cache_write),
+            output=times(self.output),
+            cache_write_1h=None if self.cache_write_1h is None else times(self.cache_write_1h),
+            above_tokens=self.above_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
-    """One model's list prices in USD per million tokens, in effect from ``effective_from``."""
+    """One model's list prices in USD per million tokens, in effect from ``effective_from``.
+
+    ``cache_write_1h`` is the one-hour cache-write rate (``None``: the vendor lists one
+    cache-write rate, ``cache_write``). ``long_context``, ``fast`` and ``fast_long_context``
+    are the rate tiers of requests over the long-context threshold, in fast mode or priority
+    processing, and both (docs/pricing.md says how a request falls back when its tier is not
+    listed).
+    """
 
     model: str
     effective_from: date
@@ -123,6 +196,10 @@ class Price:
     source: str
     taken: date
     note: str = ""
+    cache_write_1h: Decimal | None = None
+    long_context: Tier | None = None
+    fast: Tier | None = None
+    fast_long_context: Tier | None = None
 
     def __post_init__(self) -> None:
         problem = _model_problem(self.model)
@@ -140,6 +217,58 @@ class Price:
             raise ValueError("source: expected the URL (or a description) the price came from")
         if not isinstance(self.note, str):
             raise ValueError("note: expected a string")
+        if self.cache_write_1h is not None:
+            problem = _price_problem(self.cache_write_1h)
+            if problem:
+                raise ValueError(f"cache_write_1h: {problem}")
+        for name in TIER_FIELDS:
+            tier = getattr(self, name)
+            if tier is not None and not isinstance(tier, Tier):
+                raise ValueError(f"{name}: expected a Tier, got {type(tier).__name__}")
+        if self.long_context is not None and self.long_context.above_tokens is None:
+            raise ValueError("long_context: above_tokens is required")
+        for name in ("fast", "fast_long_context"):
+            tier = getattr(self, name)
+            if tier is not None and tier.above_tokens is not None:
+                raise ValueError(f"{name}: above_tokens belongs to long_context only")
+        if self.fast_long_context is not None and (self.long_context is None or self.fast is None):
+            raise ValueError("fast_long_context: needs both long_context and fast")
+
+    @property
+    def base(self) -> Tier:
+        """The standard rates as a :class:`Tier`."""
+        return Tier(
+            input=self.input,
+            cached_input=self.cached_input,
+            cache_write=self.cache_write,
+            output=self.output,
+            cache_write_1h=self.cache_write_1h,
+        )
+
+    @property
+    def long_context_above(self) -> int | None:
+        """The long-context threshold in prompt tokens, or ``None`` (one rate at any size)."""
+        return self.long_context.above_tokens if self.long_context is not None else None
+
+    def rates(self, rate_class: str) -> Tier:
+        """The rates a request of ``rate_class`` is billed at, with the documented fallbacks.
+
+        ``standard`` → the base rates; ``long_context`` → its tier, else the base rates;
+        ``fast`` → its tier, else the base rates (no fast price is listed); and
+        ``fast_long_context`` → its tier, else the fast tier (fast rates cover the whole
+        context where the vendor lists no long-context fast rates), else the long-context
+        tier, else the base rates.
+        """
+        chain = {
+            "standard": (),
+            "long_context": (self.long_context,),
+            "fast": (self.fast,),
+            "fast_long_context": (self.fast_long_context, self.fast, self.long_context),
+        }[rate_class]
+        for tier in chain:
+            if tier is not None:
+                return tier
+        return self.base
 
     @property
     def key(self) -> tuple[str, date]:
@@ -174,11 +303,17 @@ class PriceBook:
                 raise PricingError(f"two prices for {price.model} from {price.effective_from}")
             seen.add(price.key)
             by_model.setdefault(price.model, []).append(price)
-        self._entries = {
+        entries: Mapping[str, tuple[Price, ...]] = {
             model: tuple(sorted(entries, key=lambda p: p.effective_from))
             for model, entries in sorted(by_model.items())
         }
-        self._dates = {m: [p.effective_from for p in es] for m, es in self._entries.items()}
+        self._setup(entries, aliases)
+
+    def _setup(
+        self, entries: Mapping[str, tuple[Price, ...]], aliases: Mapping[str, str] | None
+    ) -> None:
+        self._entries = entries
+        self._dates: dict[str, list[date]] = {}
         self._aliases = dict(sorted((aliases or {}).items()))
         for alias, target in self._aliases.items():
             problem = _alias_problem(alias, target, self._entries)
@@ -200,9 +335,15 @@ class PriceBook:
 
     @classmethod
     def load_default(cls) -> PriceBook:
-        """The price file shipped with usageledger (``usageledger/data/prices.json``)."""
+        """The price file shipped with usageledger (``usageledger/data/prices.json``).
+
+        Its entries are read when a model's price is first asked for: a report or a status
+        line prices a few models of the hundreds in the file, and building and checking every
+        entry would cost most of their start-up. A test proves the shipped file is valid
+        (this book equals the one :meth:`from_json` checks entry by entry).
+        """
         shipped = resources.files("usageledger").joinpath("data", "prices.json")
-        return cls.from_json(shipped.read_bytes(), path="usageledger/data/prices.json")
+        return _deferred_file(shipped.read_bytes(), "usageledger/data/prices.json")
 
     def to_json(self) -> bytes:
         """The book as a price file (canonical order, prices as exact decimal strings)."""
@@ -261,8 +402,21 @@ class PriceBook:
         canonical = self.resolve(model)
         if canonical is None:
             return None
-        position = bisect.bisect_right(self._dates[canonical], day) - 1
-        return self._entries[canonical][position] if position >= 0 else None
+        entries = self._entries[canonical]
+        dates = self._dates.get(canonical)
+        if dates is None:
+            dates = self._dates[canonical] = [p.effective_from for p in entries]
+        position = bisect.bisect_right(dates, day) - 1
+        return entries[position] if position >= 0 else None
+
+    def long_context_above(self, model: str, day: date) -> int | None:
+        """The long-context threshold of ``model``'s price on ``day``, or ``None``.
+
+        A request whose input plus cached input is above it is billed at the long-context
+        rates; the tracker uses it to file each request's tokens under ``long_context_*``.
+        """
+        price = self.match(model, day)
+        return price.long_context_above if price is not None else None
 
     def _resolve(self, model: str) -> str | None:
         name = model.strip().lower()
@@ -387,40 +541,123 @@ class Cost:
         return f"Cost(usd={format_usd(self.usd)}, unpriced_models={self.unpriced_models!r})"
 
 
+_PRICED = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+)
+_REQUIRED = frozenset({"input_tokens", "cached_input_tokens", "output_tokens"})
+# One request class's five priced quantities: fresh input (not written to a cache), five-minute
+# cache writes, one-hour cache writes, cache reads and output.
+_Vector = tuple[int, int, int, int, int]
+
+
+def _read_vector(counts: Counts, prefix: str) -> _Vector:
+    values: list[int] = []
+    for name in _PRICED:
+        key = prefix + name
+        try:
+            value = counts[key]
+        except KeyError:
+            if not prefix and name in _REQUIRED:
+                raise InvalidCountsError(f"{key} is missing") from None
+            value = 0  # older schemas carry no cache-write or subset counts
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidCountsError(f"{key} must be a non-negative integer, got {value!r}")
+        values.append(value)
+    inp, cached, write, write_1h, output = values
+    if write > inp:
+        raise InvalidCountsError(
+            f"{prefix}cache_write_tokens ({write}) is part of {prefix}input_tokens ({inp}) and "
+            "cannot exceed it"
+        )
+    if write_1h > write:
+        raise InvalidCountsError(
+            f"{prefix}cache_write_1h_tokens ({write_1h}) is part of {prefix}cache_write_tokens "
+            f"({write}) and cannot exceed it"
+        )
+    return (inp - write, write - write_1h, write_1h, cached, output)
+
+
+def _minus(one: _Vector, other: _Vector, what: str) -> _Vector:
+    left = (
+        one[0] - other[0],
+        one[1] - other[1],
+        one[2] - other[2],
+        one[3] - other[3],
+        one[4] - other[4],
+    )
+    if min(left) < 0:
+        raise InvalidCountsError(f"{what}: a subset count exceeds the count it is part of")
+    return left
+
+
+def split_counts(counts: Counts) -> dict[str, _Vector]:
+    """The priced quantities of each rate class in ``counts``, checked (schema v3, docs/pricing.md).
+
+    Each value is ``(fresh input, five-minute cache writes, one-hour cache writes, cache reads,
+    output)`` of the requests billed in that class: ``standard``, ``long_context``, ``fast`` and
+    ``fast_long_context``. The ``long_context_*`` and ``fast_*`` subsets include their
+    ``fast_long_context_*`` part; together they may not exceed the totals.
+    """
+    total = _read_vector(counts, "")
+    long_all = _read_vector(counts, "long_context_")
+    fast_all = _read_vector(counts, "fast_")
+    both = _read_vector(counts, "fast_long_context_")
+    long_only = _minus(long_all, both, "long_context_* less fast_long_context_*")
+    fast_only = _minus(fast_all, both, "fast_* less fast_long_context_*")
+    standard = _minus(
+        _minus(
+            _minus(total, long_only, "totals less long_context_*"), fast_only, "totals less fast_*"
+        ),
+        both,
+        "totals less fast_long_context_*",
+    )
+    return {
+        "standard": standard,
+        "long_context": long_only,
+        "fast": fast_only,
+        "fast_long_context": both,
+    }
+
+
 def _read_counts(counts: Counts) -> tuple[int, int, int, int]:
     """Fresh (non-cache-write) input, cache-write input, cached input and output tokens."""
-    values: dict[str, int] = {}
-    for name in ("input_tokens", "cached_input_tokens", "output_tokens", "cache_write_tokens"):
-        try:
-            value = counts[name]
-        except KeyError:
-            if name != "cache_write_tokens":
-                raise InvalidCountsError(f"{name} is missing") from None
-            value = 0  # schema v1 rows carry no cache_write_tokens
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InvalidCountsError(f"{name} must be a non-negative integer, got {value!r}")
-        values[name] = value
-    if values["cache_write_tokens"] > values["input_tokens"]:
-        raise InvalidCountsError(
-            f"cache_write_tokens ({values['cache_write_tokens']}) is part of input_tokens "
-            f"({values['input_tokens']}) and cannot exceed it"
-        )
+    fresh, write_5m, write_1h, cached, output = _read_vector(counts, "")
+    return fresh, write_5m + write_1h, cached, output
+
+
+def _tier_femto(vector: _Vector, tier: Tier) -> int:
+    fresh, write_5m, write_1h, cached, output = vector
+    if not (fresh or write_5m or write_1h or cached or output):
+        return 0
     return (
-        values["input_tokens"] - values["cache_write_tokens"],
-        values["cache_write_tokens"],
-        values["cached_input_tokens"],
-        values["output_tokens"],
+        fresh * _nanos(tier.input)
+        + write_5m * _nanos(tier.cache_write)
+        + write_1h * _nanos(tier.one_hour_write)
+        + cached * _nanos(tier.cached_input)
+        + output * _nanos(tier.output)
     )
 
 
 def _cost_femto(counts: Counts, price: Price) -> int:
-    fresh, cache_write, cached, output = _read_counts(counts)
-    return (
+    classes = split_counts(counts)
+    fresh, write_5m, write_1h, cached, output = classes["standard"]
+    one_hour = price.cache_write if price.cache_write_1h is None else price.cache_write_1h
+    femto = (
         fresh * _nanos(price.input)
-        + cache_write * _nanos(price.cache_write)
+        + write_5m * _nanos(price.cache_write)
+        + write_1h * _nanos(one_hour)
         + cached * _nanos(price.cached_input)
         + output * _nanos(price.output)
     )
+    for rate_class in TIER_FIELDS:
+        vector = classes[rate_class]
+        if any(vector):
+            femto += _tier_femto(vector, price.rates(rate_class))
+    return femto
 
 
 @functools.lru_cache(maxsize=4096)  # a handful of distinct prices, converted for every row
@@ -433,6 +670,13 @@ def _nanos(value: Decimal) -> int:
     scale: int = 10 ** abs(shift)
     # Validation guarantees the digits below a nano-dollar are zeros, so // is exact.
     return coefficient * scale if shift >= 0 else coefficient // scale
+
+
+def _canonical_price(number: Decimal) -> Decimal:
+    """``number`` without trailing zeros and never in exponent form (``2E+1`` → ``20``)."""
+    reduced = number.normalize()
+    exponent = reduced.as_tuple().exponent
+    return reduced.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else reduced
 
 
 def _femto_to_usd(femto: int) -> Decimal:
@@ -480,13 +724,56 @@ def _alias_problem(alias: object, target: object, entries: Mapping[str, object])
     return None
 
 
-def _price_to_json(price: Price) -> dict[str, str]:
-    entry = {"model": price.model, "effective_from": price.effective_from.isoformat()}
+def _price_to_json(price: Price) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "model": price.model,
+        "effective_from": price.effective_from.isoformat(),
+    }
     entry.update((name, format(getattr(price, name), "f")) for name in PRICE_FIELDS)
     entry.update(source=price.source, taken=price.taken.isoformat())
     if price.note:
         entry["note"] = price.note
+    entry.update(billing_to_json(price))
     return entry
+
+
+def _tier_to_json(tier: Tier) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if tier.above_tokens is not None:
+        out["above_tokens"] = tier.above_tokens
+    out.update((name, format(getattr(tier, name), "f")) for name in PRICE_FIELDS)
+    if tier.cache_write_1h is not None:
+        out["cache_write_1h"] = format(tier.cache_write_1h, "f")
+    return out
+
+
+def billing_to_json(price: Price) -> dict[str, object]:
+    """The optional billing fields of ``price`` (``cache_write_1h`` and the tiers), as a price
+    file writes them; ``{}`` for an entry with four rates only."""
+    out: dict[str, object] = {}
+    if price.cache_write_1h is not None:
+        out["cache_write_1h"] = format(price.cache_write_1h, "f")
+    for name in TIER_FIELDS:
+        tier = getattr(price, name)
+        if tier is not None:
+            out[name] = _tier_to_json(tier)
+    return out
+
+
+def billing_from_json(data: Mapping[str, object]) -> dict[str, Any]:
+    """The keyword arguments of :class:`Price` for the billing fields of ``data`` (as written by
+    :func:`billing_to_json`); raises ``ValueError`` naming the field that is wrong."""
+    values: dict[str, Any] = {}
+    for field in BILLING_KEYS:
+        if field not in data:
+            continue
+        try:
+            values[field] = (
+                _parse_price(data[field]) if field == "cache_write_1h" else _parse_tier(data[field])
+            )
+        except _FieldError as problem:
+            raise ValueError(f"{field}: {problem}") from None
+    return values
 
 
 def _parse_file(data: bytes, path: str) -> PriceBook:
@@ -531,6 +818,71 @@ def _parse_file(data: bytes, path: str) -> PriceBook:
     return PriceBook(prices, aliases)
 
 
+class _Deferred(Mapping[str, tuple[Price, ...]]):
+    """A price file's entries by model, each model's read and checked on first use."""
+
+    def __init__(self, raw: dict[str, list[tuple[int, object]]], path: str) -> None:
+        self._raw = raw
+        self._path = path
+        self._built: dict[str, tuple[Price, ...]] = {}
+
+    def __getitem__(self, model: str) -> tuple[Price, ...]:
+        built = self._built.get(model)
+        if built is None:
+            prices: dict[date, Price] = {}
+            for index, entry in self._raw[model]:
+                price = _parse_entry(entry, self._path, index)
+                if price.effective_from in prices:
+                    raise PricingFileError(
+                        self._path,
+                        f"two prices for {model} from {price.effective_from}",
+                        index=index,
+                        model=model,
+                    )
+                prices[price.effective_from] = price
+            built = self._built[model] = tuple(prices[day] for day in sorted(prices))
+        return built
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __contains__(self, model: object) -> bool:
+        return model in self._raw
+
+
+def _deferred_file(data: bytes, path: str) -> PriceBook:
+    """A book of the price file ``data`` whose entries are checked as they are used; a file
+    whose shape is not as expected is read (and refused) entry by entry at once."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _parse_file(data, path)
+    entries = document.get("prices") if isinstance(document, dict) else None
+    aliases = document.get("aliases", {}) if isinstance(document, dict) else None
+    if (
+        not isinstance(entries, list)
+        or not isinstance(aliases, dict)
+        or set(document) - {"format", "prices", "aliases"}
+        or document.get("format") != FILE_FORMAT
+    ):
+        return _parse_file(data, path)
+    raw: dict[str, list[tuple[int, object]]] = {}
+    for index, entry in enumerate(entries):
+        model = entry.get("model") if isinstance(entry, dict) else None
+        if not isinstance(model, str) or _model_problem(model):
+            return _parse_file(data, path)
+        raw.setdefault(model, []).append((index, entry))
+    book = PriceBook.__new__(PriceBook)
+    try:
+        book._setup(_Deferred(dict(sorted(raw.items())), path), aliases)
+    except PricingError:
+        return _parse_file(data, path)
+    return book
+
+
 class _FieldError(Exception):
     """Why one field of one entry is unusable (wrapped into a PricingFileError)."""
 
@@ -556,6 +908,8 @@ def _parse_entry(entry: object, path: str, index: int) -> Price:
         **dict.fromkeys(PRICE_FIELDS, _parse_price),
         "source": _parse_source,
         "note": _parse_note,
+        "cache_write_1h": _parse_price,
+        **dict.fromkeys(TIER_FIELDS, _parse_tier),
     }
     values: dict[str, Any] = {}
     for field, parse in parsers.items():
@@ -567,7 +921,34 @@ def _parse_entry(entry: object, path: str, index: int) -> Price:
             raise PricingFileError(
                 path, str(problem), index=index, field=field, model=model
             ) from None
-    return Price(**values)
+    try:
+        return Price(**values)
+    except ValueError as problem:  # a rule between fields (a tier without its threshold, …)
+        raise PricingFileError(path, str(problem), index=index, model=model) from None
+
+
+def _parse_tier(value: object) -> Tier:
+    if not isinstance(value, dict):
+        raise _FieldError("expected an object of rates (input, cached_input, cache_write, output)")
+    missing = [key for key in PRICE_FIELDS if key not in value]
+    if missing:
+        raise _FieldError(f"missing rates: {', '.join(missing)}")
+    unknown = sorted(set(value) - set(TIER_KEYS))
+    if unknown:
+        raise _FieldError(f"unknown keys: {', '.join(map(str, unknown))}")
+    rates = {}
+    for key in (*PRICE_FIELDS, "cache_write_1h"):
+        if key in value:
+            try:
+                rates[key] = _parse_price(value[key])
+            except _FieldError as problem:
+                raise _FieldError(f"{key}: {problem}") from None
+    above = value.get("above_tokens")
+    if above is not None and (not isinstance(above, int) or isinstance(above, bool) or above <= 0):
+        raise _FieldError(
+            f"above_tokens: expected a positive whole number of tokens, got {above!r}"
+        )
+    return Tier(**rates, above_tokens=above)
 
 
 def _parse_model(value: object) -> str:

@@ -12,7 +12,7 @@
 
 ``from`` and ``to`` are RFC 3339 date-times with an offset, on half-hours; the range is
 ``[from, to)`` and at most :data:`MAX_PLAN_DAYS` days long. Each bucket follows the ingest
-rules (DESIGN §3–§4): an RFC 3339 ``bucket_start``, a registered source, the token
+rules (docs/design.md §3–§4): an RFC 3339 ``bucket_start``, a registered source, the token
 equalities, counts in ``[0, 2**53)``; ``cache_write_tokens`` may be left out (0).
 ``zero_missing`` sets every existing bucket of the device in the range that the file does not
 list to zero. Unknown fields are rejected.
@@ -135,7 +135,7 @@ def parse_plan_file(raw: bytes, *, registry: SourceRegistry, max_model_length: i
             problems.append(
                 (f"{where}.model", f"must be 1-{max_model_length} printable characters")
             )
-        counts = {name: int(getattr(bucket, name)) for name in COUNT_COLUMNS}
+        counts = {name: int(getattr(bucket, name, 0)) for name in COUNT_COLUMNS}  # v3: 0
         for field, message in equality_violations(counts):
             problems.append((f"{where}.{field}", message))
         key = (bucket.source, bucket.model, at or 0)

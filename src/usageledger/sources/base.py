@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True, slots=True)
 class UsageEvent:
-    """One assistant response's token usage, in the ledger's token semantics (DESIGN §3).
+    """One assistant response's token usage, in the ledger's token semantics (docs/design.md §3).
 
     ``event_key`` is the natural key: the same assistant event seen in two files (a fork,
     an archived copy, a streaming re-write) yields the same key, so the ledger stores it once.
@@ -32,6 +32,13 @@ class UsageEvent:
     output_tokens: int
     reasoning_output_tokens: int = 0
     cache_write_tokens: int = 0
+    #: The part of ``cache_write_tokens`` written to a one-hour cache (the rest is five-minute).
+    cache_write_1h_tokens: int = 0
+    #: True when the request ran in fast mode or priority processing (billed at those rates).
+    fast: bool = False
+    #: The cost the log itself recorded for this response, in pico-dollars (1e-12 USD); None
+    #: when it recorded none (see ``sources._cost`` and docs/pricing.md, "Logged costs").
+    logged_cost_picousd: int | None = None
 
     @property
     def total_tokens(self) -> int:

@@ -4,7 +4,9 @@ Each assistant line carries the API's ``message.usage`` (a line without a top-le
 counts as an assistant line; usage on any other line is reported, not counted). Claude Code
 writes one line per content block while a response streams (same ``message.id`` and
 ``requestId``, growing ``output_tokens``), copies parent messages into sub-agent and
-resumed-session files, and writes ``<synthetic>`` error messages. The key
+resumed-session files, and writes ``<synthetic>`` error messages. ``usage.cache_creation``
+splits the cache writes into five-minute and one-hour ones (``ephemeral_1h_input_tokens``) and
+``usage.speed`` is ``"fast"`` for a fast-mode request: both are billed at their own rates. The key
 ``message.id:requestId`` is shared by all those copies and the ledger keeps the one with the
 most tokens (policy "max").
 """
@@ -27,6 +29,7 @@ from usageledger.sources._common import (
     text,
     timestamp,
 )
+from usageledger.sources._cost import logged_usd
 from usageledger.sources.base import ParseResult, UsageEvent
 
 SYNTHETIC_MODEL = "<synthetic>"
@@ -87,6 +90,7 @@ def _event(obj: Any, fallback_session: str) -> UsageEvent | None:
     output = count(usage, "output_tokens", required=True)
     cache_read = count(usage, "cache_read_input_tokens")
     cache_write = _cache_write(usage)
+    cache_write_1h = _cache_write_1h(usage, cache_write)
     if fresh == output == cache_read == cache_write == 0:
         return None
     # Usage is never dropped in silence: a line that carries non-zero usage is counted or
@@ -116,7 +120,27 @@ def _event(obj: Any, fallback_session: str) -> UsageEvent | None:
         cached_input_tokens=cache_read,
         output_tokens=output,
         cache_write_tokens=cache_write,
+        cache_write_1h_tokens=cache_write_1h,
+        fast=usage.get("speed") == "fast",
+        logged_cost_picousd=logged_usd(obj.get("costUSD")),  # older Claude Code versions
     )
+
+
+def _cache_write_1h(usage: Mapping[str, Any], cache_write: int) -> int:
+    """``cache_creation.ephemeral_1h_input_tokens``: the one-hour part of the cache writes (the
+    rest of ``cache_creation_input_tokens`` is five-minute). Older logs have no breakdown: 0."""
+    breakdown = usage.get("cache_creation")
+    if not isinstance(breakdown, dict):
+        return 0
+    one_hour = count(
+        breakdown, "ephemeral_1h_input_tokens", label="cache_creation.ephemeral_1h_input_tokens"
+    )
+    if one_hour > cache_write:
+        raise InvalidRecordError(
+            f"cache_creation.ephemeral_1h_input_tokens ({one_hour}) exceeds the cache writes "
+            f"({cache_write})"
+        )
+    return one_hour
 
 
 def _cache_write(usage: Mapping[str, Any]) -> int:

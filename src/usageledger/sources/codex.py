@@ -12,6 +12,12 @@ The same ``token_count`` payloads carry OpenAI's rate-limit windows (``rate_limi
 reset time, ``resets_at`` in epoch seconds or, in older rollouts, ``resets_in_seconds`` from
 the event). They are returned as :class:`LimitObservation` at the event's time, as written;
 a malformed window is skipped (it is no usage, so nothing is lost from the ledger's counts).
+
+Fast mode: Codex's Fast service tier is OpenAI's priority processing, billed at its own rates.
+Codex records the thread's tier in ``event_msg`` lines of type ``thread_settings_applied``
+(``payload.thread_settings.service_tier``: ``"fast"`` or ``"priority"``), written at the head
+of a rollout and again whenever the user changes a setting; it holds for every later request
+of the file until the next such line.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ _SESSION_IN_NAME = re.compile(
     r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$", re.IGNORECASE
 )
 UNKNOWN_MODEL = "unknown"
+#: ``service_tier`` values that mean priority processing (Codex's "Fast").
+FAST_TIERS = frozenset({"fast", "priority"})
 #: Usage keys that, found on a ``token_count`` payload without ``info``, mean usage is there.
 _OUTSIDE_INFO = ("input_tokens", "output_tokens", "total_token_usage", "last_token_usage")
 
@@ -106,6 +114,7 @@ class CodexParser:
             project=text(st.get("project")),
             meta_seen=st.get("meta") is True,
             totals=_usage_state(st.get("totals")),
+            fast=st.get("fast") is True,
         )
         end = complete_length(data)
         first = line_state(st) + 1
@@ -125,6 +134,7 @@ class CodexParser:
                 "project": reader.project,
                 "meta": reader.meta_seen,
                 "totals": list(reader.totals) if reader.totals is not None else None,
+                "fast": reader.fast,
             },
         )
 
@@ -142,6 +152,7 @@ class _Reader:
         project: str | None,
         meta_seen: bool,
         totals: Usage | None,
+        fast: bool = False,
     ) -> None:
         self.source = source
         self.path = path
@@ -150,6 +161,8 @@ class _Reader:
         self.project = project
         self.meta_seen = meta_seen
         self.totals = totals
+        #: The thread's service tier is Fast (priority processing), as last applied.
+        self.fast = fast
         self.events: list[UsageEvent] = []
         self.problems: list[Problem] = []
         self.limits: list[LimitObservation] = []
@@ -174,6 +187,10 @@ class _Reader:
             self.project = self.project or text(payload.get("cwd"))
         elif kind == "event_msg" and payload.get("type") == "token_count":
             self._token_count(lineno, obj, payload)
+        elif kind == "event_msg" and payload.get("type") == "thread_settings_applied":
+            settings = payload.get("thread_settings")
+            tier = settings.get("service_tier") if isinstance(settings, dict) else None
+            self.fast = isinstance(tier, str) and tier.strip().lower() in FAST_TIERS
 
     def _token_count(self, lineno: int, obj: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
         self.limits.extend(rate_limits(self.source, obj.get("timestamp"), payload))
@@ -239,6 +256,7 @@ class _Reader:
                 cached_input_tokens=cached,
                 output_tokens=output,
                 reasoning_output_tokens=reasoning,
+                fast=self.fast,
             )
         )
 

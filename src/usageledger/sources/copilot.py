@@ -10,7 +10,10 @@ own ``id`` (else its timestamp) and the model, so re-reading the file counts not
 
 ``inputTokens`` includes both the cache reads and the cache writes; ``outputTokens``
 includes reasoning except for Gemini models, whose ``reasoningTokens`` come on top.
-See docs/sources.md.
+
+Newer CLI builds also record ``modelMetrics[model].totalNanoAiu``, GitHub's own metering of the
+model's usage in billionths of an AI credit (1 credit = $0.01): it is kept as the event's logged
+cost. ``requests.cost`` (premium requests) is not money and is not read. See docs/sources.md.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from usageledger.sources._common import (
     text,
     timestamp,
 )
+from usageledger.sources._cost import PICO_PER_NANO_AIU, logged_pico
 from usageledger.sources.base import ParseResult, Problem, UsageEvent
 
 UNKNOWN_MODEL = "unknown"
@@ -144,7 +148,8 @@ class _Reader:
                 self.problems.append(Problem(self.path, lineno, f"model {model}: {exc}"))
 
     def _model(self, model: str, entry: Any, when: Any, snapshot: str) -> None:
-        usage = mapping(entry, "model metrics").get("usage")
+        metrics = mapping(entry, "model metrics")
+        usage = metrics.get("usage")
         if usage is None:
             return  # request counts without token usage
         fresh, cached, output, reasoning, write = map_usage(model, mapping(usage, "usage"))
@@ -163,5 +168,6 @@ class _Reader:
                 output_tokens=output,
                 reasoning_output_tokens=reasoning,
                 cache_write_tokens=write,
+                logged_cost_picousd=logged_pico(metrics.get("totalNanoAiu"), PICO_PER_NANO_AIU),
             )
         )

@@ -6,7 +6,8 @@ reset or deleted OpenClaw keeps the transcript as ``<id>.jsonl.reset.<time>`` or
 ``<id>.jsonl.deleted.<time>`` beside the live file; both are read, and since the event key
 comes from the response itself (``pi.py``), a response in an archive and in the live file
 counts once. The model is the response's own ``model`` (or ``modelId``), else the latest
-``model_change``/``model-snapshot`` of the file, carried across incremental reads.
+``model_change``/``model-snapshot`` of the file, carried across incremental reads. pi's
+``usage.cost.total`` is the response's logged cost here too.
 """
 
 from __future__ import annotations

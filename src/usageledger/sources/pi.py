@@ -6,6 +6,8 @@ line (``message``, ``model_change``, ``compaction``, …), each with a short ``i
 ``{input, output, cacheRead, cacheWrite, totalTokens, cost}``, where pi's providers store
 ``input`` NET of both cache reads and cache writes (Anthropic's ``input_tokens``; OpenAI's
 ``prompt_tokens - cached - cache_write``) and ``totalTokens`` is the sum of the four.
+``cost`` is ``{input, output, cacheRead, cacheWrite, total}`` in USD, worked out by pi from its
+own model catalog; ``total`` is kept as the response's logged cost (``sources._cost``).
 
 Files are appended to, except that pi rewrites an old-version file whole when it opens it
 (migrating v1 files gives every entry a NEW random id), and ``/fork`` copies a branch into a
@@ -32,6 +34,7 @@ from usageledger.sources._common import (
     text,
     timestamp,
 )
+from usageledger.sources._cost import logged_usd
 from usageledger.sources.base import ParseResult, Problem, UsageEvent
 
 UNKNOWN_MODEL = "unknown"
@@ -121,6 +124,7 @@ class SessionReader:
                 cached_input_tokens=read,
                 output_tokens=output,
                 cache_write_tokens=write,
+                logged_cost_picousd=_logged_cost(usage.get("cost")),
             )
         )
 
@@ -130,6 +134,11 @@ class SessionReader:
     def model_of(self, message: Mapping[str, Any]) -> str:
         """The response's own model, else the session's latest ``model_change``."""
         return text(message.get("model")) or self.model or UNKNOWN_MODEL
+
+
+def _logged_cost(cost: Any) -> int | None:
+    """``usage.cost.total`` in pico-dollars; None when absent or not a usable cost."""
+    return logged_usd(cost.get("total")) if isinstance(cost, dict) else None
 
 
 def session_from_name(path: str) -> str:

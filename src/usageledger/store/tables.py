@@ -8,7 +8,8 @@ Every table has a place in a Citus cluster, declared once at the end of this mod
 (:data:`DISTRIBUTED_TABLES`, :data:`REFERENCE_TABLES`; docs/scaling.md): the per-user tables are
 distributed by ``user_id`` and co-located, so every primary key and unique constraint of theirs
 includes ``user_id`` and starts with it; the small global tables are reference tables, copied to
-every node. ``store.migration_lint`` checks the declaration against the migrated schema.
+every node. The migration lint (``scripts/migration_lint.py``) checks the declaration against the
+migrated schema.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS
@@ -71,7 +73,7 @@ users = Table(
     Column("display_name", String(64), nullable=True),
     Column("leaderboard_opt_in", Boolean, nullable=False, server_default="0"),
     Column("created_at_ms", BigInteger, nullable=False),
-    # The fold of display_name (ledger/confusables.py): names that look alike share it, and
+    # The fold of display_name (confusables.py): names that look alike share it, and
     # the unique index lets only one user hold it. NULL for no name, and for a name kept from
     # before the key whose fold another user held (migration 0004).
     Column("display_name_key", String(256), nullable=True),
@@ -186,6 +188,9 @@ model_prices = Table(
     Column("taken", Date, nullable=False),
     Column("note", Text, nullable=False, server_default=""),
     Column("loaded_at_ms", BigInteger, nullable=False),
+    # The one-hour cache-write rate and the rate tiers, as the price file's JSON; '' = none
+    # (migration 0008).
+    Column("billing", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("model", "effective_from"),
 )
 
@@ -292,9 +297,20 @@ usage_events = Table(
     Column("project", Text, nullable=True),  # local only: never uploaded
     *_counts(),
     Column("updated_at_ms", BigInteger, nullable=False),
+    # The cost the log itself recorded, in pico-dollars; NULL = none (migration 0007). Local
+    # only: buckets and push do not carry it.
+    Column("logged_cost_picousd", BigInteger, nullable=True),
     PrimaryKeyConstraint("user_id", "source", "event_key"),
     Index(None, "user_id", "bucket_start"),
     Index(None, "user_id", "session_id"),  # the status line's session cost (migration 0006)
+    # Only the events with a logged cost (migration 0007): ``report --cost auto|logged``.
+    Index(
+        "ix_usage_events_user_id_bucket_start_logged",
+        "user_id",
+        "bucket_start",
+        sqlite_where=text("logged_cost_picousd IS NOT NULL"),
+        postgresql_where=text("logged_cost_picousd IS NOT NULL"),
+    ),
 )
 
 scan_files = Table(
@@ -345,7 +361,8 @@ DISTRIBUTION_COLUMN = "user_id"
 COLOCATION_ANCHOR = "usage_buckets"
 
 #: The Citus placement of every table, by SQL name: the one declaration that
-#: ``usageledger db distribute`` follows and ``store.migration_lint`` checks (docs/scaling.md).
+#: ``usageledger db distribute`` follows and the migration lint (``scripts/migration_lint.py``)
+#: checks (docs/scaling.md).
 #: Distributed by ``user_id``, co-located with :data:`COLOCATION_ANCHOR`: rows of one user,
 #: read and written by that user's requests and jobs, which grow with the users.
 DISTRIBUTED_TABLES: tuple[str, ...] = (

@@ -1,6 +1,6 @@
 """The local ledger's write path: events → half-hour buckets → daily rollups, in one transaction.
 
-``usage_events`` is the source of truth (DESIGN §2): one row per assistant event under
+``usage_events`` is the source of truth (docs/design.md §2): one row per assistant event under
 ``(user_id, source, event_key)``. Two copies of one event are resolved by the parser's
 ``duplicate_policy`` — "first" keeps the stored copy, "last" takes the newest read, "max"
 keeps the copy with more tokens (then more output; a tie keeps the stored one), exactly as
@@ -25,13 +25,22 @@ from zoneinfo import ZoneInfo
 
 from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS, floor_half_hour, local_day
 from usageledger.sources import UsageEvent, resolve_duplicates
+from usageledger.tracker.billing import event_counts
 from usageledger.tracker.daily import rebuild_days
 from usageledger.tracker.db import chunks, placeholders, upsert
 
 KEY_LIMIT = 255  # usage_events.event_key and session_id are String(255)
 MODEL_LIMIT = 128  # what the server accepts (USAGELEDGER_MAX_MODEL_LENGTH's default)
 CHUNK = 400  # values per IN (...) list; SQLite allows 32766 parameters, PostgreSQL 65535
-EVENT_VALUES = ("device_id", "model", "event_ms", "bucket_start", "session_id", "project")
+EVENT_VALUES = (
+    "device_id",
+    "model",
+    "event_ms",
+    "bucket_start",
+    "session_id",
+    "project",
+    "logged_cost_picousd",  # the log's own cost (migration 0007); local only, never in buckets
+)
 EVENT_UPDATE = (*EVENT_VALUES, *COUNT_COLUMNS, "updated_at_ms")
 #: What a bucket's upsert replaces (``ledger.ingest.BUCKET_VALUE_COLUMNS``; a test checks).
 BUCKET_VALUE_COLUMNS = ("revision", *COUNT_COLUMNS, "updated_at_ms")
@@ -76,12 +85,9 @@ def event_row(event: UsageEvent, user_id: int, device_id: int, now_ms: int) -> d
         "bucket_start": floor_half_hour(event_ms // 1000),
         "session_id": short_key(event.session_id) if event.session_id else "",
         "project": event.project,
-        "input_tokens": event.input_tokens,
-        "cached_input_tokens": event.cached_input_tokens,
-        "output_tokens": event.output_tokens,
-        "reasoning_output_tokens": event.reasoning_output_tokens,
-        "total_tokens": event.total_tokens,
-        "cache_write_tokens": event.cache_write_tokens,
+        # The counts, and the same again under each billing class the request is in (v3).
+        **event_counts(event, model=clean_model(event.model)),
+        "logged_cost_picousd": event.logged_cost_picousd,
         "updated_at_ms": now_ms,
     }
 

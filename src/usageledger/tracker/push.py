@@ -2,7 +2,7 @@
 
 A bucket is pending when its local ``revision`` is above the ``acked_revision`` recorded in
 ``push_acks`` (or it was never acknowledged and has tokens). Pending buckets go out oldest
-first in batches within the server's limits (≤ 500 buckets, ≤ 1 MiB, schema v2), each with an
+first in batches within the server's limits (≤ 500 buckets, ≤ 1 MiB, schema v3), each with an
 ``Idempotency-Key`` derived from the batch's bytes, so a retry after a lost response replays
 the stored answer instead of applying twice. Acknowledgements are recorded per batch, right
 after its 2xx, so an interrupted push resumes exactly where it stopped.
@@ -35,10 +35,10 @@ from usageledger.tracker.ledger import LocalLedger
 from usageledger.tracker.login import Login
 from usageledger.tracker.state import update_state
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_BUCKETS = 500
 MAX_BYTES = 1024 * 1024
-#: The server's default floor and future skew (DESIGN §4); a bucket outside is held back.
+#: The server's default floor and future skew (docs/design.md §4); a bucket outside is held back.
 FLOOR = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp())
 FUTURE_MARGIN_SECONDS = 600
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -82,7 +82,7 @@ class PendingBucket:
     counts: tuple[int, ...]
 
     def wire(self) -> dict[str, Any]:
-        """The bucket as the v2 wire carries it (no user, device or project: ever)."""
+        """The bucket as the v3 wire carries it (no user, device or project: ever)."""
         return {
             "bucket_start": iso_utc(self.bucket_start),
             "source": self.source,

@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -53,6 +54,12 @@ FIELDS = (
 _INDEX = {name: COUNT_COLUMNS.index(name) for name in FIELDS}
 _TOTAL = COUNT_COLUMNS.index("total_tokens")
 NO_PROJECT = "(no project)"
+#: ``--cost``: ``auto`` takes the cost a log recorded where there is one and prices the rest
+#: from the price table; ``calculate`` always prices tokens; ``logged`` shows only logged costs.
+COST_MODES = ("auto", "calculate", "logged")
+DEFAULT_COST_MODE = "auto"
+#: The counts of events that logged their cost, and the sum of those costs in pico-dollars.
+Logged = tuple[tuple[int, ...], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,9 @@ class ReportRequest:
     session_id: str | None = None
     #: The first day of a week for ``weekly``: 0 is Monday (ISO), 6 is Sunday.
     start_of_week: int = 0
+    #: Where costs come from: one of :data:`COST_MODES` (the CLI's default is
+    #: :data:`DEFAULT_COST_MODE`; the status line keeps ``calculate``).
+    cost: str = "calculate"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -77,22 +87,72 @@ class ReportRequest:
 
 @dataclass(slots=True)
 class Tally:
-    """Token counts (``COUNT_COLUMNS`` order) and their exact cost."""
+    """Token counts (``COUNT_COLUMNS`` order) and their exact cost under one cost mode.
 
+    ``cost`` holds the tokens priced from the price table (all of them under ``calculate``, those
+    without a logged cost under ``auto``, none under ``logged``); ``logged_pico`` the logged
+    costs taken instead (pico-dollars, exact) and ``logged_tokens`` their tokens; ``calculated``
+    every token priced, the number ``--cost calculate`` would show (kept unless calculating).
+    """
+
+    #: ``calculate`` unless a report asks otherwise (``blocks`` and the status line price
+    #: tokens only; docs/tracker.md).
+    mode: str = "calculate"
     counts: list[int] = field(default_factory=lambda: [0] * len(COUNT_COLUMNS))
     cost: Cost = field(default_factory=Cost)
+    calculated: Cost = field(default_factory=Cost)
+    logged_pico: int = 0
+    logged_tokens: int = 0
 
-    def add(self, model: str, counts: Sequence[int], price: Price | None) -> None:
-        """Add one priced unit."""
+    def add(
+        self, model: str, counts: Sequence[int], price: Price | None, logged: Logged | None = None
+    ) -> None:
+        """Add one priced unit; ``logged``: the part of it whose events logged their cost."""
         for i, value in enumerate(counts):
             self.counts[i] += value
-        self.cost.add_priced(model, dict(zip(COUNT_COLUMNS, counts, strict=True)), price)
+        row = dict(zip(COUNT_COLUMNS, counts, strict=True))
+        if self.mode == "calculate":
+            self.cost.add_priced(model, row, price)
+            return
+        self.calculated.add_priced(model, row, price)
+        if logged is not None:
+            logged_counts, pico = logged
+            self.logged_pico += pico
+            self.logged_tokens += logged_counts[_TOTAL]
+            row = {c: max(0, row[c] - v) for c, v in zip(COUNT_COLUMNS, logged_counts, strict=True)}
+        if self.mode == "auto" and any(row.values()):
+            self.cost.add_priced(model, row, price)
 
     def as_dict(self) -> dict[str, Any]:
-        """The counts, ``cost_usd`` (6 decimals, a string) and the unpriced models."""
+        """The counts, ``cost_usd`` (6 decimals, a string), ``cost_mode``, the unpriced models.
+
+        ``cost_mode`` says where ``cost_usd`` came from: ``calculated`` (prices), ``logged``
+        (the logs' own costs) or ``mixed`` (under ``auto``: some tokens logged, some priced).
+        Unless calculating, ``logged_cost_usd`` (None when nothing logged a cost),
+        ``calculated_cost_usd`` and ``logged_tokens`` follow.
+        """
         out: dict[str, Any] = {name: self.counts[_INDEX[name]] for name in FIELDS}
-        out["cost_usd"] = format_usd(self.cost.usd)
-        out["unpriced_models"] = list(self.cost.unpriced_models)
+        if self.mode == "calculate":
+            out["cost_usd"] = format_usd(self.cost.usd)
+            out["cost_mode"] = "calculated"
+            out["unpriced_models"] = list(self.cost.unpriced_models)
+            return out
+        logged = Decimal(self.logged_pico).scaleb(-12)
+        if self.mode == "logged":
+            out["cost_usd"] = format_usd(logged)
+            out["cost_mode"] = "logged"
+            out["unpriced_models"] = []
+        else:
+            out["cost_usd"] = format_usd(self.cost.usd + logged)
+            if not self.logged_tokens:
+                out["cost_mode"] = "calculated"
+            else:
+                whole = self.logged_tokens >= self.counts[_TOTAL]
+                out["cost_mode"] = "logged" if whole else "mixed"
+            out["unpriced_models"] = list(self.cost.unpriced_models)
+        out["logged_cost_usd"] = format_usd(logged) if self.logged_tokens else None
+        out["calculated_cost_usd"] = format_usd(self.calculated.usd)
+        out["logged_tokens"] = self.logged_tokens
         return out
 
 
@@ -106,6 +166,9 @@ class Unit:
     counts: tuple[int, ...]
     #: The half-hour's UTC start (epoch seconds), for ``hourly`` only.
     start: int | None = None
+    #: The part of ``counts`` whose events logged their cost, and that cost (``--cost``
+    #: ``auto``/``logged`` only).
+    logged: Logged | None = None
 
 
 def build_report(
@@ -123,18 +186,20 @@ def build_report(
         header["start_of_week"] = WEEKDAYS[request.start_of_week]
     if request.session_id is not None:
         header["session_id"] = request.session_id
+    header["cost"] = request.cost
+    mode = request.cost
     if request.kind in ("session", "projects"):
         groups = event_groups(conn, ledger, request)
         build = session_report if request.kind == "session" else project_report
-        body = build(groups, book, request.tz)
+        body = build(groups, book, request.tz, mode=mode)
     elif request.kind == "models":
-        body = model_report(day_units(conn, ledger, request), book)
+        body = model_report(day_units(conn, ledger, request), book, mode=mode)
     elif request.kind == "hourly":
-        body = period_report(half_hour_units(conn, ledger, request), book, "hourly", tz=request.tz)
+        units = half_hour_units(conn, ledger, request)
+        body = period_report(units, book, "hourly", tz=request.tz, mode=mode)
     else:
-        body = period_report(
-            day_units(conn, ledger, request), book, request.kind, request.start_of_week
-        )
+        units = day_units(conn, ledger, request)
+        body = period_report(units, book, request.kind, request.start_of_week, mode=mode)
     return {**header, **body}
 
 
@@ -241,7 +306,7 @@ def day_units(conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequ
             )
             for row in rows
         ]
-        return [u for u in units if u.counts[_TOTAL] > 0]
+        return _with_logged(conn, ledger, request, [u for u in units if u.counts[_TOTAL] > 0])
     conditions, params = _in_range(ledger, request)
     where, params = _where(conditions, params, "source", request)
     rows = conn.execute(
@@ -257,7 +322,8 @@ def day_units(conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequ
         )
         for i, value in enumerate(row[3:]):
             acc[i] += int(value)
-    return [Unit(k[0], k[1], k[2], tuple(v)) for k, v in sorted(totals.items()) if v[_TOTAL] > 0]
+    units = [Unit(k[0], k[1], k[2], tuple(v)) for k, v in sorted(totals.items()) if v[_TOTAL] > 0]
+    return _with_logged(conn, ledger, request, units)
 
 
 def half_hour_units(
@@ -277,7 +343,47 @@ def half_hour_units(
         Unit(days(int(r[0])), str(r[1]), str(r[2]), tuple(int(v) for v in r[3:]), start=int(r[0]))
         for r in rows
     ]
-    return [u for u in units if u.counts[_TOTAL] > 0]
+    return _with_logged(conn, ledger, request, [u for u in units if u.counts[_TOTAL] > 0])
+
+
+def _with_logged(
+    conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequest, units: list[Unit]
+) -> list[Unit]:
+    """``units`` with the part of each whose events logged their cost (unless calculating).
+
+    The logged events are read from ``usage_events`` through its partial index (only events
+    with a logged cost), per half-hour, and put on the unit of the same local day (or
+    half-hour), source and model: the same assignment the rollups and buckets make.
+    """
+    if request.cost == "calculate" or not units:
+        return units
+    conditions, params = _in_range(ledger, request)
+    conditions.append("logged_cost_picousd IS NOT NULL")
+    where, params = _where(conditions, params, "source", request)
+    sums = ", ".join(f"SUM({c})" for c in COUNT_COLUMNS)
+    rows = conn.execute(
+        f"SELECT bucket_start, source, model, SUM(logged_cost_picousd), {sums} "
+        f"FROM usage_events WHERE {where} GROUP BY bucket_start, source, model",
+        params,
+    )
+    hourly = request.kind == "hourly"
+    days = _DayCache(request.tz)
+    found: dict[tuple[Any, str, str], tuple[list[int], int]] = {}
+    for row in rows:
+        start = int(row[0])
+        key = (start if hourly else days(start), str(row[1]), str(row[2]))
+        counts, pico = found.get(key, ([0] * len(COUNT_COLUMNS), 0))
+        for i, value in enumerate(row[4:]):
+            counts[i] += int(value or 0)
+        found[key] = (counts, pico + int(row[3] or 0))
+    if not found:
+        return units
+    out = []
+    for unit in units:
+        part = found.get((unit.start if hourly else unit.day, unit.source, unit.model))
+        logged = (tuple(part[0]), part[1]) if part is not None else None
+        out.append(replace(unit, logged=logged) if logged is not None else unit)
+    return out
 
 
 class _DayCache:
@@ -306,6 +412,9 @@ class EventGroup:
     first_ms: int
     last_ms: int
     counts: tuple[int, ...]
+    #: The sum of the events' logged costs (pico-dollars) when every event of the group logged
+    #: one; None when none did, or when the report calculates.
+    logged_pico: int | None = None
 
 
 def event_groups(
@@ -318,10 +427,17 @@ def event_groups(
         params.append(request.session_id)
     where, params = _where(conditions, params, "source", request)
     sums = ", ".join(f"SUM({c})" for c in COUNT_COLUMNS)
+    # Unless calculating, events with and without a logged cost form separate groups.
+    logged, split = (
+        ("NULL", "")
+        if request.cost == "calculate"
+        else ("SUM(logged_cost_picousd)", ", logged_cost_picousd IS NULL")
+    )
     rows = conn.execute(
         "SELECT source, session_id, project, model, bucket_start, MIN(event_ms), MAX(event_ms), "
-        f"{sums} FROM usage_events WHERE {where} "
-        "GROUP BY source, session_id, project, model, bucket_start ORDER BY MIN(event_ms)",
+        f"{logged}, {sums} FROM usage_events WHERE {where} "
+        f"GROUP BY source, session_id, project, model, bucket_start{split} "
+        "ORDER BY MIN(event_ms)",
         params,
     )
     return [
@@ -333,7 +449,8 @@ def event_groups(
             bucket_start=int(r[4]),
             first_ms=int(r[5]),
             last_ms=int(r[6]),
-            counts=tuple(int(v) for v in r[7:]),
+            counts=tuple(int(v) for v in r[8:]),
+            logged_pico=None if r[7] is None else int(r[7]),
         )
         for r in rows
     ]
@@ -392,21 +509,23 @@ def period_report(
     start_of_week: int = 0,
     *,
     tz: ZoneInfo | None = None,
+    mode: str = DEFAULT_COST_MODE,
 ) -> dict[str, Any]:
     """Usage per local day, week, month or half-hour, with a per-model breakdown."""
     key_of = _period_key(kind, start_of_week, tz)
     price = Pricer(book)
     rows: dict[str, tuple[dict[str, Any], Tally, dict[tuple[str, str], Tally]]] = {}
-    totals = Tally()
+    totals = Tally(mode)
     for unit in units:
         key, label = key_of(unit)
         if key not in rows:
-            rows[key] = (label, Tally(), {})
+            rows[key] = (label, Tally(mode), {})
         _, tally, models = rows[key]
         found = price(unit.model, unit.day)
-        tally.add(unit.model, unit.counts, found)
-        models.setdefault((unit.source, unit.model), Tally()).add(unit.model, unit.counts, found)
-        totals.add(unit.model, unit.counts, found)
+        tally.add(unit.model, unit.counts, found, unit.logged)
+        by_model = models.setdefault((unit.source, unit.model), Tally(mode))
+        by_model.add(unit.model, unit.counts, found, unit.logged)
+        totals.add(unit.model, unit.counts, found, unit.logged)
     out = []
     for key in sorted(rows):
         label, tally, models = rows[key]
@@ -419,16 +538,18 @@ def _breakdown(models: dict[tuple[str, str], Tally]) -> list[dict[str, Any]]:
     return [{"source": s, "model": m, **t.as_dict()} for (s, m), t in sorted(models.items())]
 
 
-def model_report(units: Iterable[Unit], book: PriceBook) -> dict[str, Any]:
+def model_report(
+    units: Iterable[Unit], book: PriceBook, *, mode: str = DEFAULT_COST_MODE
+) -> dict[str, Any]:
     """Usage per source and model, most tokens first."""
     price = Pricer(book)
     rows: dict[tuple[str, str], tuple[Tally, set[date]]] = {}
-    totals = Tally()
+    totals = Tally(mode)
     for unit in units:
-        tally, days = rows.setdefault((unit.source, unit.model), (Tally(), set()))
+        tally, days = rows.setdefault((unit.source, unit.model), (Tally(mode), set()))
         found = price(unit.model, unit.day)
-        tally.add(unit.model, unit.counts, found)
-        totals.add(unit.model, unit.counts, found)
+        tally.add(unit.model, unit.counts, found, unit.logged)
+        totals.add(unit.model, unit.counts, found, unit.logged)
         days.add(unit.day)
     out = [
         {"source": source, "model": model, "days": len(days), **tally.as_dict()}
@@ -456,22 +577,28 @@ class _Group:
 
 
 def _grouped(
-    groups: Iterable[EventGroup], book: PriceBook, key: Callable[[EventGroup], Any], tz: ZoneInfo
+    groups: Iterable[EventGroup],
+    book: PriceBook,
+    key: Callable[[EventGroup], Any],
+    tz: ZoneInfo,
+    mode: str,
 ) -> tuple[dict[Any, _Group], Tally]:
     price = Pricer(book)
     days = _DayCache(tz)
     out: dict[Any, _Group] = {}
-    totals = Tally()
+    totals = Tally(mode)
     for g in groups:
         if g.counts[_TOTAL] <= 0:
             continue
         group = out.get(key(g))
         if group is None:
-            group = out[key(g)] = _Group(first_ms=g.first_ms, last_ms=g.last_ms)
+            group = out[key(g)] = _Group(tally=Tally(mode), first_ms=g.first_ms, last_ms=g.last_ms)
         found = price(g.model, days(g.bucket_start))
-        group.tally.add(g.model, g.counts, found)
-        group.by_model.setdefault((g.source, g.model), Tally()).add(g.model, g.counts, found)
-        totals.add(g.model, g.counts, found)
+        logged = None if g.logged_pico is None else (g.counts, g.logged_pico)
+        group.tally.add(g.model, g.counts, found, logged)
+        by_model = group.by_model.setdefault((g.source, g.model), Tally(mode))
+        by_model.add(g.model, g.counts, found, logged)
+        totals.add(g.model, g.counts, found, logged)
         group.first_ms = min(group.first_ms, g.first_ms)
         group.last_ms = max(group.last_ms, g.last_ms)
         group.models.add(g.model)
@@ -481,9 +608,15 @@ def _grouped(
     return out, totals
 
 
-def session_report(groups: Sequence[EventGroup], book: PriceBook, tz: ZoneInfo) -> dict[str, Any]:
+def session_report(
+    groups: Sequence[EventGroup],
+    book: PriceBook,
+    tz: ZoneInfo,
+    *,
+    mode: str = DEFAULT_COST_MODE,
+) -> dict[str, Any]:
     """Usage per ``(source, session_id)``, oldest session first."""
-    grouped, totals = _grouped(groups, book, lambda g: (g.source, g.session_id), tz)
+    grouped, totals = _grouped(groups, book, lambda g: (g.source, g.session_id), tz, mode)
     rows = [
         {
             "source": source,
@@ -502,9 +635,15 @@ def session_report(groups: Sequence[EventGroup], book: PriceBook, tz: ZoneInfo) 
     return {"sessions": rows, "totals": totals.as_dict()}
 
 
-def project_report(groups: Sequence[EventGroup], book: PriceBook, tz: ZoneInfo) -> dict[str, Any]:
+def project_report(
+    groups: Sequence[EventGroup],
+    book: PriceBook,
+    tz: ZoneInfo,
+    *,
+    mode: str = DEFAULT_COST_MODE,
+) -> dict[str, Any]:
     """Usage per project (the directory the assistant ran in), most tokens first."""
-    grouped, totals = _grouped(groups, book, lambda g: g.project or NO_PROJECT, tz)
+    grouped, totals = _grouped(groups, book, lambda g: g.project or NO_PROJECT, tz, mode)
     rows = [
         {
             "project": project,

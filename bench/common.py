@@ -11,9 +11,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-
-from bench.harness import PG_ADMIN
+from bench.harness import server_version
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
@@ -26,13 +24,7 @@ def machine() -> str:
         for line in fh:
             if line.startswith("MemTotal:"):
                 mem_kb = int(line.split()[1])
-    pg = "unreachable"
-    try:
-        with psycopg.connect(PG_ADMIN, connect_timeout=3) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-            pg = str(row[0]) if row else "?"
-    except psycopg.Error:
-        pass
+    pg = server_version()
     return (
         f"{os.cpu_count()} cores, {mem_kb // 1024 // 1024} GiB, {platform.machine()}, "
         f"Python {platform.python_version()}, PostgreSQL {pg}, SQLite "

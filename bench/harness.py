@@ -3,7 +3,11 @@
 - :func:`free_port`: a TCP port nobody listens on right now, on loopback.
 - :func:`pg_database`: a throw-away PostgreSQL database on the server at
   ``USAGELEDGER_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432/test``), created for
-  one run and dropped after it; :func:`pg_problem` says why that server cannot be reached.
+  one run and dropped after it; :func:`ensure_database` keeps one across runs;
+  :func:`pg_problem` says why that server cannot be reached and :func:`server_version` which
+  version it runs.
+- :func:`libpq_url`: a database URL in the form libpq, psycopg and ``USAGELEDGER_DATABASE_URL``
+  take (``postgresql://``), from the SQLAlchemy one these functions return.
 - :func:`serve_app`: an app object under uvicorn in a thread of this process, on loopback.
 - :class:`ServeProcess`: a real ``usageledger serve`` in its own process group, on loopback,
   which can be started, killed with SIGKILL (every worker) and stopped.
@@ -62,16 +66,44 @@ def pg_problem(admin: str = PG_ADMIN) -> str | None:
         return f"cannot connect to {admin} ({exc.__class__.__name__})"
 
 
+def server_version(admin: str = PG_ADMIN) -> str:
+    """The version of the PostgreSQL server at ``admin`` (``"unreachable"`` when it is not)."""
+    try:
+        with psycopg.connect(admin, connect_timeout=3) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+    except psycopg.Error:
+        return "unreachable"
+    return str(row[0]) if row else "?"
+
+
 def database_url(name: str, admin: str = PG_ADMIN) -> str:
     """The SQLAlchemy URL (psycopg 3) of database ``name`` on ``admin``'s server."""
     url = make_url(admin).set(drivername="postgresql+psycopg", database=name)
     return url.render_as_string(hide_password=False)
 
 
+def libpq_url(url: str) -> str:
+    """``url`` with the plain ``postgresql://`` scheme of libpq (what psycopg connects to and
+    ``USAGELEDGER_DATABASE_URL`` takes); a URL of another database is returned as it is."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return url
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def create_database(name: str, admin: str = PG_ADMIN) -> str:
     """Create the empty database ``name``; its SQLAlchemy URL."""
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    return database_url(name, admin)
+
+
+def ensure_database(name: str, admin: str = PG_ADMIN) -> str:
+    """Database ``name``, created empty unless it exists already; its SQLAlchemy URL."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if found is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
     return database_url(name, admin)
 
 

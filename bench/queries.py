@@ -39,7 +39,7 @@ import psycopg
 from sqlalchemy import Connection, text
 
 from bench.common import ROOT, write_section
-from bench.harness import PG_ADMIN, create_database, database_url, drop_database
+from bench.harness import create_database, drop_database, ensure_database, libpq_url
 from usageledger.api.read import clock
 from usageledger.config import Settings
 from usageledger.evidence import EvidenceLogger
@@ -197,13 +197,7 @@ def prepared(kind: str, size: int, keep: bool) -> Iterator[tuple[str, str, int]]
         path = OUT / f"{name}.db"
         url = f"sqlite:///{path}"
     else:
-        url = database_url(name)
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            found = admin.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-            ).fetchone()
-        if found is None:
-            create_database(name)
+        url = ensure_database(name)
     engine = make_engine(url, statement_timeout_ms=3_600_000)
     db = Database(engine)
     try:
@@ -224,7 +218,7 @@ def prepared(kind: str, size: int, keep: bool) -> Iterator[tuple[str, str, int]]
             if kind == "sqlite":
                 seed_sqlite(path, users)
             else:
-                seed_postgres(url.replace("postgresql+psycopg://", "postgresql://"), users)
+                seed_postgres(libpq_url(url), users)
             roll_up(db, users)
             db.write(lambda c: c.execute(text("ANALYZE")))
             seconds = time.perf_counter() - started
@@ -260,7 +254,7 @@ def app_client(url: str, token: str, stack: ExitStack) -> tuple[Any, dict[str, s
     stack.callback(engine.dispose)
     settings = Settings(
         home=OUT,
-        database_url=url.replace("postgresql+psycopg://", "postgresql://"),
+        database_url=libpq_url(url),
         log_file="off",
         rate_per_minute=1e9,
         rate_burst=1_000_000,

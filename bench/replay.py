@@ -43,7 +43,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import (
     Column,
     Engine,
@@ -57,7 +56,7 @@ from sqlalchemy import (
     text,
 )
 
-from bench.harness import PG_ADMIN, pg_database
+from bench.harness import pg_database, server_version
 from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS
 from usageledger.ledger.rollups import rebuild_range
 from usageledger.ops.replay import replay as run_replay
@@ -366,12 +365,6 @@ def machine() -> dict[str, str]:
         except (OSError, subprocess.CalledProcessError):
             return "?"
 
-    try:
-        with psycopg.connect(PG_ADMIN) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-            postgres = str(row[0]) if row else "?"
-    except psycopg.Error:
-        postgres = "unreachable"
     import sqlite3
 
     return {
@@ -380,7 +373,7 @@ def machine() -> dict[str, str]:
         "free -g": run("free", "-g"),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
-        "postgres": postgres,
+        "postgres": server_version(),
         "command": " ".join([".venv/bin/python -m bench.replay", *sys.argv[1:]]),
     }
 

@@ -18,6 +18,13 @@ CLAUDE_CONFIG_DIR and CODEX_HOME with an empty HOME; it re-reads everything on e
 
 Each figure is the median of ``--repeat`` runs (cold: of ``--repeat-cold``).
 
+With ``--every-source``, the corpus also holds the committed samples of the 16 other sources
+(tests/sources/samples, built by :mod:`bench.samples`) and our runs get their directory
+variables, so every report looks at all 18 sources; ccusage still reads Claude and Codex only.
+The rows measured so are marked, and the report with nothing new is also measured with the
+other sources' directories absent (a second ledger that never saw them) against present,
+alternately, so their cost shows as a number.
+
 Run: ``.venv/bin/python -m bench.scan`` (results into docs/benchmarks.md) or ``--quick``
 (20 and 40 MB; nothing written).
 """
@@ -43,12 +50,18 @@ from typing import Any
 
 import orjson
 
+from bench.samples import SAMPLE_DIRS, SAMPLES, build_samples, sample_env
+
 ROOT = Path(__file__).resolve().parent.parent
 CCUSAGE = "ccusage@20.0.24"
 MIB = 1024 * 1024
 EPOCH = datetime(2025, 5, 1, tzinfo=UTC)
 CLAUDE_MODELS = ("claude-sonnet-4-5-20250929", "claude-opus-4-1-20250805", "claude-haiku-4-5")
 CODEX_MODELS = ("gpt-5-codex", "gpt-5")
+#: The sources the generated corpus holds (the ones ccusage's ``daily`` reads).
+CORPUS_SOURCES = ("claude", "codex")
+#: Every other source: with ``--every-source``, its committed samples sit beside the corpus.
+OTHER_SOURCES = tuple(name for name in SAMPLE_DIRS if name not in CORPUS_SOURCES)
 WORDS = [
     "the",
     "of",
@@ -510,6 +523,26 @@ def ccusage_total(stdout: str) -> int:
     return int(totals.get("totalTokens", 0))
 
 
+def our_total(stdout: str, sources: tuple[str, ...] = CORPUS_SOURCES) -> int:
+    """Total tokens of ``sources`` in a `usageledger report daily --json` (what ccusage read)."""
+    report = json.loads(stdout)
+    return sum(
+        int(row["total_tokens"])
+        for day in report["days"]
+        for row in day["models"]
+        if row["source"] in sources
+    )
+
+
+def add_other_sources(corpus: Corpus) -> tuple[dict[str, str], int]:
+    """Build every other source's samples into the corpus; their variables and file count."""
+    built = build_samples(SAMPLES, corpus.root / "other-sources")
+    env = sample_env(built, OTHER_SOURCES)
+    folders = {Path(folder) for value in env.values() for folder in value.split(",")}
+    files = {path for folder in folders for path in folder.rglob("*") if path.is_file()}
+    return env, len(files)
+
+
 def median(runs: list[dict[str, Any]], key: str = "seconds") -> float:
     """The median of one measure over runs."""
     return float(statistics.median(r[key] for r in runs))
@@ -553,33 +586,51 @@ def has_statusline(env: dict[str, str]) -> bool:
     return done.returncode == 0
 
 
-def run_size(work: Path, target: int, label: str, repeat: int, repeat_cold: int) -> dict[str, Any]:
-    """Generate one corpus and measure every command against ccusage on it."""
+def run_size(
+    work: Path, target: int, label: str, repeat: int, repeat_cold: int, every_source: bool = False
+) -> dict[str, Any]:
+    """Generate one corpus and measure every command against ccusage on it.
+
+    ``every_source``: our runs also see the other sources' samples (ccusage's do not), and
+    the report with nothing new is measured with them absent and present.
+    """
     corpus = generate(work / f"corpus-{label}", target)
     home = work / f"home-{label}"
     home.mkdir()
     data = work / f"data-{label}"
     env = {**base_env(home), **corpus.env, "USAGELEDGER_HOME": str(data)}
     env["PYTHONPATH"] = str(ROOT / "src")
+    others, other_files = add_other_sources(corpus) if every_source else ({}, 0)
+    mine = {**env, **others}  # ours: with every source, if asked; ccusage: Claude and Codex
     report = ours("report", "daily", "--json")
 
     def cold() -> dict[str, Any]:
         shutil.rmtree(data, ignore_errors=True)
-        return measure(report, env)
+        return measure(report, mine)
 
     def ccusage() -> dict[str, Any]:
         return measure(ccusage_command(), env)
 
     measure(ccusage_command(), env)  # npx's own first-run work is not ccusage's
     cold_runs, cold_theirs = pairs(repeat_cold, cold, ccusage)
-    our_total = int(json.loads(cold_runs[-1]["stdout"])["totals"]["total_tokens"])
+    ours_total = our_total(cold_runs[-1]["stdout"])
     their_total = ccusage_total(cold_theirs[-1]["stdout"])
-    idle_runs, idle_theirs = pairs(repeat, lambda: measure(report, env), ccusage)
+    idle_runs, idle_theirs = pairs(repeat, lambda: measure(report, mine), ccusage)
+    absent_present = None
+    if every_source:
+        # A second ledger that never saw the other sources: their directories are absent
+        # (their variables unset, nothing under the empty HOME). Alternate with the first.
+        absent = {**env, "USAGELEDGER_HOME": str(work / f"data-{label}-absent")}
+        measure(report, absent)  # cold
+        measure(report, absent)  # the first rescan
+        absent_present = pairs(
+            repeat, lambda: measure(report, absent), lambda: measure(report, mine)
+        )
     appended: list[int] = []
 
     def after_mib() -> dict[str, Any]:
         appended.append(append_mib(corpus, seed=11 + len(appended)))
-        return measure(report, env)
+        return measure(report, mine)
 
     new_runs, new_theirs = pairs(repeat, after_mib, ccusage)
     helps = [measure(ours("--help"), env) for _ in range(repeat)]
@@ -594,18 +645,21 @@ def run_size(work: Path, target: int, label: str, repeat: int, repeat_cold: int)
         "new_ccusage": new_theirs,
         "appended": appended,
         "help": helps,
-        "our_total": our_total,
+        "our_total": ours_total,
         "ccusage_total": their_total,
         "statusline": None,
+        "every_source": every_source,
+        "other_files": other_files,
+        "absent_present": absent_present,
     }
     if has_statusline(env):
         stdin = status_input(corpus)
         line = ours("statusline")
         cached = [*npx(), "statusline", "--offline", "--refresh-interval", "3600"]
-        measure(line, env, stdin)
+        measure(line, mine, stdin)
         measure(cached, env, stdin)  # fills ccusage's cache
         result["statusline"] = pairs(
-            repeat, lambda: measure(line, env, stdin), lambda: measure(cached, env, stdin)
+            repeat, lambda: measure(line, mine, stdin), lambda: measure(cached, env, stdin)
         )
     return result
 
@@ -648,22 +702,39 @@ def table(results: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in results:
+        mark = " †" if r["every_source"] else ""
         rows = [
-            ("cold `report daily --json`", r["cold"], r["cold_ccusage"]),
-            ("report, nothing new", r["idle"], r["idle_ccusage"]),
-            ("report after 1 MiB of new lines", r["new"], r["new_ccusage"]),
+            (f"cold `report daily --json`{mark}", r["cold"], r["cold_ccusage"]),
+            (f"report, nothing new{mark}", r["idle"], r["idle_ccusage"]),
+            (f"report after 1 MiB of new lines{mark}", r["new"], r["new_ccusage"]),
         ]
         if r["statusline"] is not None:
-            rows.append(("`statusline` (ccusage: cached)", *r["statusline"]))
+            rows.append((f"`statusline` (ccusage: cached){mark}", *r["statusline"]))
         for name, mine, theirs in rows:
             lines.append(
                 f"| {r['mb']:.0f} MB | {r['files']:,} | {name} | {_s(mine)} ({_mib(mine)}) "
                 f"| {_s(theirs)} ({_mib(theirs)}) | {median(mine) / median(theirs):.2f}× |"
             )
-        lines.append(
-            f"| {r['mb']:.0f} MB | {r['files']:,} | `usageledger --help` | {_s(r['help'])} "
-            f"({_mib(r['help'])}) | | |"
-        )
+        ours_only = [("`usageledger --help`", r["help"])]
+        if r["absent_present"] is not None:
+            absent, present = r["absent_present"]
+            ours_only += [
+                ("report, nothing new, the other sources absent", absent),
+                ("report, nothing new, the other sources present †", present),
+            ]
+        for name, mine in ours_only:
+            lines.append(
+                f"| {r['mb']:.0f} MB | {r['files']:,} | {name} | {_s(mine)} ({_mib(mine)}) | | |"
+            )
+    marked = [r for r in results if r["every_source"]]
+    if marked:
+        lines += [
+            "",
+            f"† usageledger with every source present: the corpus's Claude and Codex logs and "
+            f"the committed samples of the {len(OTHER_SOURCES)} other sources "
+            f"({marked[0]['other_files']} files), each pointed at by its directory variable; "
+            "ccusage reads Claude and Codex only.",
+        ]
     lines.append("")
     for r in results:
         cold = median(r["cold"]) / median(r["cold_ccusage"])
@@ -689,6 +760,13 @@ def table(results: list[dict[str, Any]]) -> str:
         else:
             line = median(r["statusline"][0]) / median(r["statusline"][1])
             parts.append(f"`statusline` **{line:.2f}×** (≤ 1×: {_verdict(line <= 1)})")
+        if r["absent_present"] is not None:
+            absent, present = (median(runs) for runs in r["absent_present"])
+            parts.append(
+                f"the {len(OTHER_SOURCES)} other sources cost a report with nothing new "
+                f"**{(present - absent) * 1000:+.0f} ms** ({absent:.3f} s absent, "
+                f"{present:.3f} s present)"
+            )
         lines.append(f"- {r['mb']:.0f} MB: " + "; ".join(parts) + f"; total tokens {agree}.")
     if len(results) > 1:
         first, last = results[0], results[-1]
@@ -720,6 +798,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs per measure (median)")
     parser.add_argument("--repeat-cold", type=int, default=3, help="cold runs (median)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument(
+        "--every-source",
+        action="store_true",
+        help="our runs also see the other sources' committed samples (ccusage's do not)",
+    )
     args = parser.parse_args(argv)
     sizes = (
         [int(s) for s in args.sizes.split(",")]
@@ -733,7 +816,14 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             print(f"corpus of {size} MB …", file=sys.stderr, flush=True)
             results.append(
-                run_size(work, size * 1_000_000, f"{size}", args.repeat, args.repeat_cold)
+                run_size(
+                    work,
+                    size * 1_000_000,
+                    f"{size}",
+                    args.repeat,
+                    args.repeat_cold,
+                    every_source=args.every_source,
+                )
             )
         report = table(results)
         after = load()
@@ -756,7 +846,21 @@ def _record(
     from bench.common import write_section
 
     corpora = " and ".join(f"{s} MB" for s in sizes)
-    body = f"""Command: `.venv/bin/python -m bench.scan` (corpora of {corpora}; medians of
+    flag = " --every-source" if args.every_source else ""
+    every = (
+        f"""
+
+With `--every-source` (the rows marked †), the corpus also holds the committed samples of the
+{len(OTHER_SOURCES)} other sources (tests/sources/samples; `bench/samples.py` builds the SQLite
+ones from their SQL) and our runs set each one's directory variable, so every report looks at
+all {len(SAMPLE_DIRS)} sources; ccusage's runs are unchanged. "The other sources absent" is the
+report with nothing new on a second ledger of the same corpus, whose runs leave those variables
+unset (nothing under the empty `HOME` either), measured alternately with the first: the
+difference is what looking at the other sources costs."""
+        if args.every_source
+        else ""
+    )
+    body = f"""Command: `.venv/bin/python -m bench.scan{flag}` (corpora of {corpora}; medians of
 {args.repeat} runs, cold of {args.repeat_cold}; `--quick` runs 20 and 40 MB and writes
 nothing). Machine: {machine()}. The machine was shared with other jobs (load average
 {before} before the run, {after} after it), so wall times are noisy; both tools ran
@@ -776,7 +880,7 @@ cache. Peak RSS is `ru_maxrss` (the largest process of the tree). The corpus mim
 user: about 60 % Claude Code transcripts (streamed copies of responses, thinking blocks, tool
 results up to 120 KB, sub-agent files) and 40 % Codex rollouts (long instructions, encrypted
 reasoning, tool output, cumulative token counts), thousands of files from a few KiB to 6 % of
-the corpus each.
+the corpus each.{every}
 """
     write_section("Scan", body)
 

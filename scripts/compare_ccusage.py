@@ -4,11 +4,11 @@ For every source in ``usageledger.sources.PARSERS`` that ccusage 20.0.24 also re
 ``npx --yes ccusage@20.0.24 <source> daily --json --offline --timezone UTC`` on the committed
 sample logs (by default tests/sources/samples), computes the same per-day totals with our
 parsers (duplicates resolved by each parser's policy), and prints every difference per
-source, day and field. Both tools get an empty temporary ``HOME`` and only the source's own
-directory variables (the ``SOURCES`` table below), so neither reads the real home directory.
-The SQLite samples are kept as SQL text (``<source>/schema.sql`` + ``X.sql``): they are built
-into ``X.db`` in a temporary copy first, as tests/sources/_session_dbs.py does. Sources that
-ccusage 20.0.24 has no command for are listed as "not compared", with our totals.
+source, day and field. Both tools read a temporary copy of the samples and get an empty
+temporary ``HOME`` and only the source's own directory variables (``bench.samples``, which
+also builds the SQLite samples kept as SQL text, ``<source>/schema.sql`` + ``X.sql``, into
+``X.db`` in the copy), so neither reads the real home directory. Sources that ccusage 20.0.24
+has no command for are listed as "not compared", with our totals.
 
 Example::
 
@@ -51,7 +51,6 @@ import argparse
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -63,8 +62,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src"))
+sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
+from bench.samples import SAMPLES, build_samples, source_env  # noqa: E402
 from usageledger.sources import (  # noqa: E402
     PARSERS,
     Problem,
@@ -86,10 +86,9 @@ FIELDS = (
 
 @dataclass(frozen=True)
 class Source:
-    """How one source's samples are shown to both tools, and how its fields map."""
+    """Whether ccusage reads one source, and how its fields map (its samples and directory
+    variables: ``bench.samples.SAMPLE_DIRS``)."""
 
-    #: Directory variables -> sample directories (relative to the samples root) they list.
-    env: Mapping[str, tuple[str, ...]]
     #: ccusage 20.0.24 has a ``<source> daily`` command for it.
     compared: bool = True
     #: ccusage keeps this source's reasoning out of outputTokens (adds it to totalTokens).
@@ -100,85 +99,29 @@ class Source:
     section: str = ""
 
 
-#: Every source in PARSERS; the variables are the ones ccusage reads (ours read them too).
+#: Every source in PARSERS.
 SOURCES: dict[str, Source] = {
-    "codex": Source({"CODEX_HOME": ("codex",)}, reasoning_field=True, section="Codex CLI"),
-    "claude": Source({"CLAUDE_CONFIG_DIR": ("claude",)}, section="Claude Code"),
-    "gemini": Source(
-        {"GEMINI_DATA_DIR": ("gemini/tmp",)}, reasoning_apart=True, section="Gemini CLI"
-    ),
-    "opencode": Source(
-        {"OPENCODE_DATA_DIR": ("opencode", "opencode-backup")},
-        reasoning_apart=True,
-        section="Opencode",
-    ),
-    "qwen": Source({"QWEN_DATA_DIR": ("qwen",)}, reasoning_apart=True, section="Qwen Code"),
-    "kimi": Source(
-        {"KIMI_DATA_DIR": ("kimi/share", "kimi/synced", "kimi/code")}, section="Kimi CLI"
-    ),
-    "kilo": Source({"KILO_DATA_DIR": ("kilo",)}, reasoning_apart=True, section="Kilo CLI"),
-    "droid": Source(
-        {"DROID_SESSIONS_DIR": ("droid/sessions",)}, reasoning_apart=True, section="Factory Droid"
-    ),
-    "hermes": Source({"HERMES_HOME": ("hermes",)}, section="Hermes Agent"),
-    "goose": Source({"GOOSE_PATH_ROOT": ("goose",)}, reasoning_apart=True, section="Goose"),
-    "pi": Source({"PI_AGENT_DIR": ("pi/sessions",)}, section="pi-agent"),
-    "openclaw": Source({"OPENCLAW_DIR": ("openclaw", "openclaw-legacy")}, section="OpenClaw"),
-    # Ours also reads COPILOT_CONFIG_DIR first; ccusage 20.0.24 reads only COPILOT_HOME.
-    "copilot": Source({"COPILOT_HOME": ("copilot",)}, section="GitHub Copilot CLI"),
-    "amp": Source({"AMP_DATA_DIR": ("amp",)}, section="Amp"),
-    "every-code": Source({"CODE_HOME": ("every-code",)}, compared=False, section="Every Code"),
-    # The VS Code extensions' storage: <XDG_CONFIG_HOME>/Code/User/globalStorage/<extension>.
-    "cline": Source({"XDG_CONFIG_HOME": ("vscode",)}, compared=False, section="Cline"),
-    "roo-code": Source({"XDG_CONFIG_HOME": ("vscode",)}, compared=False, section="Roo Code"),
-    "kilo-code": Source({"XDG_CONFIG_HOME": ("vscode",)}, compared=False, section="Kilo Code"),
+    "codex": Source(reasoning_field=True, section="Codex CLI"),
+    "claude": Source(section="Claude Code"),
+    "gemini": Source(reasoning_apart=True, section="Gemini CLI"),
+    "opencode": Source(reasoning_apart=True, section="Opencode"),
+    "qwen": Source(reasoning_apart=True, section="Qwen Code"),
+    "kimi": Source(section="Kimi CLI"),
+    "kilo": Source(reasoning_apart=True, section="Kilo CLI"),
+    "droid": Source(reasoning_apart=True, section="Factory Droid"),
+    "hermes": Source(section="Hermes Agent"),
+    "goose": Source(reasoning_apart=True, section="Goose"),
+    "pi": Source(section="pi-agent"),
+    "openclaw": Source(section="OpenClaw"),
+    "copilot": Source(section="GitHub Copilot CLI"),
+    "amp": Source(section="Amp"),
+    "every-code": Source(compared=False, section="Every Code"),
+    "cline": Source(compared=False, section="Cline"),
+    "roo-code": Source(compared=False, section="Roo Code"),
+    "kilo-code": Source(compared=False, section="Kilo Code"),
 }
 
 Totals = dict[tuple[str, str], dict[str, int]]
-
-
-def build_samples(samples: Path, dest: Path) -> dict[str, Path]:
-    """Build each sample directory kept as SQL into ``dest``; return top name -> built copy.
-
-    ``<top>/schema.sql`` holds the tool's tables; every other ``X.sql`` below ``<top>``
-    becomes ``X.db`` at the same place (WAL mode, as the tools keep them). Directories
-    without SQL are not copied: both tools read them in place.
-    """
-    built: dict[str, Path] = {}
-    for top in sorted(p for p in samples.iterdir() if p.is_dir()):
-        scripts = sorted(s for s in top.rglob("*.sql") if s.name != "schema.sql")
-        if not scripts:
-            continue
-        schema = top / "schema.sql"
-        copy = dest / top.name
-        shutil.copytree(top, copy, ignore=shutil.ignore_patterns("*.sql"))
-        for script in scripts:
-            target = copy / script.relative_to(top).with_suffix(".db")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(target)
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                if schema.is_file():
-                    conn.executescript(schema.read_text())
-                conn.executescript(script.read_text())
-                conn.commit()
-            finally:
-                conn.close()
-        built[top.name] = copy
-    return built
-
-
-def source_env(source: Source, samples: Path, built: Mapping[str, Path]) -> dict[str, str]:
-    """Return the source's directory variables, pointing at the samples (or their built copy)."""
-    env: dict[str, str] = {}
-    for name, dirs in source.env.items():
-        paths = []
-        for rel in dirs:
-            top, _, rest = rel.partition("/")
-            base = built.get(top, samples / top)
-            paths.append(str(base / rest) if rest else str(base))
-        env[name] = ",".join(paths)
-    return env
 
 
 def our_totals(name: str, env: Mapping[str, str], home: Path) -> tuple[Totals, list[Problem]]:
@@ -268,7 +211,7 @@ def compare(ours: Totals, theirs: Totals) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison and print totals, differences and our parse problems."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=Path, default=REPO / "tests" / "sources" / "samples")
+    parser.add_argument("--samples", type=Path, default=SAMPLES)
     parser.add_argument("--ccusage", default=CCUSAGE, help="npm package spec to run")
     parser.add_argument("--ccusage-json", type=Path, help="read saved ccusage reports instead")
     parser.add_argument("--save-ccusage-json", type=Path, help="write the ccusage reports here")
@@ -292,13 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="compare-ccusage-") as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
-        built = build_samples(samples, Path(tmp) / "built")
+        built = build_samples(samples, Path(tmp) / "samples")
         try:
             saved = json.loads(args.ccusage_json.read_text()) if args.ccusage_json else None
             for name, source in SOURCES.items():
                 if name not in PARSERS or name not in chosen:
                     continue
-                env = source_env(source, samples, built)
+                env = source_env(name, built)
                 mine, found = our_totals(name, env, home)
                 ours.update(mine)
                 problems += found

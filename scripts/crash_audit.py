@@ -111,13 +111,19 @@ def values_of(index: int, k: int) -> Values:
     write = inp // 4
     # Schema v3: the one-hour part of the writes, then the long-context, fast and
     # fast-long-context parts of (input, cached, write, write 1h, output), each within the
-    # subset rules (buckets.subset_violations): both ≤ either, long + fast − both ≤ total.
-    classes = [
-        (inp // d, cached // d, write // d, write // d // 2, out // d) for d in (2, 3, 6)
-    ]
+    # subset rules (buckets.subset_violations): both ≤ either, long + fast − both ≤ total;
+    # then the web searches.
+    classes = [(inp // d, cached // d, write // d, write // d // 2, out // d) for d in (2, 3, 6)]
     return (
-        (inp, cached, out, out // 3, inp + cached + out, write, write // 2)
-        + tuple(n for counts in classes for n in counts)
+        inp,
+        cached,
+        out,
+        out // 3,
+        inp + cached + out,
+        write,
+        write // 2,
+        *(n for counts in classes for n in counts),
+        k % 3,
     )
 
 

@@ -30,11 +30,9 @@ from sqlalchemy import Engine, text
 
 from bench.harness import (
     PG_ADMIN,
-    create_database,
-    drop_database,
+    libpq_url,
     pg_database,
     pg_problem,
-    scratch_name,
 )
 from usageledger.config import Settings
 from usageledger.evidence import EvidenceLogger
@@ -132,18 +130,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-def _pg_database() -> tuple[str, str]:
-    """Create a fresh PostgreSQL database (skipped as :func:`require_postgres` says); its name
-    and SQLAlchemy URL. The caller drops it with :func:`_drop_database`."""
-    require_postgres()
-    name = scratch_name("ul_test")
-    return name, create_database(name)
-
-
-def _drop_database(name: str) -> None:
-    drop_database(name)
-
-
 @pytest.fixture(scope="session")
 def pg_hash_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A PostgreSQL database of the hash-partitioned layout for this session, dropped after."""
@@ -224,7 +210,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
     bad tokens by the hundred, such as schemathesis, must not meet the per-address budget)."""
     return Settings(
         home=tmp_path / "home",
-        database_url=db_url.replace("postgresql+psycopg://", "postgresql://"),
+        database_url=libpq_url(db_url),
         log_file=str(tmp_path / "evidence.log"),
         rate_per_minute=60_000,
         rate_burst=10_000,

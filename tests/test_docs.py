@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import click
 import pytest
@@ -46,24 +48,50 @@ def test_every_setting_is_documented(field: str) -> None:
     assert f"`USAGELEDGER_{field.upper()}`" in text
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "usageledger.cli.ops",
-        "usageledger.cli.tracker",
-        "usageledger.cli.read",
-        "usageledger.cli.setup",
-    ],
+CLI_PACKAGE = ROOT / "src" / "usageledger" / "cli"
+#: Every module of the cli package but ``root``, whose one command is the group itself.
+CLI_MODULES = sorted(
+    f"usageledger.cli.{p.stem}" for p in CLI_PACKAGE.glob("*.py") if p.stem != "root"
 )
-def test_every_command_a_module_exports_is_registered(module: str) -> None:
-    """The lazy command table names every command of each command module."""
-    import importlib
 
+
+def top_level_commands(module: ModuleType) -> set[click.Command]:
+    """The commands a module defines that are no group's sub-command in it (``users``, not
+    ``users create``)."""
+    defined = [v for v in vars(module).values() if isinstance(v, click.Command)]
+    nested = {id(sub) for v in defined if isinstance(v, click.Group) for sub in v.commands.values()}
+    return {command for command in defined if id(command) not in nested}
+
+
+@pytest.mark.parametrize("module", CLI_MODULES)
+def test_every_command_module_exports_its_commands_and_each_is_registered(module: str) -> None:
+    """A module that defines commands lists them all in ``commands`` and the lazy command
+    table (``COMMANDS``) registers each of them; a module without commands has no list."""
     from usageledger.cli.root import COMMANDS
 
-    exported = importlib.import_module(module).commands
-    registered = {getattr(importlib.import_module(m), a) for m, a in COMMANDS.values()}
-    assert set(exported) <= registered
+    loaded = importlib.import_module(module)
+    defined = top_level_commands(loaded)
+    registered = {
+        id(getattr(importlib.import_module(m), a)) for m, a in COMMANDS.values() if m == module
+    }
+    if not defined:
+        assert not hasattr(loaded, "commands")
+        assert registered == set()
+        return
+    exported = loaded.commands
+    assert len(exported) == len(set(exported)) == len(defined)
+    assert set(exported) == defined
+    assert {id(command) for command in exported} == registered
+
+
+def test_every_registered_module_is_a_command_module() -> None:
+    """``COMMANDS`` names only modules of the cli package, each of which exports ``commands``."""
+    from usageledger.cli.root import COMMANDS
+
+    modules = {m for m, _ in COMMANDS.values()}
+    assert modules <= set(CLI_MODULES)
+    assert all(hasattr(importlib.import_module(m), "commands") for m in modules)
+    assert len(modules) == 9
 
 
 def test_the_quick_start_has_exactly_two_commands() -> None:

@@ -3,7 +3,8 @@
 Every module under ``src/usageledger`` is parsed with :mod:`ast` (nothing is imported) and
 each of its imports of our own modules becomes an edge: module-level ones and the lazy ones
 inside functions alike, because a lazy import is still a dependency (it only moves the cost to
-the first call). Two rules hold over that graph:
+the first call). So is an import string, ``"usageledger.server:app_from_environment"``,
+which uvicorn imports by name. Two rules hold over that graph:
 
 1. **No cycles**: no set of modules imports each other round (strongly connected components
    of more than one module, or a module importing itself).
@@ -19,6 +20,8 @@ may import ``bench``.
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,10 +78,14 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "api": frozenset({"core", "store", "ledger"}),
     "web": frozenset({"core", "store", "ledger", "api"}),
     "server": frozenset({"core", "store", "ledger", "api", "web"}),
-    "cli": frozenset(
-        {"core", "sources", "store", "ledger", "tracker", "ops", "api", "web", "server"}
-    ),
+    # The CLI reaches the server only by name: ``serve`` hands uvicorn the app factory as
+    # "usageledger.server:app_from_environment", an import string (see :class:`_Collector`).
+    "cli": frozenset({"core", "sources", "store", "ledger", "tracker", "ops", "server"}),
 }
+
+
+#: ``"package.module:attribute"``: a module named in a string, imported by name later.
+IMPORT_STRING = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*)")
 
 
 @dataclass(frozen=True)
@@ -90,15 +97,18 @@ class Import:
     path: Path
     line: int
     lazy: bool
+    by_name: bool = False
 
     def where(self, root: Path) -> str:
-        """``path:line`` relative to ``root``, with ``(lazy)`` for an import in a function."""
+        """``path:line`` relative to ``root``, saying how an import that is not at module
+        level is made: inside a function, or by name in a string."""
         path = self.path.relative_to(root) if self.path.is_relative_to(root) else self.path
-        return f"{path}:{self.line}" + (" (lazy, inside a function)" if self.lazy else "")
+        how = " (by name, in a string)" if self.by_name else " (lazy, inside a function)"
+        return f"{path}:{self.line}" + (how if self.lazy else "")
 
 
 def modules(src: Path, package: str) -> dict[str, Path]:
-    """Every module of ``package`` (whose folder is ``src/package``) by dotted name."""
+    """Every module of ``package`` (the folder of that name in ``src``) by dotted name."""
     found: dict[str, Path] = {}
     for path in sorted((src / package).rglob("*.py")):
         parts = list(path.relative_to(src).with_suffix("").parts)
@@ -141,6 +151,11 @@ class _Collector(ast.NodeVisitor):
         self.generic_visit(node)
         self.depth -= 1
 
+    def visit_Constant(self, node: ast.Constant) -> None:
+        # "package.module:attribute", as uvicorn takes an app: a lazy import of that module.
+        if isinstance(node.value, str) and (match := IMPORT_STRING.fullmatch(node.value)):
+            self._add(match.group(1), node.lineno, by_name=True)  # ours only, as any import
+
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
             self._add(alias.name, node.lineno)
@@ -155,12 +170,13 @@ class _Collector(ast.NodeVisitor):
             # ``from a import b``: b may be a module of ours or a name defined in a.
             self._add(f"{base}.{alias.name}" if alias.name != "*" else base, node.lineno)
 
-    def _add(self, name: str, line: int) -> None:
+    def _add(self, name: str, line: int, *, by_name: bool = False) -> None:
         if name != self.root and not name.startswith(self.root + "."):
             return
         target = _resolve(name, self.known)
         if target is not None and (target, line) not in {(i.target, i.line) for i in self.found}:
-            self.found.append(Import(self.module, target, self.path, line, self.depth > 0))
+            lazy = by_name or self.depth > 0
+            self.found.append(Import(self.module, target, self.path, line, lazy, by_name))
 
 
 def imports(src: Path, package: str) -> list[Import]:
@@ -304,8 +320,9 @@ def _outside_imports(folder: Path, forbidden: tuple[str, ...]) -> list[str]:
 
 
 def _plant(tmp_path: Path, files: dict[str, str]) -> Path:
-    """Write ``files`` (path → source) under ``tmp_path/src``; the ``src`` folder."""
-    src = tmp_path / "src"
+    """Write ``files`` (path → source) under ``tmp_path/lib``; that folder (``src`` of the
+    real package)."""
+    src = tmp_path / "lib"
     for name, text in files.items():
         path = src / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -337,11 +354,11 @@ def test_the_checker_names_an_upward_import_and_a_cycle_with_their_lines(tmp_pat
     assert cycles(edges) == [["pkg.high", "pkg.low.base"]]
     assert cycle_report(cycles(edges), edges, tmp_path) == [
         "cycle: pkg.high, pkg.low.base",
-        "  src/pkg/high.py:1: pkg.high imports pkg.low.base",
-        "  src/pkg/low/base.py:5 (lazy, inside a function): pkg.low.base imports pkg.high",
+        "  lib/pkg/high.py:1: pkg.high imports pkg.low.base",
+        "  lib/pkg/low/base.py:5 (lazy, inside a function): pkg.low.base imports pkg.high",
     ]
     assert layer_problems(edges, PLANTED_LAYERS, PLANTED_MAY_IMPORT, "pkg", tmp_path) == [
-        "src/pkg/low/base.py:5 (lazy, inside a function): pkg.low.base (low) imports "
+        "lib/pkg/low/base.py:5 (lazy, inside a function): pkg.low.base (low) imports "
         "pkg.high (high); low may import nothing but itself"
     ]
 
@@ -367,10 +384,31 @@ def test_the_checker_resolves_relative_imports_and_flags_a_module_of_no_layer(
     }
     assert cycles(edges) == []
     assert layer_problems(edges, PLANTED_LAYERS, PLANTED_MAY_IMPORT, "pkg", tmp_path) == [
-        "src/pkg/low/__init__.py:1: pkg.low (low) imports pkg.high (high); "
+        "lib/pkg/low/__init__.py:1: pkg.low (low) imports pkg.high (high); "
         "low may import nothing but itself",
-        "src/pkg/stray.py:1: pkg.stray belongs to no layer (add it to LAYERS and to the map "
+        "lib/pkg/stray.py:1: pkg.stray belongs to no layer (add it to LAYERS and to the map "
         "in docs/architecture.md)",
+    ]
+
+
+def test_an_import_string_is_a_lazy_import(tmp_path: Path) -> None:
+    """``"pkg.high:g"`` (how uvicorn is told which app to build) is an import of
+    ``pkg.high``; a string of another package or of another shape is not."""
+    src = _plant(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/low.py": 'APP = "pkg.high:g"\nOTHER = "uvicorn.main:run"\nTEXT = "pkg.high: g"\n',
+            "pkg/high.py": "def g() -> None:\n    pass\n",
+        },
+    )
+    edges = imports(src, "pkg")
+    assert {(e.source, e.target, e.line, e.lazy) for e in edges} == {
+        ("pkg.low", "pkg.high", 1, True)
+    }
+    assert layer_problems(edges, PLANTED_LAYERS, PLANTED_MAY_IMPORT, "pkg", tmp_path) == [
+        "lib/pkg/low.py:1 (by name, in a string): pkg.low (low) imports pkg.high (high); "
+        "low may import nothing but itself"
     ]
 
 
@@ -436,3 +474,33 @@ def test_the_package_and_the_harness_import_nothing_above_them() -> None:
     ``scripts`` nor ``tests`` (``scripts`` may import ``bench``)."""
     assert _outside_imports(ROOT / "src", ("bench", "scripts", "tests")) == []
     assert _outside_imports(ROOT / "bench", ("scripts", "tests")) == []
+
+
+def test_each_layer_the_cli_may_import_is_one_it_does_import(edges: list[Import]) -> None:
+    """The CLI's row is no wider than what it uses, so a new dependency is a decision."""
+    layer_of = layer_finder(LAYERS, PACKAGE)
+    used = {
+        layer_of(edge.target)
+        for edge in edges
+        if layer_of(edge.source) == "cli" and layer_of(edge.target) != "cli"
+    }
+    assert used == MAY_IMPORT["cli"]
+
+
+def test_the_app_factory_serve_names_is_a_callable(edges: list[Import]) -> None:
+    """The import string ``usageledger serve`` hands uvicorn names a function that exists
+    (a rename would otherwise fail only when the server starts)."""
+    serve = ROOT / "src" / "usageledger" / "cli" / "serve.py"
+    named = [
+        node.value
+        for node in ast.walk(ast.parse(serve.read_text()))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and IMPORT_STRING.fullmatch(node.value)
+    ]
+    assert named == ["usageledger.server:app_from_environment"]
+    module, _, attribute = named[0].partition(":")
+    assert callable(getattr(importlib.import_module(module), attribute))
+    assert ("usageledger.cli.serve", "usageledger.server", True) in {
+        (e.source, e.target, e.lazy) for e in edges
+    }

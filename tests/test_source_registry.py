@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, String
 
+from bench.harness import libpq_url
 from tests.conftest import Persona
 from tests.factories import batch, bucket
 from tests.helpers import bucket_rows, daily_rows, written_rows
@@ -49,9 +50,7 @@ def operator_client(
     """The app built from the environment of an operator who registered two more sources."""
     monkeypatch.setenv("USAGELEDGER_EXTRA_SOURCES", " acme-cli , in_house_agent ")
     monkeypatch.setenv("USAGELEDGER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv(
-        "USAGELEDGER_DATABASE_URL", db_url.replace("postgresql+psycopg://", "postgresql://")
-    )
+    monkeypatch.setenv("USAGELEDGER_DATABASE_URL", libpq_url(db_url))
     monkeypatch.setenv("USAGELEDGER_LOG_FILE", str(tmp_path / "operator-evidence.log"))
     monkeypatch.setenv("USAGELEDGER_RATE_PER_MINUTE", "60000")
     monkeypatch.setenv("USAGELEDGER_RATE_BURST", "10000")

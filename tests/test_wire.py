@@ -302,6 +302,7 @@ V3_ZERO = {
             "output_tokens",
         )
     },
+    "web_search_requests": 0,
 }
 
 

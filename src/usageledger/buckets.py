@@ -42,12 +42,17 @@ PRICED_COUNTS: tuple[str, ...] = (
 #: prompt (input + cached input) is over their model's long-context threshold, of requests in
 #: fast mode or priority processing, and of requests that are both (part of the other two).
 SUBSET_PREFIXES: tuple[str, ...] = ("long_context_", "fast_", "fast_long_context_")
-#: Schema v3 adds the one-hour part of the cache writes and the subset counts, so that a
-#: bucket is priced exactly as its requests are (docs/pricing.md, "How a cost is computed").
+#: Per-request surcharges of schema v3: counts of requests, not tokens (no part of
+#: ``total_tokens``), each billed at a price per 1,000 (docs/pricing.md).
+REQUEST_COUNTS: tuple[str, ...] = ("web_search_requests",)
+#: Schema v3 adds the one-hour part of the cache writes, the subset counts (so that a bucket
+#: is priced exactly as its requests are; docs/pricing.md, "How a cost is computed") and the
+#: per-request surcharges.
 COUNTS_V3: tuple[str, ...] = (
     *COUNTS_V2,
     "cache_write_1h_tokens",
     *(prefix + name for prefix in SUBSET_PREFIXES for name in PRICED_COUNTS),
+    *REQUEST_COUNTS,
 )
 #: Every count column the ledger stores (the newest schema's counts).
 COUNT_COLUMNS: tuple[str, ...] = COUNTS_V3
@@ -68,8 +73,9 @@ Key = tuple[int, int, str, str, int]  # (user_id, device_id, source, model, buck
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """The token counts of a bucket (:data:`COUNT_COLUMNS`); ``total = input + cached_input +
-    output``. The v3 counts after ``cache_write_tokens`` are parts of the first ones."""
+    """The counts of a bucket (:data:`COUNT_COLUMNS`); ``total = input + cached_input +
+    output``. The v3 token counts after ``cache_write_tokens`` are parts of the first ones;
+    ``web_search_requests`` counts requests, not tokens."""
 
     input_tokens: int = 0
     cached_input_tokens: int = 0
@@ -93,6 +99,7 @@ class Counts:
     fast_long_context_cache_write_tokens: int = 0
     fast_long_context_cache_write_1h_tokens: int = 0
     fast_long_context_output_tokens: int = 0
+    web_search_requests: int = 0
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, object]) -> Counts:
@@ -196,10 +203,13 @@ def equality_violations(counts: Mapping[str, int]) -> list[tuple[str, str]]:
 def subset_violations(counts: Mapping[str, int]) -> list[tuple[str, str]]:
     """``(field, message)`` for each schema v3 subset rule ``counts`` breaks.
 
-    In the totals and in each class: ``cache_write_1h ≤ cache_write ≤ input``. Each
-    ``fast_long_context_*`` count is part of its ``long_context_*`` and ``fast_*`` counts, and
-    ``long_context_* + fast_* − fast_long_context_*`` (the non-standard requests) is part of
-    the total.
+    The rules make every bucket priceable (:func:`usageledger.ledger.pricing.split_counts`
+    never refuses a bucket they accept). The counts describe four disjoint request classes:
+    ``fast_long_context_*`` (both), long context only (``long_context_*`` less both), fast only
+    (``fast_*`` less both) and standard (the totals less the other three). Each
+    ``fast_long_context_*`` count is part of its ``long_context_*`` and ``fast_*`` counts, the
+    non-standard classes together are part of the totals, and in every class, as in the
+    totals and each prefix: ``cache_write_1h ≤ cache_write ≤ input``.
     """
     problems: list[tuple[str, str]] = []
 
@@ -225,6 +235,11 @@ def subset_violations(counts: Mapping[str, int]) -> list[tuple[str, str]]:
                     f"{prefix}cache_write_tokens ({write})",
                 )
             )
+    if problems:
+        return problems  # the classes below are differences of these: one cause, one report
+    standard: dict[str, int] = {}
+    long_only: dict[str, int] = {}
+    fast_only: dict[str, int] = {}
     for name in PRICED_COUNTS:
         long_, fast, both = (value(prefix + name) for prefix in SUBSET_PREFIXES)
         for part_of in ("long_context_", "fast_"):
@@ -243,6 +258,43 @@ def subset_violations(counts: Mapping[str, int]) -> list[tuple[str, str]]:
                     "long_context_" + name,
                     f"long_context_{name} + fast_{name} - fast_long_context_{name} "
                     f"({long_ + fast - both}) must not exceed {name} ({value(name)})",
+                )
+            )
+        standard[name] = value(name) - long_ - fast + both
+        long_only[name] = long_ - both
+        fast_only[name] = fast - both
+    if problems:
+        return problems
+    # Each class's priced counts: (the prefix of the field a problem names, whose, the counts).
+    classes = [
+        ("", "the standard requests' (the totals less long_context_* and fast_*)", standard),
+        (
+            "long_context_",
+            "the long-context-only requests' (long_context_* less fast_long_context_*)",
+            long_only,
+        ),
+        ("fast_", "the fast-only requests' (fast_* less fast_long_context_*)", fast_only),
+    ]
+    for prefix, whose, part in classes:
+        inp, write, write_1h = (
+            part["input_tokens"],
+            part["cache_write_tokens"],
+            part["cache_write_1h_tokens"],
+        )
+        if write > inp:
+            problems.append(
+                (
+                    prefix + "cache_write_tokens",
+                    f"{whose} cache_write_tokens ({write}) must not exceed their input_tokens "
+                    f"({inp})",
+                )
+            )
+        elif write_1h > write:
+            problems.append(
+                (
+                    prefix + "cache_write_1h_tokens",
+                    f"{whose} cache_write_1h_tokens ({write_1h}) must not exceed their "
+                    f"cache_write_tokens ({write})",
                 )
             )
     return problems

@@ -36,6 +36,13 @@ from usageledger.errors import BadRequest, ErrorCode, PayloadTooLarge, Validatio
 from usageledger.source_registry import SourceRegistry
 
 SUPPORTED_VERSIONS = (1, 2, 3)
+#: "1, 2, 3" and "1, 2 or 3" for the error of an unsupported ``schema_version``.
+_VERSIONS_LIST = ", ".join(map(str, SUPPORTED_VERSIONS))
+_VERSIONS_CHOICE = (
+    ", ".join(map(str, SUPPORTED_VERSIONS[:-1])) + f" or {SUPPORTED_VERSIONS[-1]}"
+    if len(SUPPORTED_VERSIONS) > 1
+    else str(SUPPORTED_VERSIONS[0])
+)
 #: The counts schema v3 adds to v2 (all parts of v2's counts; see :class:`BucketV3`).
 V3_ONLY: tuple[str, ...] = COUNTS_V3[len(COUNTS_V2) :]
 
@@ -74,11 +81,12 @@ class BucketV2(BucketV1):
 
 
 class BucketV3(BucketV2):
-    """Schema v3 adds the one-hour cache writes and the counts of the requests billed at other
-    rates: each ``long_context_*``, ``fast_*`` and ``fast_long_context_*`` count is the part of
-    the same v2 count (``input_tokens``, ``cached_input_tokens``, ``cache_write_tokens``,
-    ``output_tokens``, and ``cache_write_1h_tokens``) that came from requests over their
-    model's long-context threshold, in fast mode or priority processing, or both."""
+    """Schema v3 adds the one-hour cache writes, the counts of the requests billed at other
+    rates and the web searches: each ``long_context_*``, ``fast_*`` and ``fast_long_context_*``
+    count is the part of the same v2 count (``input_tokens``, ``cached_input_tokens``,
+    ``cache_write_tokens``, ``output_tokens``, and ``cache_write_1h_tokens``) that came from
+    requests over their model's long-context threshold, in fast mode or priority processing,
+    or both."""
 
     cache_write_1h_tokens: Count = Field(
         description="The part of cache_write_tokens written to a one-hour cache."
@@ -108,6 +116,11 @@ class BucketV3(BucketV2):
         description="Their cache_write_1h_tokens."
     )
     fast_long_context_output_tokens: Count = Field(description="Their output_tokens.")
+    web_search_requests: Count = Field(
+        description="Server-side web searches the requests made (Claude's "
+        "usage.server_tool_use.web_search_requests), billed per 1,000; a count of requests, "
+        "not tokens (no part of total_tokens)."
+    )
 
 
 class IngestV1(BaseModel):
@@ -204,9 +217,9 @@ def _parse_careful(
     version = document.get("schema_version")
     if type(version) is not int or version not in SUPPORTED_VERSIONS:
         raise ValidationFailed(
-            f"unsupported schema_version {version!r}; supported: 1, 2, 3",
+            f"unsupported schema_version {version!r}; supported: {_VERSIONS_LIST}",
             code=ErrorCode.UNSUPPORTED_SCHEMA_VERSION,
-            details=[{"loc": "schema_version", "message": "must be 1, 2 or 3"}],
+            details=[{"loc": "schema_version", "message": f"must be {_VERSIONS_CHOICE}"}],
         )
     try:
         batch = MODELS[version].model_validate(document)

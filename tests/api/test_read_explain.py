@@ -24,7 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, text
 
-from bench.harness import pg_database
+from bench.harness import libpq_url, pg_database
 from tests.conftest import Persona
 from usageledger.api.read import clock
 from usageledger.config import Settings
@@ -100,9 +100,7 @@ def seed(url: str) -> Persona:
             rebuild_range(conn, n, zone, date(2024, 10, 31), date(2026, 11, 1))
         count = conn.execute(text("SELECT count(*) FROM usage_buckets")).scalar_one()
     assert count >= 200_000
-    with psycopg.connect(
-        url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
-    ) as raw:
+    with psycopg.connect(libpq_url(url), autocommit=True) as raw:
         raw.execute("ANALYZE")
     engine.dispose()
     return who
@@ -144,7 +142,7 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def explain(url: str, statements: list[tuple[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
     """EXPLAIN each statement with its parameters (nothing is executed)."""
     plans = []
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as raw:
+    with psycopg.connect(libpq_url(url)) as raw:
         for statement, parameters in statements:
             if "FROM user_locks" in statement:  # the per-user lock (store/dialect.py)
                 continue
@@ -223,7 +221,7 @@ def recorded(big: tuple[str, Persona], tmp_path_factory: pytest.TempPathFactory)
 def test_the_seed_is_big_enough(big: tuple[str, Persona]) -> None:
     """At least 200,000 buckets (and as many revisions) are in the database."""
     url, _ = big
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as raw:
+    with psycopg.connect(libpq_url(url)) as raw:
         buckets = raw.execute("SELECT count(*) FROM usage_buckets").fetchone()
         revisions = raw.execute("SELECT count(*) FROM bucket_revisions").fetchone()
     assert buckets is not None

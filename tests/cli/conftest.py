@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.tracker.conftest import clock, live_server, logs
+from tests.tracker.conftest import cli_env, clock, live_server, logs
 
-__all__ = ["clock", "live_server", "logs"]
+__all__ = ["cli_env", "clock", "live_server", "logs"]

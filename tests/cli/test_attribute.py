@@ -11,28 +11,12 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.test_attribution import entry
 from usageledger.attribution import MAX_LINE_BYTES, STOP_RULE
 from usageledger.cli.attribute import attribute
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PLAIN = {"COLUMNS": "80", "FORCE_COLOR": None, "TTY_COMPATIBLE": None, "TTY_INTERACTIVE": None}
-
-
-def entry(**fields: Any) -> dict[str, Any]:
-    """A complete, fast, successful evidence entry, with ``fields`` overriding it."""
-    base: dict[str, Any] = {
-        "ts": "2026-11-28T10:30:00.123Z",
-        "request_id": "req-1",
-        "function": "ingest",
-        "stage": "response",
-        "status": 200,
-        "latency_ms": 12.3,
-        "error_code": None,
-        "upstream_status": 200,
-        "upstream_latency_ms": 4.1,
-    }
-    base.update(fields)
-    return base
 
 
 def log(*entries: dict[str, Any] | bytes) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, select
 
-from bench.harness import create_database, drop_database, scratch_name
+from bench.harness import create_database, drop_database, libpq_url, scratch_name
 from usageledger.cli.root import main
 from usageledger.ledger.accounts import authenticate
 from usageledger.store.tables import api_tokens, devices
@@ -21,7 +21,7 @@ def cli(db_url: str, tmp_path: object) -> CliRunner:
     """A runner whose environment points at the test database."""
     return CliRunner(
         env={
-            "USAGELEDGER_DATABASE_URL": db_url.replace("postgresql+psycopg://", "postgresql://"),
+            "USAGELEDGER_DATABASE_URL": libpq_url(db_url),
             "USAGELEDGER_HOME": str(tmp_path),
             "USAGELEDGER_LOG_FILE": "off",
         }
@@ -38,13 +38,14 @@ def test_db_upgrade_is_idempotent(cli: CliRunner) -> None:
 
 
 def test_users_create_rejects_a_duplicate_and_a_bad_zone(cli: CliRunner) -> None:
-    """A taken name or an unknown time zone is a clear error with exit status 1."""
+    """A taken name or an unknown time zone is a clear error with exit status 2 (the
+    command's own input is refused)."""
     assert cli.invoke(main, ["users", "create", "alice", "--tz", "Europe/Berlin"]).exit_code == 0
     again = cli.invoke(main, ["users", "create", "alice"])
-    assert again.exit_code == 1
+    assert again.exit_code == 2
     assert "already exists" in again.output
     bad = cli.invoke(main, ["users", "create", "bob", "--tz", "Mars/Olympus"])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2
     assert "unknown time zone" in bad.output
     listed = cli.invoke(main, ["users", "list"])
     assert "alice" in listed.output
@@ -86,13 +87,13 @@ def test_a_read_token_has_no_device(cli: CliRunner, engine: Engine) -> None:
     both = cli.invoke(
         main, ["tokens", "issue", "--user", "alice", "--kind", "read", "--device", "x"]
     )
-    assert both.exit_code == 1
+    assert both.exit_code == 2
 
 
 def test_a_device_token_needs_a_device_and_a_known_user(cli: CliRunner) -> None:
-    """Missing --device or an unknown user are errors."""
+    """Missing --device is a usage error (2); an unknown user is not there (1)."""
     cli.invoke(main, ["users", "create", "alice"])
-    assert cli.invoke(main, ["tokens", "issue", "--user", "alice"]).exit_code == 1
+    assert cli.invoke(main, ["tokens", "issue", "--user", "alice"]).exit_code == 2
     unknown = cli.invoke(main, ["tokens", "issue", "--user", "zed", "--device", "d"])
     assert unknown.exit_code == 1
     assert "no user named" in unknown.output
@@ -215,7 +216,7 @@ def test_a_command_on_a_missing_or_unmigrated_postgresql_database_is_one_line(
     pg_server_url: str, tmp_path: Path
 ) -> None:
     """A database that does not exist, or has no schema, is one error line and exit 2."""
-    base = pg_server_url.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://")
+    base = libpq_url(pg_server_url.rsplit("/", 1)[0])
     name = scratch_name("ul_cli")
 
     def runner(database: str) -> CliRunner:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +18,14 @@ import click
 import orjson
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy.engine import make_url
 
-from bench.harness import free_port
+from bench.harness import LOOPBACK, free_port, libpq_url
+from tests.tracker.conftest import user_env
 from usageledger.cli import errors
 from usageledger.cli.root import main
-from usageledger.errors import LedgerError, NotFound
+from usageledger.errors import LedgerError, NotFound, ValidationFailed
+from usageledger.ledger.pricing import InvalidCountsError, PricingFileError
 from usageledger.settings_rules import SettingsError
 
 CLI_PACKAGE = Path(errors.__file__).parent
@@ -33,19 +37,6 @@ def server_env(tmp_path: Path, url: str) -> dict[str, str]:
         "USAGELEDGER_DATABASE_URL": url,
         "USAGELEDGER_HOME": str(tmp_path / "data"),
         "USAGELEDGER_LOG_FILE": "off",
-    }
-
-
-def tracker_env(tmp_path: Path) -> dict[str, str]:
-    """A tracker user with an empty home, a config directory and a data directory in temp."""
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    return {
-        "HOME": str(home),
-        "USAGELEDGER_HOME": str(tmp_path / "data"),
-        "USAGELEDGER_DEFAULT_TIME_ZONE": "UTC",
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
     }
 
 
@@ -112,7 +103,7 @@ def test_a_file_that_cannot_be_written_is_exit_1_naming_it(tmp_path: Path) -> No
 
 def test_a_tracker_ledger_that_cannot_be_opened_is_exit_1(tmp_path: Path) -> None:
     """USAGELEDGER_HOME is a file, so the ledger's folder cannot be made."""
-    env = tracker_env(tmp_path)
+    env = user_env(tmp_path)
     Path(env["USAGELEDGER_HOME"]).write_text("not a folder")
     result = CliRunner().invoke(main, ["report", "--no-scan"], env=env)
     assert_one_error_line(result, 1, "cannot open the ledger")
@@ -152,7 +143,7 @@ def test_a_bad_environment_setting_is_exit_2(tmp_path: Path) -> None:
 
 def test_a_bad_config_file_is_exit_2_naming_the_file(tmp_path: Path) -> None:
     """A tracker command on a config file that is not TOML."""
-    env = tracker_env(tmp_path)
+    env = user_env(tmp_path)
     path = Path(env["XDG_CONFIG_HOME"]) / "usageledger" / "config.toml"
     path.parent.mkdir(parents=True)
     path.write_text("timezone = \n[[[")
@@ -176,13 +167,67 @@ def test_a_bad_option_value_is_exit_2_and_one_line(
     tmp_path: Path, args: list[str], words: tuple[str, ...]
 ) -> None:
     """Values click cannot check itself: our line, click's status."""
-    result = CliRunner().invoke(main, args, env=tracker_env(tmp_path))
+    result = CliRunner().invoke(main, args, env=user_env(tmp_path))
     assert_one_error_line(result, 2, *words)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["users", "create", "bad name!"], ("invalid user name", "'bad name!'")),
+        (["users", "create", "carol", "--tz", "Not/AZone"], ("Not/AZone",)),
+        (["users", "create", "alice"], ("'alice' already exists",)),
+        (["tokens", "issue", "--user", "alice", "--kind", "device"], ("--device NAME",)),
+        (["tokens", "issue", "--user", "bob", "--kind", "device"], ("--device NAME",)),
+        (["tokens", "issue", "--user", "alice", "--kind", "read", "--device", "x"], ("read",)),
+        (["tokens", "issue", "--user", "alice", "--device", "bad device!"], ("device name",)),
+        (["verify", "--from", "2026-11-02", "--to", "2026-11-01"], ("is after --to",)),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_a_value_the_command_refuses_is_exit_2_and_one_line(
+    sqlite_ledger: dict[str, str], args: list[str], words: tuple[str, ...]
+) -> None:
+    """A name, a time zone, a range or a missing companion option that breaks a rule (a
+    ``ValidationFailed`` of the command's own input) is a usage error like one click finds,
+    exit 2; ``bob`` does not exist, and the missing --device is still what is reported."""
+    runner = CliRunner()
+    created = runner.invoke(main, ["users", "create", "alice"], env=sqlite_ledger)
+    assert created.exit_code == 0, created.output
+    result = runner.invoke(main, args, env=sqlite_ledger)
+    assert_one_error_line(result, 2, *words)
+
+
+def test_a_price_file_that_cannot_be_used_is_exit_2_naming_it(tmp_path: Path) -> None:
+    """`prices missing --prices FILE` on a file that is not JSON: the pricing error of the
+    command's input goes through the mapping (no traceback), exit 2, naming the file."""
+    bad = tmp_path / "prices.json"
+    bad.write_text("{ not json")
+    result = CliRunner().invoke(
+        main,
+        ["prices", "missing", "--prices", str(bad), "gpt-5"],
+        env=server_env(tmp_path, f"sqlite:///{tmp_path / 'server.db'}"),
+    )
+    assert_one_error_line(result, 2, str(bad))
+
+
+def test_serve_on_a_busy_port_is_exit_1_naming_the_address(tmp_path: Path) -> None:
+    """Another socket listens on the port: one ``error:`` line naming host and port, exit 1
+    (uvicorn's own message and its exit status 3 never show), and no database is made."""
+    port = free_port()
+    with socket.create_server((LOOPBACK, port)):
+        result = CliRunner().invoke(
+            main,
+            ["serve", "--port", str(port)],
+            env=server_env(tmp_path, f"sqlite:///{tmp_path / 'server.db'}"),
+        )
+    assert_one_error_line(result, 1, f"cannot listen on {LOOPBACK}:{port}", "in use")
+    assert not (tmp_path / "server.db").exists()
 
 
 def test_clicks_own_usage_errors_stay_exit_2(tmp_path: Path) -> None:
     """An unknown option is click's to report (with the usage line), and exits 2."""
-    result = CliRunner().invoke(main, ["report", "--bogus"], env=tracker_env(tmp_path))
+    result = CliRunner().invoke(main, ["report", "--bogus"], env=user_env(tmp_path))
     assert result.exit_code == 2
     assert "No such option" in result.stderr
     assert "Traceback" not in result.output
@@ -195,6 +240,11 @@ def test_exit_for_maps_each_kind_of_failure() -> None:
     """2 for usage and settings, 1 for what happened while running."""
     assert errors.exit_for(NotFound("no user named 'x'")) == 1
     assert errors.exit_for(LedgerError("refused")) == 1
+    assert errors.exit_for(ValidationFailed("invalid user name 'a b'")) == 2
+    assert errors.exit_for(PricingFileError("p.json", "not JSON")) == 2
+    assert errors.exit_for(InvalidCountsError("cache_write_tokens > input_tokens")) == 1
+    assert errors.handled(PricingFileError("p.json", "not JSON"))
+    assert errors.message_for(PricingFileError("p.json", "not JSON")) == "p.json: not JSON"
     assert errors.exit_for(FileNotFoundError(2, "No such file or directory", "/x")) == 1
     assert errors.exit_for(SettingsError("USAGELEDGER_HOME: must be a directory path")) == 2
     assert errors.exit_for(click.UsageError("no such option")) == 2
@@ -254,7 +304,10 @@ def test_a_postgresql_login_that_is_refused_is_a_settings_error(
 ) -> None:
     """The server answers and refuses the role in the URL: the URL is wrong, exit 2 (while
     a server that does not answer at all is exit 1, above)."""
-    rest = pg_server_url.split("@", 1)[1].replace("postgresql+psycopg://", "")
-    url = f"postgresql://no_such_role_{os.getpid()}@{rest}"
+    url = libpq_url(
+        make_url(pg_server_url)
+        .set(username=f"no_such_role_{os.getpid()}")
+        .render_as_string(hide_password=False)
+    )
     result = CliRunner().invoke(main, ["users", "list"], env=server_env(tmp_path, url))
     assert_one_error_line(result, 2, "cannot open the database", "does not exist")

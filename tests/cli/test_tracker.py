@@ -20,21 +20,6 @@ from usageledger.cli.tracker import commands
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs" / "tracker.md"
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path, logs: Path) -> dict[str, str]:
-    """The environment of a user whose logs are the sample copies (home and data in temp)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    return {
-        "HOME": str(home),
-        "USAGELEDGER_HOME": str(tmp_path / "data"),
-        "USAGELEDGER_DEFAULT_TIME_ZONE": "UTC",
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "COLUMNS": "200",
-        **logs_env(logs),
-    }
-
-
 def invoke(env: dict[str, str], *args: str, **options: Any) -> Result:
     """Run ``usageledger ARGS`` with ``env``."""
     return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False, **options)

@@ -27,6 +27,7 @@ from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, inspect, text
 
+from bench.harness import libpq_url
 from tests.conftest import throwaway_pg
 from tests.factories import batch, bucket
 from tests.helpers import daily_rows, expected_daily
@@ -292,7 +293,7 @@ def test_the_newest_code_reads_v1_era_rows_as_its_own(
     upgrade(engine)
     settings = Settings(
         home=tmp_path / "home",
-        database_url=empty_url.replace("postgresql+psycopg://", "postgresql://"),
+        database_url=libpq_url(empty_url),
         log_file=str(tmp_path / "evidence.log"),
         rate_per_minute=60_000,
         rate_burst=10_000,

@@ -29,6 +29,9 @@ from usageledger.evidence import EvidenceLogger
 from usageledger.server import create_app
 from usageledger.store.engine import Database, make_engine
 
+# A served uvicorn run per test: slow, so `make test-fast` leaves it to `make test`.
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Server:

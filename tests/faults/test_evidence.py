@@ -18,7 +18,8 @@ from usageledger.errors import DatabaseError, ErrorCode
 from usageledger.evidence import REQUIRED_FIELDS, EvidenceLogger, job
 from usageledger.store.engine import Database, make_engine, track_db
 
-pytestmark = pytest.mark.postgres
+# Fault injection waits out real stalls: slow, so `make test-fast` leaves it to `make test`.
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 def verdict(line: dict[str, object]) -> attribution.Attribution:

@@ -31,7 +31,8 @@ from usageledger.cli.root import main
 from usageledger.ledger.ingest import apply_batch
 from usageledger.wire import parse_ingest
 
-pytestmark = pytest.mark.postgres
+# Fault injection waits out real stalls: slow, so `make test-fast` leaves it to `make test`.
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 #: The first batch (four buckets), accepted while the database is healthy.
 FIRST = batch(*(bucket(slot=i, inp=100 + i) for i in range(4)))

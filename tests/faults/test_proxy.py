@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
+from bench.harness import libpq_url
 from tests.faults.conftest import PG_PORT, db_url
 from tests.faults.proxy import FaultProxy
 from usageledger.store.engine import (
@@ -19,12 +20,13 @@ from usageledger.store.engine import (
 )
 from usageledger.store.pg import RoundTripTimeout
 
-pytestmark = pytest.mark.postgres
+# Fault injection waits out real stalls: slow, so `make test-fast` leaves it to `make test`.
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 def proxied(proxy: FaultProxy, name: str) -> str:
     """A libpq URL of database ``name`` through ``proxy``."""
-    return db_url(name, proxy.port).replace("postgresql+psycopg://", "postgresql://")
+    return libpq_url(db_url(name, proxy.port))
 
 
 def test_it_forwards_queries_while_healthy(faults_db: str) -> None:

@@ -706,11 +706,12 @@ def test_the_import_command_can_write_a_price_file_instead(tmp_path: Path) -> No
 
 
 def test_the_import_command_refuses_an_unreadable_source(tmp_path: Path) -> None:
-    """A file that is not JSON: one error line, exit status 1."""
+    """A file that is not JSON: one error line, exit status 2 (a price source that cannot be
+    used is the command's input)."""
     bad = tmp_path / "map.json"
     bad.write_text("{")
     code, output = run(["prices", "import", "--litellm", str(bad), "--output", str(tmp_path / "o")])
-    assert code == 1
+    assert code == 2
     assert "not a LiteLLM price map JSON" in output
 
 

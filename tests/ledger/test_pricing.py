@@ -23,6 +23,7 @@ from usageledger.ledger.pricing import (
     PricingError,
     PricingFileError,
     TokenCounts,
+    UnpricedCountsError,
     cost_usd,
     format_usd,
     load_default,
@@ -766,9 +767,10 @@ def test_each_dimension_is_priced_from_the_published_rate() -> None:
     assert cost_usd(both, SONNET_45) == Decimal("0.63")
 
 
-def test_a_price_without_the_tier_bills_the_class_at_the_base_rates() -> None:
-    """A fast request of a model with no fast price: base rates, 1,000 × 3 = 3,000 µ$; a 1h
-    write of a model with one write rate: its cache_write, 1,000 × 2 (gpt-4.1) = 2,000 µ$."""
+def test_a_price_without_the_fast_tier_leaves_fast_tokens_unpriced() -> None:
+    """A fast request of a model with no fast price is not billed at the base rates: its
+    tokens are unpriced and named; a 1h write of a model with one write rate costs its
+    cache_write, 1,000 × 2 (gpt-4.1) = 2,000 µ$."""
     assert SONNET_45 is not None
     plain = PriceBook([replace(SONNET_45, fast=None)]).match("claude-sonnet-4-5", date(2026, 1, 1))
     assert plain is not None
@@ -778,7 +780,15 @@ def test_a_price_without_the_tier_bills_the_class_at_the_base_rates() -> None:
         "output_tokens": 0,
         "fast_input_tokens": 1_000,
     }
-    assert cost_usd(counts, plain) == Decimal("0.003")
+    with pytest.raises(UnpricedCountsError, match="fast"):
+        cost_usd(counts, plain)
+    cost = Cost()
+    cost.add_priced("claude-sonnet-4-5", counts, plain)
+    assert (cost.usd, cost.unpriced_models, cost.unpriced_tokens) == (
+        Decimal(0),
+        ("claude-sonnet-4-5 (fast)",),
+        1_000,
+    )
     gpt = PriceBook.load_default().match("gpt-4.1", date(2025, 6, 1))
     assert gpt is not None
     assert gpt.cache_write_1h is None

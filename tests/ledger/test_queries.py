@@ -244,12 +244,13 @@ def test_the_load_command_reports_what_it_did(db_url: str, db: Database, tmp_pat
 def test_the_load_command_refuses_a_bad_file_and_writes_nothing(
     db_url: str, db: Database, tmp_path: Path
 ) -> None:
-    """One bad entry rejects the file with its index and field; the table stays empty."""
+    """One bad entry rejects the file with its index and field (exit 2: the command's input
+    cannot be used); the table stays empty."""
     document = orjson.loads(PriceBook([price(), price("o9", "2026-01-01")]).to_json())
     document["prices"][1]["output"] = 8.5  # a float: refused
     path = tmp_path / "bad.json"
     path.write_bytes(orjson.dumps(document))
     code, output = run_load(db_url, path)
-    assert code == 1
+    assert code == 2
     assert "prices[1]" in output
     assert count_prices(db) == 0

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from bench.harness import libpq_url
 from usageledger.cli.root import main
 
 
@@ -16,7 +17,7 @@ class Cli:
     def __init__(self, db_url: str, home: Path) -> None:
         self.evidence_path = home / "evidence.log"
         self.env = {
-            "USAGELEDGER_DATABASE_URL": db_url.replace("postgresql+psycopg://", "postgresql://"),
+            "USAGELEDGER_DATABASE_URL": libpq_url(db_url),
             "USAGELEDGER_HOME": str(home),
             "USAGELEDGER_LOG_FILE": str(self.evidence_path),
             "COLUMNS": "200",

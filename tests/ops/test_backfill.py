@@ -251,13 +251,14 @@ def test_the_backfill_commands_plan_show_apply_and_roll_back_with_evidence_lines
 
 
 def test_planning_from_a_malformed_file_prints_every_problem(cli: Cli, tmp_path: Path) -> None:
-    """Each problem of the file is listed under the error, with exit status 1."""
+    """Each problem of the file is listed under the error, with exit status 2 (the command's
+    own input is refused)."""
     path = tmp_path / "bad.json"
     path.write_bytes(
         orjson.dumps(document(to="soon", buckets=[bucket(start=TO, source="x", revision=None)]))
     )
     result = cli("backfill", "plan", "--file", str(path), "--reason", "r")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "to: must be an RFC 3339 date-time" in result.output
     assert "unknown source 'x'" in result.output
 

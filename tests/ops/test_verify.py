@@ -195,10 +195,11 @@ def test_verify_on_the_command_line_prints_each_difference_and_exits_one(
 
 
 def test_verify_refuses_an_unknown_user_and_a_reversed_range(cli: Cli) -> None:
-    """Bad scopes are clear errors with exit status 1."""
+    """Bad scopes are clear errors: a user who is not there exits 1, a range that cannot be
+    (the command's own input) exits 2."""
     unknown = cli("verify", "--user", "nobody")
     assert unknown.exit_code == 1
     assert "no user named 'nobody'" in unknown.output
     reversed_ = cli("verify", "--from", "2026-11-02", "--to", "2026-11-01")
-    assert reversed_.exit_code == 1
+    assert reversed_.exit_code == 2
     assert "is after --to" in reversed_.output

@@ -4,8 +4,12 @@ The fixtures are real logs beside the repository, at :data:`REAL` (CI puts a rea
 there); the tests read them in place and never copy them into the repository. A user's own
 clone has none: the tests that need them are skipped with that reason.
 
-The expected numbers are never our own output. Each comes from ``SOURCES.md`` (which quotes the
-fixtures' owners), or, where it states none, from ccusage 20.0.24, run once with::
+The fixtures are of three kinds: real Codex CLI and Claude Code sessions that their owners
+published with the text redacted (token counts, timestamps and line order kept), other
+projects' test fixtures (ccusage's and tokscale's), and Gemini CLI and Opencode files built to
+those tools' published formats. The expected numbers are never our own output. Each is a total
+the fixture's owner states beside it (quoted where it is used below), or, where the owner
+states none, ccusage 20.0.24's, run once with::
 
     HOME=<empty dir> <VAR>=<temp dir holding a copy of the fixture> \
         npx --yes ccusage@20.0.24 <source> daily --json --offline --timezone UTC
@@ -25,8 +29,11 @@ import pytest
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
 
+#: The assistants' folders of the fixtures, one per assistant.
+ASSISTANTS = ("claude", "codex", "gemini", "opencode")
+
 needs_real = pytest.mark.skipif(
-    not (REAL / "SOURCES.md").is_file(),
+    not all((REAL / name).is_dir() for name in ASSISTANTS),
     reason=f"the real log fixtures are not beside this clone ({REAL} is missing)",
 )
 
@@ -64,7 +71,7 @@ def day(
     }
 
 
-# Codex, madshn/localpush rollouts. 2026-02-23 is the owner's manifest (SOURCES.md): 34,239,227
+# Codex, madshn/localpush rollouts. 2026-02-23 is the owner's own manifest: 34,239,227
 # tokens, input 34,082,306 incl. cached 32,389,760, output 156,921. Reasoning, and all of
 # 2026-02-24 (the session that crosses midnight UTC), are ccusage's `codex daily`.
 CODEX_LOCALPUSH = {
@@ -125,7 +132,7 @@ CLAUDE_CCUSAGE = {
     "2026-02-03": day(input=130 + 15, cache_write=15, cached=40, output=60, total=245),
 }
 
-# Gemini CLI, constructed recordings: the token vectors SOURCES.md lists as
+# Gemini CLI, constructed recordings: the token vectors they were built for, listed as
 # input/output/cached/thoughts/total, mapped as docs/sources.md says (input − cached, output +
 # thoughts). The 2025-07-25 legacy .json and the .jsonl it was migrated into are one session:
 # ccusage `gemini daily` counts it twice (25,710) and agrees with these on every other day.

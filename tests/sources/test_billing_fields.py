@@ -76,8 +76,9 @@ def test_claude_reads_one_hour_writes_and_fast_mode(tmp_path: Path) -> None:
     assert (second.cache_write_tokens, second.cache_write_1h_tokens, second.fast) == (40, 0, False)
 
 
-def test_claude_refuses_more_one_hour_writes_than_writes(tmp_path: Path) -> None:
-    """A breakdown that does not fit the total is reported, not guessed at."""
+def test_claude_keeps_a_response_whose_one_hour_part_exceeds_its_writes(tmp_path: Path) -> None:
+    """A breakdown that does not fit the total is reported and capped at the writes: the
+    response's tokens still count (1 + 5 input, 1 output), every write one-hour."""
     path = write(
         tmp_path / "s.jsonl",
         [
@@ -93,8 +94,53 @@ def test_claude_refuses_more_one_hour_writes_than_writes(tmp_path: Path) -> None
         ],
     )
     events, problems = parse_path(ClaudeParser(), path)
-    assert events == []
-    assert "ephemeral_1h_input_tokens" in problems[0].reason
+    [event] = events
+    assert (event.input_tokens, event.output_tokens) == (6, 1)
+    assert (event.cache_write_tokens, event.cache_write_1h_tokens) == (5, 5)
+    [problem] = problems
+    assert problem.line == 1
+    assert "ephemeral_1h_input_tokens (9) exceeds the cache writes (5)" in problem.reason
+    assert "counted as 5" in problem.reason
+
+
+def test_claude_reads_the_web_searches_of_a_response(tmp_path: Path) -> None:
+    """``usage.server_tool_use.web_search_requests`` (as in real transcripts, with
+    ``web_fetch_requests`` beside it, which is not billed per request)."""
+    path = write(
+        tmp_path / "s.jsonl",
+        [
+            claude_line(
+                1,
+                {
+                    "input_tokens": 10,
+                    "output_tokens": 20,
+                    "server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 2},
+                },
+            ),
+            claude_line(
+                2,
+                {
+                    "input_tokens": 10,
+                    "output_tokens": 20,
+                    "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+                },
+            ),
+            claude_line(3, {"input_tokens": 10, "output_tokens": 20}),
+            claude_line(
+                4,
+                {
+                    "input_tokens": 10,
+                    "output_tokens": 20,
+                    "server_tool_use": {"web_search_requests": -1},
+                },
+            ),
+        ],
+    )
+    events, problems = parse_path(ClaudeParser(), path)
+    by_line = sorted(events, key=lambda e: e.timestamp)
+    assert [e.web_search_requests for e in by_line] == [3, 0, 0]
+    [problem] = problems
+    assert (problem.line, problem.reason) == (4, "server_tool_use.web_search_requests is negative")
 
 
 def token_count(when: str, total: int) -> dict[str, Any]:
@@ -156,3 +202,44 @@ def test_codex_fast_tier_holds_until_the_next_settings_line(tmp_path: Path) -> N
     data = b"".join(orjson.dumps(line) + b"\n" for line in more)
     second = parser.parse(data, path=str(path), state=first.state)
     assert [e.fast for e in second.events] == [True, False]
+
+
+def search(when: str) -> dict[str, Any]:
+    """A Codex web search as a rollout records it (the real shape, query left out)."""
+    return {
+        "timestamp": when,
+        "type": "response_item",
+        "payload": {"type": "web_search_call", "status": "completed"},
+    }
+
+
+def test_codex_web_searches_belong_to_the_next_request(tmp_path: Path) -> None:
+    """Real rollouts write each ``web_search_call`` item before the ``token_count`` of the
+    request that ran it: two searches, then a request (2); a request without (0); a search
+    at the end of one read, its request in the next read (1); a re-emitted token_count takes
+    none."""
+    path = tmp_path / "rollout-2026-12-04T10-00-00-0193a1b2-0000-7000-8000-000000000002.jsonl"
+    lines = [
+        {
+            "timestamp": "2026-12-04T10:00:00Z",
+            "type": "session_meta",
+            "payload": {"id": "sess", "cwd": "/w", "model": "gpt-5.5"},
+        },
+        search("2026-12-04T10:00:30Z"),
+        search("2026-12-04T10:00:40Z"),
+        token_count("2026-12-04T10:01:00Z", 100),
+        token_count("2026-12-04T10:02:00Z", 200),
+        search("2026-12-04T10:02:30Z"),
+    ]
+    write(path, lines)
+    parser = CodexParser()
+    first = parser.parse(path.read_bytes(), path=str(path), state=None)
+    assert [e.web_search_requests for e in first.events] == [2, 0]
+    more = [
+        token_count("2026-12-04T10:02:00Z", 200),  # re-emit: not a request
+        token_count("2026-12-04T10:03:00Z", 300),
+    ]
+    data = b"".join(orjson.dumps(line) + b"\n" for line in more)
+    second = parser.parse(data, path=str(path), state=first.state)
+    assert [e.web_search_requests for e in second.events] == [1]
+    assert second.state["searches"] == 0

@@ -276,6 +276,7 @@ def test_the_state_is_json_and_names_the_running_totals() -> None:
         "meta": True,
         "totals": [900, 300, 100, 20],
         "fast": False,
+        "searches": 0,
     }
 
 

@@ -1,8 +1,9 @@
 """The parsers on the real log fixtures, read in place: the totals their owners or ccusage give.
 
 Each fixture set is parsed whole, duplicates resolved by the source's policy, and the per-day
-UTC sums compared with the numbers in ``_real`` (SOURCES.md, or ccusage 20.0.24 where it
-states none). No fixture may yield a problem: every record in them is one the parsers know.
+UTC sums compared with the numbers in ``_real`` (the owners' stated totals, or ccusage 20.0.24
+where an owner states none). No fixture may yield a problem: every record in them is one the
+parsers know.
 """
 
 from __future__ import annotations

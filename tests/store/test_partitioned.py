@@ -25,7 +25,8 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
-from tests.conftest import Persona, _drop_database, _pg_database, _truncate_all
+from bench.harness import libpq_url
+from tests.conftest import Persona, _truncate_all, throwaway_pg
 from tests.factories import bucket
 from tests.ops.support import document, parse, seed_history
 from usageledger.cli.root import main
@@ -277,7 +278,7 @@ def check_calls(db_url: str, calls: list[tuple[str, Any, set[Any]]]) -> tuple[in
     the problems found."""
     checked = 0
     problems: list[str] = []
-    with psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://")) as raw:
+    with psycopg.connect(libpq_url(db_url)) as raw:
         for call, call_parameters, allowed in calls:
             for statement, parameters in split(call, call_parameters):
                 tables = per_user_tables(statement)
@@ -313,15 +314,14 @@ def test_db_upgrade_with_hash_partitions_makes_the_layout_on_an_empty_database(
 ) -> None:
     """The documented option creates the layout at head; asked again (tables exist), it
     explains and exits 2 without touching anything."""
-    name, url = _pg_database()
-    runner = CliRunner(
-        env={
-            "USAGELEDGER_DATABASE_URL": url.replace("postgresql+psycopg://", "postgresql://"),
-            "USAGELEDGER_HOME": str(tmp_path),
-            "USAGELEDGER_LOG_FILE": "off",
-        }
-    )
-    try:
+    with throwaway_pg("ul_test") as url:
+        runner = CliRunner(
+            env={
+                "USAGELEDGER_DATABASE_URL": libpq_url(url),
+                "USAGELEDGER_HOME": str(tmp_path),
+                "USAGELEDGER_LOG_FILE": "off",
+            }
+        )
         made = runner.invoke(main, ["db", "upgrade", "--hash-partitions", "3"])
         assert made.exit_code == 0, made.output
         assert "3 hash partitions" in made.output
@@ -333,5 +333,3 @@ def test_db_upgrade_with_hash_partitions_makes_the_layout_on_an_empty_database(
         assert again.exit_code == 2
         assert "already has tables" in again.stderr
         assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0  # plain upgrades go on
-    finally:
-        _drop_database(name)

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
+from bench.harness import libpq_url
 from scripts.migration_lint import lint_migrations, placement_findings
 from usageledger.cli.root import main
 from usageledger.store.placement import (
@@ -176,7 +177,7 @@ def cli(db_url: str, tmp_path: object) -> CliRunner:
     """A runner whose environment points at the test database."""
     return CliRunner(
         env={
-            "USAGELEDGER_DATABASE_URL": db_url.replace("postgresql+psycopg://", "postgresql://"),
+            "USAGELEDGER_DATABASE_URL": libpq_url(db_url),
             "USAGELEDGER_HOME": str(tmp_path),
             "USAGELEDGER_LOG_FILE": "off",
         }
@@ -228,7 +229,7 @@ def test_running_the_calls_skips_placed_tables_and_continues_after_a_failure(
 ) -> None:
     """Each call runs in order in its own transaction; a placed table is skipped, and a failure
     names its table and keeps the calls before it (stand-in functions record the calls)."""
-    url = db_url.replace("postgresql+psycopg://", "postgresql://")
+    url = libpq_url(db_url)
     with psycopg.connect(url, autocommit=True) as raw:
         raw.execute("CREATE TABLE IF NOT EXISTS placed_calls (n SERIAL, t TEXT, kind TEXT)")
         raw.execute("TRUNCATE placed_calls")

@@ -21,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
+from bench.harness import libpq_url
 from tests.conftest import Persona, make_persona
 from tests.factories import batch, bucket
 from tests.helpers import evidence_lines, written_rows
@@ -53,7 +54,7 @@ def settings_for(url: str, tmp_path: Path) -> Settings:
     """Settings of a test server on ``url``."""
     return Settings(
         home=tmp_path / "home",
-        database_url=url.replace("postgresql+psycopg://", "postgresql://"),
+        database_url=libpq_url(url),
         log_file=str(tmp_path / "evidence.log"),
         db_retries=1,
     )

@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, event, select, update
 
+from bench.harness import libpq_url
 from tests.conftest import Persona
 from tests.factories import bucket
 from usageledger.config import Settings
@@ -32,7 +33,7 @@ from usageledger.store.tables import devices, user_locks
 
 def raw_url(db_url: str) -> str:
     """The libpq URL of a test database."""
-    return db_url.replace("postgresql+psycopg://", "postgresql://")
+    return libpq_url(db_url)
 
 
 @contextmanager

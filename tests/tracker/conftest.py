@@ -64,6 +64,26 @@ def logs(tmp_path: Path) -> Path:
     return root
 
 
+def user_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a command-line user with nothing yet: an empty home, the data,
+    config and XDG data folders in temp (the real ones are never read) and UTC days."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return {
+        "HOME": str(home),
+        "USAGELEDGER_HOME": str(tmp_path / "data"),
+        "USAGELEDGER_DEFAULT_TIME_ZONE": "UTC",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+    }
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, logs: Path) -> dict[str, str]:
+    """:func:`user_env` whose logs are the sample copies, on a wide terminal."""
+    return {**user_env(tmp_path), "COLUMNS": "200", **logs_env(logs)}
+
+
 @pytest.fixture
 def empty_home(tmp_path: Path) -> Path:
     """An empty home directory for parsers' defaults (never the real one)."""

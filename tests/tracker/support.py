@@ -13,6 +13,7 @@ from usageledger.buckets import COUNT_COLUMNS
 from usageledger.sources import PARSERS, UsageEvent, parse_whole, resolve_duplicates
 from usageledger.store.engine import make_engine
 from usageledger.store.tables import usage_buckets, usage_daily, usage_events
+from usageledger.tracker.events import WriteOutcome, store_events
 from usageledger.tracker.ledger import LocalLedger
 from usageledger.tracker.scan import ScanSummary, scan
 
@@ -174,3 +175,25 @@ def jsonl(records: Iterable[Any]) -> bytes:
     import orjson
 
     return b"".join(orjson.dumps(r) + b"\n" for r in records)
+
+
+def store(
+    ledger: LocalLedger,
+    events: Mapping[str, list[UsageEvent]],
+    now_ms: int,
+    policies: Mapping[str, str] | None = None,
+) -> WriteOutcome:
+    """Write parsed events (per source) into the ledger in one transaction, as a scan does:
+    each source's own duplicate policy unless ``policies`` says otherwise."""
+    rules = {name: parser.duplicate_policy for name, parser in PARSERS.items()}
+    return ledger.db.write(
+        lambda conn: store_events(
+            conn,
+            user_id=ledger.user_id,
+            device_id=ledger.device_id,
+            tz=ledger.tz,
+            events=events,
+            policies={**rules, **(policies or {})},
+            now_ms=now_ms,
+        )
+    )

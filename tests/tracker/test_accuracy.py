@@ -12,7 +12,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import orjson
-import pytest
 from click.testing import CliRunner
 
 from tests.tracker.conftest import logs_env
@@ -44,19 +43,6 @@ def by_day(events: list[UsageEvent]) -> dict[str, dict[str, int]]:
     for e in events:
         days[e.timestamp.date().isoformat()].append(e)
     return {day: sums(found) for day, found in sorted(days.items())}
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, logs: Path) -> dict[str, str]:
-    """CLI environment over the sample copies; the real home is never read."""
-    home = tmp_path / "home"
-    home.mkdir()
-    return {
-        "HOME": str(home),
-        "USAGELEDGER_HOME": str(tmp_path / "data"),
-        "USAGELEDGER_DEFAULT_TIME_ZONE": "UTC",
-        **logs_env(logs),
-    }
 
 
 def report_daily(env: dict[str, str]) -> dict[str, dict[str, int]]:

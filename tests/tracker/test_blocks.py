@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 from click.testing import CliRunner
 
+from tests.tracker import support
 from usageledger.cli.root import main
 from usageledger.ledger.pricing import Price, PriceBook
-from usageledger.sources import PARSERS, UsageEvent
+from usageledger.sources import UsageEvent
 from usageledger.tracker.blocks import active_block, build_blocks, load_blocks, safe_start
-from usageledger.tracker.events import store_events
 from usageledger.tracker.ledger import LocalLedger
 
 BOOK = PriceBook(
@@ -63,17 +63,7 @@ def add(ledger: LocalLedger, *events: tuple[str, int, int], source: str = "claud
         )
         for when, inp, out in events
     ]
-    ledger.db.write(
-        lambda conn: store_events(
-            conn,
-            user_id=ledger.user_id,
-            device_id=ledger.device_id,
-            tz=ledger.tz,
-            events={source: parsed},
-            policies={name: p.duplicate_policy for name, p in PARSERS.items()},
-            now_ms=1,
-        )
-    )
+    support.store(ledger, {source: parsed}, 1)
 
 
 def report(ledger: LocalLedger, now: str, **options: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.tracker.conftest import logs_env
 from usageledger.cli.root import main
 from usageledger.tracker.config_file import ConfigError, config_path, read_config, set_value
 
@@ -22,22 +21,6 @@ timezone = "UTC"   # where I live
 # I like it short
 start_of_week = "monday"
 """
-
-
-@pytest.fixture
-def env(tmp_path: Path, logs: Path) -> dict[str, str]:
-    """A user with the sample logs and a config directory in temp."""
-    home = tmp_path / "home"
-    home.mkdir()
-    return {
-        "HOME": str(home),
-        "USAGELEDGER_HOME": str(tmp_path / "data"),
-        "USAGELEDGER_DEFAULT_TIME_ZONE": "UTC",
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "COLUMNS": "200",
-        **logs_env(logs),
-    }
 
 
 def invoke(env: dict[str, str], *args: str) -> Result:
@@ -71,11 +54,11 @@ def test_the_path_follows_xdg_config_home_else_the_home_directory(tmp_path: Path
     assert result.stdout.strip() == str(tmp_path / "usageledger" / "config.toml")
 
 
-def test_set_keeps_comments_order_and_other_keys(env: dict[str, str]) -> None:
+def test_set_keeps_comments_order_and_other_keys(cli_env: dict[str, str]) -> None:
     """`config set` adds its key and leaves every comment and key where it was."""
-    path = write(env, MINE)
-    assert invoke(env, "config", "set", "report.breakdown", "true").exit_code == 0
-    assert invoke(env, "config", "set", "sources", "codex,claude").exit_code == 0
+    path = write(cli_env, MINE)
+    assert invoke(cli_env, "config", "set", "report.breakdown", "true").exit_code == 0
+    assert invoke(cli_env, "config", "set", "sources", "codex,claude").exit_code == 0
     assert path.read_text() == (
         "# my defaults\n"
         'timezone = "UTC"   # where I live\n'
@@ -86,18 +69,18 @@ def test_set_keeps_comments_order_and_other_keys(env: dict[str, str]) -> None:
         'start_of_week = "monday"\n'
         "breakdown = true\n"
     )
-    assert invoke(env, "config", "get", "sources").stdout.strip() == "codex,claude"
-    assert invoke(env, "config", "unset", "report.breakdown").exit_code == 0
-    assert invoke(env, "config", "unset", "sources").exit_code == 0
+    assert invoke(cli_env, "config", "get", "sources").stdout.strip() == "codex,claude"
+    assert invoke(cli_env, "config", "unset", "report.breakdown").exit_code == 0
+    assert invoke(cli_env, "config", "unset", "sources").exit_code == 0
     assert path.read_text() == MINE
 
 
-def test_unset_of_a_missing_key_and_get_of_an_unset_key(env: dict[str, str]) -> None:
+def test_unset_of_a_missing_key_and_get_of_an_unset_key(cli_env: dict[str, str]) -> None:
     """Unset of nothing changes nothing; get of an unset key exits 1."""
-    path = write(env, MINE)
-    assert "was not set" in invoke(env, "config", "unset", "server").stdout
+    path = write(cli_env, MINE)
+    assert "was not set" in invoke(cli_env, "config", "unset", "server").stdout
     assert path.read_text() == MINE
-    assert invoke(env, "config", "get", "server").exit_code == 1
+    assert invoke(cli_env, "config", "get", "server").exit_code == 1
 
 
 @pytest.mark.parametrize(
@@ -113,11 +96,11 @@ def test_unset_of_a_missing_key_and_get_of_an_unset_key(env: dict[str, str]) -> 
     ],
 )
 def test_set_refuses_a_bad_value_naming_the_key_and_leaves_the_file(
-    env: dict[str, str], key: str, value: str, reason: str
+    cli_env: dict[str, str], key: str, value: str, reason: str
 ) -> None:
     """A value its rule refuses: exit 2, the key and the reason, and the file unchanged."""
-    path = write(env, MINE)
-    result = invoke(env, "config", "set", key, value)
+    path = write(cli_env, MINE)
+    result = invoke(cli_env, "config", "set", key, value)
     assert result.exit_code == 2
     assert key in result.stderr
     assert reason in result.stderr
@@ -134,68 +117,68 @@ def test_set_refuses_a_bad_value_naming_the_key_and_leaves_the_file(
     ],
 )
 def test_a_bad_file_stops_tracker_commands_with_exit_2_naming_key_and_file(
-    env: dict[str, str], text: str, key: str
+    cli_env: dict[str, str], text: str, key: str
 ) -> None:
     """Every tracker command refuses to run on a bad file, naming the key and the path."""
-    path = write(env, text)
+    path = write(cli_env, text)
     for args in (("report", "--no-scan"), ("scan",), ("status",)):
-        result = invoke(env, *args)
+        result = invoke(cli_env, *args)
         assert result.exit_code == 2, args
         assert str(path) in result.stderr
         assert key in result.stderr
 
 
-def test_a_file_that_is_not_toml_is_one_clear_error(env: dict[str, str]) -> None:
+def test_a_file_that_is_not_toml_is_one_clear_error(cli_env: dict[str, str]) -> None:
     """Broken TOML: exit 2 naming the file; `config set` does not rewrite it."""
-    path = write(env, "timezone = \n[[[")
-    assert "not valid TOML" in invoke(env, "report", "--no-scan").stderr
-    assert invoke(env, "config", "set", "timezone", "UTC").exit_code == 2
+    path = write(cli_env, "timezone = \n[[[")
+    assert "not valid TOML" in invoke(cli_env, "report", "--no-scan").stderr
+    assert invoke(cli_env, "config", "set", "timezone", "UTC").exit_code == 2
     assert path.read_text() == "timezone = \n[[["
 
 
-def test_a_flag_beats_the_environment_which_beats_the_file(env: dict[str, str]) -> None:
+def test_a_flag_beats_the_environment_which_beats_the_file(cli_env: dict[str, str]) -> None:
     """Zone: the file's applies alone, the variable beats it, --timezone beats both."""
-    write(env, 'timezone = "Asia/Tokyo"\n')
-    assert report(env)["timezone"] == "Asia/Tokyo"
-    variable = {**env, "USAGELEDGER_TIMEZONE": "America/New_York"}
+    write(cli_env, 'timezone = "Asia/Tokyo"\n')
+    assert report(cli_env)["timezone"] == "Asia/Tokyo"
+    variable = {**cli_env, "USAGELEDGER_TIMEZONE": "America/New_York"}
     assert report(variable, "--no-scan")["timezone"] == "America/New_York"
     flagged = report(variable, "--no-scan", "--timezone", "Europe/Berlin")
     assert flagged["timezone"] == "Europe/Berlin"
-    bad = invoke({**env, "USAGELEDGER_TIMEZONE": "Mars/Base"}, "report", "--no-scan")
+    bad = invoke({**cli_env, "USAGELEDGER_TIMEZONE": "Mars/Base"}, "report", "--no-scan")
     assert bad.exit_code == 2
     assert "USAGELEDGER_TIMEZONE" in bad.stderr
 
 
 def test_the_files_sources_limit_what_is_scanned_unless_a_flag_says_otherwise(
-    env: dict[str, str],
+    cli_env: dict[str, str],
 ) -> None:
     """`sources = ["codex"]` scans and reports Codex only; --source and the variable win."""
-    write(env, 'sources = ["codex"]\n')
-    only = report(env)
+    write(cli_env, 'sources = ["codex"]\n')
+    only = report(cli_env)
     assert {m["source"] for d in only["days"] for m in d["models"]} == {"codex"}
-    claude = report(env, "--no-scan", "--source", "claude")
+    claude = report(cli_env, "--no-scan", "--source", "claude")
     assert claude["sources"] == ["claude"]
     assert claude["totals"]["total_tokens"] == 0  # never scanned: the file said codex only
-    both = report({**env, "USAGELEDGER_SOURCES": "codex,claude"})
+    both = report({**cli_env, "USAGELEDGER_SOURCES": "codex,claude"})
     assert {m["source"] for d in both["days"] for m in d["models"]} == {"codex", "claude"}
 
 
-def test_report_columns_and_breakdown_come_from_the_file(env: dict[str, str]) -> None:
+def test_report_columns_and_breakdown_come_from_the_file(cli_env: dict[str, str]) -> None:
     """The file's columns choose the table's count columns; breakdown adds model rows."""
-    write(env, '[report]\ncolumns = ["output_tokens"]\nbreakdown = true\n')
-    table = invoke(env, "report").stdout
+    write(cli_env, '[report]\ncolumns = ["output_tokens"]\nbreakdown = true\n')
+    table = invoke(cli_env, "report").stdout
     assert "Output" in table
     assert "Cache read" not in table
     assert "└ gpt-5 (codex)" in table
-    header = invoke(env, "report", "--csv", "--no-scan").stdout.splitlines()[0]
+    header = invoke(cli_env, "report", "--csv", "--no-scan").stdout.splitlines()[0]
     assert header == "day,models,source,model,output_tokens,cost_usd"
 
 
-def test_a_price_override_replaces_the_models_price_on_every_day(env: dict[str, str]) -> None:
+def test_a_price_override_replaces_the_models_price_on_every_day(cli_env: dict[str, str]) -> None:
     """gpt-5 at $1000/M input and output: its cost follows; other models keep theirs."""
-    before = report(env, "models")
-    write(env, '[prices."gpt-5"]\ninput = "1000"\noutput = "1000"\n')
-    after = report(env, "models", "--no-scan")
+    before = report(cli_env, "models")
+    write(cli_env, '[prices."gpt-5"]\ninput = "1000"\noutput = "1000"\n')
+    after = report(cli_env, "models", "--no-scan")
 
     def cost(rep: dict[str, Any], model: str) -> Decimal:
         return sum(
@@ -227,39 +210,39 @@ def test_set_writes_a_price_one_field_at_a_time(tmp_path: Path) -> None:
     }
 
 
-def test_show_lists_each_key_with_where_it_comes_from(env: dict[str, str]) -> None:
+def test_show_lists_each_key_with_where_it_comes_from(cli_env: dict[str, str]) -> None:
     """`config show --json` marks the file's keys and the variables that beat them."""
-    write(env, MINE)
+    write(cli_env, MINE)
     shown = orjson.loads(
-        invoke({**env, "USAGELEDGER_TIMEZONE": "Asia/Tokyo"}, "config", "show", "--json").stdout
+        invoke({**cli_env, "USAGELEDGER_TIMEZONE": "Asia/Tokyo"}, "config", "show", "--json").stdout
     )
     assert shown["keys"]["timezone"] == {"value": "Asia/Tokyo", "from": "USAGELEDGER_TIMEZONE"}
     assert shown["keys"]["report.start_of_week"] == {"value": "monday", "from": "file"}
 
 
 def test_a_hook_with_a_bad_file_records_its_error_under_usageledger_home(
-    env: dict[str, str],
+    cli_env: dict[str, str],
 ) -> None:
     """The variable is valid, the file is not: the error goes where `status` looks."""
-    path = write(env, 'timezone = "Nowhere/Land"\n')
-    assert invoke(env, "hook", "--wait", "claude").exit_code == 0
+    path = write(cli_env, 'timezone = "Nowhere/Land"\n')
+    assert invoke(cli_env, "hook", "--wait", "claude").exit_code == 0
     from usageledger.tracker.hook import last_errors
 
-    data = Path(env["USAGELEDGER_HOME"])
+    data = Path(cli_env["USAGELEDGER_HOME"])
     assert str(path) in last_errors(data)[-1]["message"]
-    assert last_errors(Path(env["XDG_DATA_HOME"]) / "usageledger") == []
+    assert last_errors(Path(cli_env["XDG_DATA_HOME"]) / "usageledger") == []
     path.unlink()  # once the file is fixed, status shows what went wrong meanwhile
-    shown = orjson.loads(invoke(env, "status", "--json").stdout)
+    shown = orjson.loads(invoke(cli_env, "status", "--json").stdout)
     assert str(path) in shown["hook_errors"][-1]["message"]
 
 
 def test_a_hook_with_a_bad_usageledger_home_records_its_error_under_the_default_home(
-    env: dict[str, str],
+    cli_env: dict[str, str],
 ) -> None:
     """An empty USAGELEDGER_HOME names no folder: the error goes to the default home."""
     from usageledger.tracker.hook import last_errors
 
-    bad = {**env, "USAGELEDGER_HOME": ""}
+    bad = {**cli_env, "USAGELEDGER_HOME": ""}
     assert invoke(bad, "hook", "--wait", "claude").exit_code == 0
-    default = Path(env["XDG_DATA_HOME"]) / "usageledger"
+    default = Path(cli_env["XDG_DATA_HOME"]) / "usageledger"
     assert "USAGELEDGER_HOME" in last_errors(default)[-1]["message"]

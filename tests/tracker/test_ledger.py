@@ -11,13 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
+from tests.tracker import support
 from tests.tracker.conftest import Clock, new_ledger
 from tests.tracker.support import layer_sums, sa_engine, sums, table_sums
 from usageledger.sources import UsageEvent, resolve_duplicates
 from usageledger.store.engine import make_engine
 from usageledger.store.migrate import current_revision, head_revision
 from usageledger.store.tables import devices, usage_buckets, usage_daily, users
-from usageledger.tracker.events import clean_model, short_key, store_events
+from usageledger.tracker.events import clean_model, short_key
 from usageledger.tracker.ledger import (
     LocalLedger,
     change_time_zone,
@@ -59,17 +60,7 @@ def write(ledger: LocalLedger, clock: Clock, *events: UsageEvent) -> None:
     by_source: dict[str, list[UsageEvent]] = {}
     for e in events:
         by_source.setdefault(e.source, []).append(e)
-    ledger.db.write(
-        lambda conn: store_events(
-            conn,
-            user_id=ledger.user_id,
-            device_id=ledger.device_id,
-            tz=ledger.tz,
-            events=by_source,
-            policies=POLICIES,
-            now_ms=clock(),
-        )
-    )
+    support.store(ledger, by_source, clock(), POLICIES)
 
 
 def test_a_new_ledger_is_migrated_with_one_local_user_and_one_device(

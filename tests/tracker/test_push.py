@@ -11,9 +11,9 @@ import httpx
 import orjson
 import pytest
 
+from tests.tracker import support
 from tests.tracker.conftest import Clock
 from usageledger.sources import UsageEvent
-from usageledger.tracker.events import store_events
 from usageledger.tracker.ledger import LocalLedger
 from usageledger.tracker.login import Login
 from usageledger.tracker.push import (
@@ -24,7 +24,7 @@ from usageledger.tracker.push import (
     count_pending,
     push,
 )
-from usageledger.wire import BucketV3
+from usageledger.wire import BucketV2, BucketV3
 
 LOGIN = Login("http://ledger.test", "ul_dev_secret", 1)
 START = datetime(2025, 9, 1, tzinfo=UTC)
@@ -48,17 +48,7 @@ def add_usage(ledger: LocalLedger, clock: Clock, halves: int, *, first: int = 0)
         )
         for n in range(first, first + halves)
     ]
-    ledger.db.write(
-        lambda conn: store_events(
-            conn,
-            user_id=ledger.user_id,
-            device_id=ledger.device_id,
-            tz=ledger.tz,
-            events={"codex": events},
-            policies={"codex": "first"},
-            now_ms=clock(),
-        )
-    )
+    support.store(ledger, {"codex": events}, clock(), {"codex": "first"})
 
 
 class Server:
@@ -108,12 +98,13 @@ def error(status: int, code: str, **headers: str) -> httpx.Response:
 def test_pending_buckets_go_out_in_batches_of_at_most_500(
     ledger: LocalLedger, clock: Clock
 ) -> None:
-    """1,200 buckets take three v3 batches of 500, 500 and 200, each under 1 MiB."""
+    """1,200 buckets take three batches of 500, 500 and 200, each under 1 MiB (schema v2:
+    plain Codex requests have no v3 counts)."""
     add_usage(ledger, clock, 1200)
     server, sleeps = Server(), []
     summary = run(ledger, clock, uploader(server, sleeps))
     assert [len(b["buckets"]) for b in server.bodies] == [500, 500, 200]
-    assert all(b["schema_version"] == 3 for b in server.bodies)
+    assert all(b["schema_version"] == 2 for b in server.bodies)
     assert all(len(r.content) <= 1024 * 1024 for r in server.requests)
     assert (summary.batches, summary.buckets) == (3, 1200)
     assert ledger.db.read(lambda conn: count_pending(conn, ledger)) == 0
@@ -310,17 +301,7 @@ def test_buckets_outside_the_servers_bounds_are_held_back(
         cached_input_tokens=0,
         output_tokens=1,
     )
-    ledger.db.write(
-        lambda conn: store_events(
-            conn,
-            user_id=ledger.user_id,
-            device_id=ledger.device_id,
-            tz=ledger.tz,
-            events={"codex": [old]},
-            policies={"codex": "first"},
-            now_ms=clock(),
-        )
-    )
+    support.store(ledger, {"codex": [old]}, clock(), {"codex": "first"})
     server, sleeps = Server(), []
     summary = run(ledger, clock, uploader(server, sleeps))
     assert (summary.buckets, summary.held_back) == (2, 1)
@@ -329,6 +310,7 @@ def test_buckets_outside_the_servers_bounds_are_held_back(
 def test_the_wire_carries_no_project_session_or_identity(ledger: LocalLedger, clock: Clock) -> None:
     """Projects and sessions stay local: the schema has no such field and no body mentions them."""
     assert not {"project", "session_id", "user_id", "device_id"} & set(BucketV3.model_fields)
+    schemas = {2: BucketV2, 3: BucketV3}
     add_usage(ledger, clock, 5)
     server, sleeps = Server(), []
     run(ledger, clock, uploader(server, sleeps))
@@ -338,7 +320,7 @@ def test_the_wire_carries_no_project_session_or_identity(ledger: LocalLedger, cl
     for body in server.bodies:
         assert set(body) == {"schema_version", "buckets"}
         for bucket in body["buckets"]:
-            assert set(bucket) == set(BucketV3.model_fields)
+            assert set(bucket) == set(schemas[body["schema_version"]].model_fields)
 
 
 def test_the_client_has_timeouts() -> None:

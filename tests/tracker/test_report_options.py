@@ -5,14 +5,12 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.tracker.conftest import logs_env
 from usageledger.cli.root import main
 from usageledger.tracker.report import KINDS, resolve_day, week_day
 
@@ -21,20 +19,10 @@ NOW_MS = 1_758_110_400_000
 
 
 @pytest.fixture
-def env(tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A user with the sample logs, a clock at NOW_MS and an empty config directory."""
-    home = tmp_path / "home"
-    home.mkdir()
+def env(cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The sample logs' user (``cli_env``) with the clock at NOW_MS."""
     monkeypatch.setattr("usageledger.cli.tracker.clock", lambda: NOW_MS)
-    return {
-        "HOME": str(home),
-        "USAGELEDGER_HOME": str(tmp_path / "data"),
-        "USAGELEDGER_DEFAULT_TIME_ZONE": "UTC",
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "COLUMNS": "200",
-        **logs_env(logs),
-    }
+    return cli_env
 
 
 def invoke(env: dict[str, str], *args: str) -> Result:

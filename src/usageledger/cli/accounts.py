@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from usageledger.cli.env import Env, database, now_ms, pass_env
-from usageledger.cli.errors import run
+from usageledger.cli.errors import run, usage
 from usageledger.ledger import accounts
 
 out = Console()
@@ -97,6 +97,11 @@ def tokens_issue(env: Env, user_name: str, device_name: str | None, kind: str) -
       usageledger tokens issue --user alice --device laptop
       usageledger tokens issue --user alice --kind read
     """
+    # The command line's own shape is checked before the database is opened.
+    if kind == "device" and not device_name:
+        usage("a device token needs --device NAME")
+    if kind == "read" and device_name:
+        usage("a read token belongs to the user, not to a device: leave out --device")
     database_ = database(env)
     secret, token_id = run(
         lambda: database_.write(
@@ -151,3 +156,7 @@ def tokens_revoke(env: Env, token_id: int) -> None:
     database_ = database(env)
     run(lambda: database_.write(lambda c: accounts.revoke_token(c, token_id, now_ms=now_ms())))
     out.print(f"revoked token {token_id}")
+
+
+#: Registered by :data:`usageledger.cli.root.COMMANDS`.
+commands = [users, tokens]

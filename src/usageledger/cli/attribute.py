@@ -305,3 +305,7 @@ def render(data: Mapping[str, Any], console: Console) -> None:
             Text(f"STOP ({where}): ", style="bold red")
             + Text(stop["text"] + f" — e.g. {' '.join(stop['examples'])}.")
         )
+
+
+#: Registered by :data:`usageledger.cli.root.COMMANDS`.
+commands = [attribute]

@@ -188,3 +188,7 @@ def db_copy_command(env: Env, target_url: str, batch_size: int) -> None:
     if not report.ok:
         fail("the copy does not match the source; drop the target")
     click.echo(f"copied {sum(t.rows for t in report.tables)} rows; every table matches")
+
+
+#: Registered by :data:`usageledger.cli.root.COMMANDS`.
+commands = [db]

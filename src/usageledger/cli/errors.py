@@ -3,12 +3,16 @@
 Every command fails through this module, and only this module ends the process:
 
 - **1** (:data:`OPERATIONAL`): the command ran and could not finish. A domain refusal
-  (:class:`~usageledger.errors.LedgerError`), a database that cannot be reached, a file that
-  cannot be read or written, a server that refuses an upload, a check that found a difference.
-- **2** (:data:`USAGE`): the command cannot run as asked. A bad option value, a bad setting in
-  the environment or the config file, a database URL that names no ledger (missing, empty or
-  at another schema, an unknown database or a refused login). Click's own usage errors
-  (an unknown option, a missing argument) exit 2 as well.
+  (:class:`~usageledger.errors.LedgerError`: no such user or token, a plan whose data changed),
+  a database that cannot be reached, a file that cannot be read or written, an address that
+  cannot be listened on, a server that refuses an upload, a check that found a difference.
+- **2** (:data:`USAGE`): the command cannot run as asked. A bad option or argument value
+  (:class:`~usageledger.errors.ValidationFailed`: a name, a time zone, a range, a plan file
+  that breaks a rule), a price file that cannot be used
+  (:class:`~usageledger.ledger.pricing.PricingError`, but for token counts it cannot price), a
+  bad setting in the environment or the config file, a database URL that names no ledger
+  (missing, empty or at another schema, an unknown database or a refused login). Click's own
+  usage errors (an unknown option, a missing argument) exit 2 as well.
 
 A failure is one ``error: …`` line on standard error (a domain error's details follow it,
 indented), never a traceback. Nothing here imports rich: an error costs no table library.
@@ -22,7 +26,7 @@ from typing import NoReturn, TypeVar
 
 import click
 
-from usageledger.errors import LedgerError
+from usageledger.errors import LedgerError, ValidationFailed
 
 T = TypeVar("T")
 
@@ -68,6 +72,8 @@ def handled(exc: BaseException) -> bool:
     """Whether ``exc`` is a failure this module reports (rather than a bug to show in full)."""
     if isinstance(exc, (LedgerError, click.ClickException)) or _settings_error(exc):
         return True
+    if _pricing_error(exc):
+        return True
     if isinstance(exc, OSError):
         return not isinstance(exc, BrokenPipeError)  # click ends a closed pipe quietly
     return _database_error(exc) or _raised_by(exc, "sqlite3", "Error")
@@ -77,8 +83,10 @@ def exit_for(exc: BaseException) -> int:
     """The exit status of a failure: 2 for usage and settings, 1 for everything else."""
     if isinstance(exc, click.ClickException):
         return exc.exit_code
-    if _settings_error(exc):
+    if isinstance(exc, ValidationFailed) or _settings_error(exc):
         return USAGE
+    if _pricing_error(exc):
+        return OPERATIONAL if _counts_error(exc) else USAGE
     if _database_error(exc) and _names_no_ledger(exc):
         return USAGE
     return OPERATIONAL
@@ -108,7 +116,8 @@ def report(exc: BaseException, context: str = "") -> NoReturn:
 
 
 def run(fn: Callable[[], T]) -> T:
-    """Run a domain call; a domain error becomes its message (and details) and exit status 1."""
+    """Run a domain call; a domain error becomes its message (and details) and its exit status
+    (2 when it refuses the command's input, 1 otherwise: :func:`exit_for`)."""
     try:
         return fn()
     except LedgerError as exc:
@@ -134,6 +143,20 @@ def _raised_by(exc: BaseException, module: str, name: str) -> bool:
 def _settings_error(exc: BaseException) -> bool:
     """A bad setting in the environment or the config file (``SettingsError``)."""
     return _raised_by(exc, "usageledger.settings_rules", "SettingsError")
+
+
+def _pricing_error(exc: BaseException) -> bool:
+    """A price file, a price source or a config file's prices that cannot be used, or counts
+    that cannot be priced (``PricingError``)."""
+    return _raised_by(exc, "usageledger.ledger.pricing", "PricingError")
+
+
+def _counts_error(exc: BaseException) -> bool:
+    """Token counts that break the rules or that a price lists no rates for: the ledger's
+    data, not the command's input."""
+    return _raised_by(exc, "usageledger.ledger.pricing", "InvalidCountsError") or _raised_by(
+        exc, "usageledger.ledger.pricing", "UnpricedCountsError"
+    )
 
 
 def _database_error(exc: BaseException) -> bool:

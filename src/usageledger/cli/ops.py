@@ -2,7 +2,8 @@
 
 Thin commands over :mod:`usageledger.ops`: parse options, call one job, print. Progress bars go
 to stderr, results to stdout, evidence lines to ``USAGELEDGER_LOG_FILE``. A refused or failed job
-exits 1 with its message; ``verify`` exits 1 when it finds any difference. ``db copy`` lives
+exits 1 with its message (2 when what it refuses is its own input: a range, a plan file);
+``verify`` exits 1 when it finds any difference. ``db copy`` lives
 with the ``db`` group (:mod:`usageledger.cli.db`).
 """
 
@@ -212,6 +213,15 @@ def backfill_plan(env: Env, path: Path, reason: str) -> None:
     )
 
 
+def _run_plan(
+    env: Env, step: Callable[..., backfill_ops.PlanResult], plan_id: str
+) -> backfill_ops.PlanResult:
+    """Run ``step`` (apply or roll back) on plan ``plan_id`` with the job's evidence log."""
+    database_ = database(env)
+    with job_log(env) as logger:
+        return run(lambda: step(database_, plan_id, now_ms=now_ms(), evidence=logger))
+
+
 @backfill.command("apply")
 @click.argument("plan_id")
 @pass_env
@@ -222,11 +232,7 @@ def backfill_apply(env: Env, plan_id: str) -> None:
     Example:
       usageledger backfill apply 0b6f2c1e-…
     """
-    database_ = database(env)
-    with job_log(env) as logger:
-        result = run(
-            lambda: backfill_ops.apply_plan(database_, plan_id, now_ms=now_ms(), evidence=logger)
-        )
+    result = _run_plan(env, backfill_ops.apply_plan, plan_id)
     click.echo(
         f"applied plan {plan_id}: {result.written} new revision(s) for "
         f"{result.affected_keys} bucket(s); undo with `usageledger backfill rollback {plan_id}`"
@@ -243,11 +249,7 @@ def backfill_rollback(env: Env, plan_id: str) -> None:
     Example:
       usageledger backfill rollback 0b6f2c1e-…
     """
-    database_ = database(env)
-    with job_log(env) as logger:
-        result = run(
-            lambda: backfill_ops.rollback_plan(database_, plan_id, now_ms=now_ms(), evidence=logger)
-        )
+    result = _run_plan(env, backfill_ops.rollback_plan, plan_id)
     click.echo(
         f"rolled back plan {plan_id}: {result.written} new revision(s) restore "
         f"{result.affected_keys} bucket(s)"

@@ -11,7 +11,8 @@ import orjson
 
 from usageledger.cli.env import Env, database, now_ms, pass_env
 from usageledger.cli.errors import report, run
-from usageledger.evidence import EvidenceLogger, job
+from usageledger.cli.jobs import job_log
+from usageledger.evidence import job
 from usageledger.ledger import leaderboard, price_import
 from usageledger.ledger.prices_store import (
     LoadResult,
@@ -47,29 +48,23 @@ def pricing_load(env: Env, file: Path) -> None:
     Example:
       usageledger pricing load my-prices.json
     """
-    try:
-        book = PriceBook.from_file(file)
-    except PricingError as exc:
-        report(exc)
+    book = PriceBook.from_file(file)  # a file that cannot be used: its error, exit 2
     db = database(env)
     shipped = PriceBooks().shipped
-    logger = EvidenceLogger(env.settings.log_file)
+    with job_log(env) as logger:
 
-    def load() -> LoadResult:
-        # The evidence line is written inside `run`, so a domain error is logged as what it is
-        # before `run` turns it into exit status 1.
-        with job(logger, "pricing_load") as evidence:
-            loaded = db.write(lambda conn: load_prices(conn, book, shipped, now_ms=now_ms()))
-            evidence.extra.update(added=loaded.added, updated=loaded.updated)
-            return loaded
+        def load() -> LoadResult:
+            # The evidence line is written inside `run`, so a domain error is logged as what
+            # it is before `run` turns it into its exit status.
+            with job(logger, "pricing_load") as evidence:
+                loaded = db.write(lambda conn: load_prices(conn, book, shipped, now_ms=now_ms()))
+                evidence.extra.update(added=loaded.added, updated=loaded.updated)
+                return loaded
 
-    try:
-        result = run(load)
-    except PricingError as exc:
-        report(exc, str(file))
-    finally:
-        db.engine.dispose()
-        logger.close()
+        try:
+            result = run(load)
+        except PricingError as exc:  # an entry the table refuses: name the file it came from
+            report(exc, str(file))
     click.echo(
         f"{file}: {result.added} added, {result.updated} updated, {result.unchanged} unchanged"
     )
@@ -141,16 +136,14 @@ def prices_import(
       usageledger prices import --litellm /tmp/litellm/litellm-1.110.2-py3-none-any.whl
     """
     day: date = on.date() if on is not None else datetime.now(UTC).date()
-    try:
-        sources = [price_import.read_litellm(litellm_path)]
-        if models_dev_path is not None:
-            sources.append(price_import.read_models_dev(models_dev_path))
-        converted = [
-            price_import.convert_litellm(sources[0], on=day),
-            *(price_import.convert_models_dev(s, on=day) for s in sources[1:]),
-        ]
-    except PricingError as exc:
-        report(exc)
+    # A source that cannot be read is a PricingError: its message, exit 2.
+    sources = [price_import.read_litellm(litellm_path)]
+    if models_dev_path is not None:
+        sources.append(price_import.read_models_dev(models_dev_path))
+    converted = [
+        price_import.convert_litellm(sources[0], on=day),
+        *(price_import.convert_models_dev(s, on=day) for s in sources[1:]),
+    ]
     labels = " + ".join(source.label for source in sources)
     shipped = PriceBooks().shipped
     if output is not None:
@@ -159,25 +152,19 @@ def prices_import(
         click.echo(f"{labels}: {_summary(result, day)}; written to {output}")
         return
     db = database(env)
-    logger = EvidenceLogger(env.settings.log_file)
+    with job_log(env) as logger:
 
-    def load() -> tuple[price_import.ImportResult, LoadResult]:
-        with job(logger, "prices_import") as evidence:
-            done = db.write(
-                lambda conn: import_prices(
-                    conn, (c.prices for c in converted), shipped, on=day, now_ms=now_ms()
+        def load() -> tuple[price_import.ImportResult, LoadResult]:
+            with job(logger, "prices_import") as evidence:
+                done = db.write(
+                    lambda conn: import_prices(
+                        conn, (c.prices for c in converted), shipped, on=day, now_ms=now_ms()
+                    )
                 )
-            )
-            evidence.extra.update(added=done[1].added, updated=done[1].updated)
-            return done
+                evidence.extra.update(added=done[1].added, updated=done[1].updated)
+                return done
 
-    try:
         result, _ = run(load)
-    except PricingError as exc:
-        report(exc)
-    finally:
-        db.engine.dispose()
-        logger.close()
     click.echo(f"{labels}: {_summary(result, day)}")
 
 
@@ -215,10 +202,7 @@ def prices_missing(
       usageledger prices missing
       usageledger prices missing kimi-k2 custom:GLM-4.6-[Fireworks]-0
     """
-    try:
-        book = PriceBook.from_file(price_file) if price_file else PriceBooks().shipped
-    except PricingError as exc:
-        report(exc)
+    book = PriceBook.from_file(price_file) if price_file else PriceBooks().shipped
     if models:
         unpriced = sorted({m for m in models if book.resolve(m) is None})
         if as_json:
@@ -227,10 +211,7 @@ def prices_missing(
             click.echo("\n".join(unpriced) if unpriced else "every model has a price")
         return
     db = database(env)
-    try:
-        found = run(lambda: db.read(lambda conn: missing_prices(conn, PriceBooks().current(conn))))
-    finally:
-        db.engine.dispose()
+    found = run(lambda: db.read(lambda conn: missing_prices(conn, PriceBooks().current(conn))))
     _show_missing(found, as_json)
 
 
@@ -298,20 +279,19 @@ def leaderboard_refresh(env: Env, at: datetime | None) -> None:
     now = at.replace(tzinfo=UTC) if at is not None else datetime.now(UTC)
     db = database(env)
     book = PriceBooks()
-    logger = EvidenceLogger(env.settings.log_file)
+    with job_log(env) as logger:
 
-    def refresh() -> dict[str, int]:
-        with job(logger, "leaderboard_refresh") as evidence:
-            built = db.write(lambda conn: leaderboard.refresh(conn, book.current(conn), now=now))
-            evidence.extra.update(built)
-            return built
+        def refresh() -> dict[str, int]:
+            with job(logger, "leaderboard_refresh") as evidence:
+                built = db.write(
+                    lambda conn: leaderboard.refresh(conn, book.current(conn), now=now)
+                )
+                evidence.extra.update(built)
+                return built
 
-    try:
         counted = run(refresh)
-    finally:
-        db.engine.dispose()
-        logger.close()
     click.echo(", ".join(f"{period}: {n} entries" for period, n in counted.items()))
 
 
+#: Registered by :data:`usageledger.cli.root.COMMANDS`.
 commands = [pricing_group, prices_group, leaderboard_group]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import click
 import uvicorn
@@ -10,13 +11,16 @@ from rich.console import Console
 from sqlalchemy import Connection
 
 from usageledger.cli.env import Env, now_ms, pass_env
-from usageledger.cli.errors import usage
+from usageledger.cli.errors import fail, usage
 from usageledger.demo import seed_history
 from usageledger.ledger import accounts
 from usageledger.store.engine import Database, make_engine
 from usageledger.store.migrate import current_revision, head_revision, upgrade
 
 err = Console(stderr=True, soft_wrap=True)
+#: What ``serve`` hands uvicorn: the app factory of the composition root, by name (so that each
+#: worker process builds its own app).
+APP_FACTORY = "usageledger.server:app_from_environment"
 DEMO_USER = "demo"
 DEMO_DEVICE = "demo-laptop"
 
@@ -92,6 +96,24 @@ def demo(env: Env, user: str, time_zone: str, days: int, seed: int) -> None:
     )
 
 
+def check_address(host: str, port: int) -> None:
+    """Fail (exit 1, one line naming the address) unless ``host:port`` can be listened on now.
+
+    The check binds the address as uvicorn will (``SO_REUSEADDR``, IPv6 for a host with a
+    colon) and lets it go at once, before any database work; uvicorn would otherwise log its
+    own message and exit 3.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        reason = exc.strerror or str(exc)
+        fail(f"cannot listen on {shown}: {reason}")
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8787, show_default=True, type=int)
@@ -107,6 +129,7 @@ def serve(env: Env, host: str, port: int, workers: int, demo: bool) -> None:
       USAGELEDGER_DATABASE_URL=postgresql://postgres@127.0.0.1/ledger usageledger serve --workers 2
     """
     settings = env.settings
+    check_address(host, port)
     url = settings.resolved_database_url
     engine = make_engine(url, statement_timeout_ms=settings.statement_timeout_ms)
     if url.startswith("sqlite"):
@@ -127,7 +150,7 @@ def serve(env: Env, host: str, port: int, workers: int, demo: bool) -> None:
         print(flush=True)
     engine.dispose()
     uvicorn.run(
-        "usageledger.server:app_from_environment",
+        APP_FACTORY,
         factory=True,
         host=host,
         port=port,
@@ -140,3 +163,7 @@ def serve(env: Env, host: str, port: int, workers: int, demo: bool) -> None:
         proxy_headers=bool(settings.trusted_proxy_list),
         forwarded_allow_ips=settings.trusted_proxy_list or None,
     )
+
+
+#: Registered by :data:`usageledger.cli.root.COMMANDS`.
+commands = [serve, demo]

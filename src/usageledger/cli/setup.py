@@ -383,4 +383,5 @@ def _work(home: Any, assistant: str) -> None:
         ledger.close()
 
 
+#: Registered by :data:`usageledger.cli.root.COMMANDS`.
 commands = [config_group, init, hook]

@@ -37,3 +37,7 @@ def statusline(segments: str, no_scan: bool) -> None:
       usageledger statusline --segments model,session,block,context,limits
     """
     click.echo(answer(segments, not no_scan))
+
+
+#: Registered by :data:`usageledger.cli.root.COMMANDS`.
+commands = [statusline]

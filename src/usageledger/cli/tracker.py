@@ -250,7 +250,7 @@ def report(
     with opened() as ledger:
         if not no_scan:
             _note_problems(_run_scan(ledger))
-        from usageledger.ledger.pricing import PriceBook
+        from usageledger.ledger.pricing import default_book
         from usageledger.tracker.report import ReportRequest, build_report
 
         zone = _zone(time_zone) or settings.time_zone or ledger.time_zone
@@ -265,7 +265,7 @@ def report(
             start_of_week=first_weekday,
             cost=cost_mode,
         )
-        book = settings.price_book(PriceBook.load_default())
+        book = settings.price_book(default_book())
         result = ledger.db.read(lambda conn: build_report(conn, ledger, request, book))
     if session_id is not None and not result["sessions"]:
         fail(f"no session {session_id!r} in the ledger (in that range and those sources)")
@@ -491,7 +491,7 @@ def blocks(
       usageledger blocks --active --token-limit max
       usageledger blocks --json --source claude
     """
-    from usageledger.ledger.pricing import PriceBook
+    from usageledger.ledger.pricing import default_book
     from usageledger.tracker.blocks import build_blocks
 
     limit = _token_limit(token_limit)
@@ -499,7 +499,7 @@ def blocks(
         if not no_scan:
             _note_problems(_run_scan(ledger))
         now = clock()
-        book = PriceBook.load_default()
+        book = default_book()
         result = ledger.db.read(
             lambda conn: build_blocks(
                 conn,
@@ -629,4 +629,5 @@ def _minutes(minutes: int | None) -> str:
     return f"{minutes}m"
 
 
+#: Registered by :data:`usageledger.cli.root.COMMANDS`.
 commands = [scan, report, login, push, status, blocks, limits]

@@ -1,12 +1,15 @@
 """The one place the read side turns token counts into money (docs/design.md §3).
 
-Every read endpoint and the leaderboard fetch rows of ``(day, source, model, counts)`` and
-hand them to :func:`tally`, which prices each row at the price in effect on the row's day
-and adds counts and exact cost per group. No endpoint has arithmetic of its own, so every
-view of the same rows agrees on cost to the femto-dollar; only rendering rounds (6 places).
+Every read endpoint, the leaderboard and the tracker's reports (``report``, ``blocks``, the
+status line) fetch rows of ``(day, source, model, counts)`` and hand them to :func:`tally`
+(or :meth:`Tally.add`), which prices each row at the price in effect on the row's day and
+adds counts and exact cost per group. No view has arithmetic of its own, so every view of the
+same rows agrees on cost to the femto-dollar; only rendering rounds (6 places). The tracker's
+logged costs (``report --cost``) are a layer over these tallies (``tracker/report.py``).
 
 The day a row is priced on is the day it is grouped under: the local day (in the request's
-time zone) for the usage endpoints, the UTC day for the leaderboard's week and month.
+time zone) for the usage endpoints and reports, the UTC day for the leaderboard's week and
+month. No SQLAlchemy here: the tracker imports this module on its start-up.
 """
 
 from __future__ import annotations
@@ -54,6 +57,19 @@ class Tally:
             self._sums[i] += value
         self.cost.merge(other.cost)
 
+    def add(self, book: PriceBook, row: UsageRow) -> None:
+        """Price ``row`` at the price in effect on its day and add its counts and cost.
+
+        The only cost arithmetic of the read side (:func:`tally` adds every row with it).
+        Every count, the v3 subsets included: a row's cost follows the vendor's rules for the
+        one-hour cache writes, long-context and fast requests it holds.
+        """
+        priced = row.counts.as_dict()
+        sums = self._sums
+        for i, name in enumerate(COUNT_COLUMNS):
+            sums[i] += priced[name]
+        self.cost.add(book, row.model, row.day, priced)
+
     @property
     def cost_usd(self) -> str:
         """The cost rendered with 6 decimal places, half to even."""
@@ -70,7 +86,7 @@ def tally(
 ) -> dict[K, Tally]:
     """Price every row on its day and add counts and cost per ``key(row)``.
 
-    The only cost arithmetic of the read side: endpoints differ only in ``key``.
+    Views differ only in ``key``; each row is priced once, by :meth:`Tally.add`.
     """
     groups: dict[K, Tally] = {}
     for row in rows:
@@ -78,13 +94,7 @@ def tally(
         group = groups.get(group_key)
         if group is None:
             group = groups[group_key] = Tally()
-        # Every count, the v3 subsets included: a row's cost follows the vendor's rules for
-        # the one-hour cache writes, long-context and fast requests it holds.
-        priced = row.counts.as_dict()
-        sums = group._sums
-        for i, name in enumerate(COUNT_COLUMNS):
-            sums[i] += priced[name]
-        group.cost.add(book, row.model, row.day, priced)
+        group.add(book, row)
     return groups
 
 

@@ -13,7 +13,8 @@ unpriced before the import (docs/pricing.md, "Importing prices").
 Besides the four base rates (input, cached input, cache write, output), LiteLLM's one-hour
 cache-write rate, its long-context rates (``*_above_200k_tokens``, ``*_above_272k_tokens``, …:
 the lowest threshold becomes the ``long_context`` tier), its priority rates (``*_priority``,
-``*_above_…_tokens_priority``) or fast multiplier (``provider_specific_entry.fast``) and
+``*_above_…_tokens_priority``) or fast multiplier (``provider_specific_entry.fast``), its
+web-search rate (``search_context_cost_per_query``, when one rate for every context size) and
 models.dev's ``context_over_200k`` are converted into the entry's billing fields
 (:class:`~usageledger.ledger.pricing.Tier`). What a source lists beyond them (other
 thresholds, per-request fees, a reasoning rate) is written into the entry's ``note`` so it is
@@ -317,8 +318,8 @@ def _litellm_price(key: str, entry: dict[str, object], *, on: date, label: str) 
 def _litellm_billing(
     entry: Mapping[str, object], base: Mapping[str, Decimal | None]
 ) -> tuple[dict[str, Any], set[str]]:
-    """The billing fields (``cache_write_1h`` and tiers) of a LiteLLM entry, and the entry's
-    rate names they were read from (left out of the note)."""
+    """The billing fields (``cache_write_1h``, ``web_search`` and tiers) of a LiteLLM entry,
+    and the entry's rate names they were read from (left out of the note)."""
     base_input = base["input_cost_per_token"]
     base_output = base["output_cost_per_token"]
     if base_input is None or base_output is None:
@@ -377,6 +378,10 @@ def _litellm_billing(
         fast_long = long_tier.scaled(multiplier) if long_tier is not None else None
         if long_tier is not None and fast_long is not None:
             fast_long = replace(fast_long, above_tokens=None)
+    search = _web_search_rate(entry.get("search_context_cost_per_query"))
+    if search is not None:
+        billing["web_search"] = search
+        applied.add("search_context_cost_per_query")
     if long_tier is not None:
         billing["long_context"] = long_tier
     if fast_tier is not None:
@@ -384,6 +389,21 @@ def _litellm_billing(
     if fast_long is not None:
         billing["fast_long_context"] = replace(fast_long, above_tokens=None)
     return billing, applied
+
+
+def _web_search_rate(value: object) -> Decimal | None:
+    """USD per 1,000 web searches from LiteLLM's ``search_context_cost_per_query`` (USD per
+    search by search-context size), when every size costs the same: the logs do not record
+    the size, so a rate that depends on it is not applied."""
+    if not isinstance(value, dict) or not value:
+        return None
+    rates = {_usd(rate) for rate in value.values()}
+    if len(rates) != 1:
+        return None
+    (rate,) = rates
+    if rate is None:
+        return None
+    return _canonical((rate * 1000).quantize(_NANO, rounding=ROUND_HALF_EVEN))
 
 
 def _tier_from(

@@ -8,29 +8,35 @@ number of nano-dollars per million tokens, so ``tokens * price`` is an exact int
 femto-dollars (1e-15 USD). Sums of any length stay exact; nothing is rounded until
 :func:`format_usd` renders 6 decimal places with ROUND_HALF_EVEN. No float is ever used.
 
-Billing rules. Besides its four base rates an entry may carry a one-hour cache-write rate and
-rate tiers (:class:`Tier`): ``long_context`` (a request whose prompt, input plus cached input,
-is above ``above_tokens`` is billed entirely at these rates), ``fast`` (fast mode or priority
-processing) and ``fast_long_context`` (both). Counts say which tokens each rule applies to:
-``cache_write_1h_tokens`` and the ``long_context_*``, ``fast_*`` and ``fast_long_context_*``
-subset counts of schema v3 (:data:`usageledger.buckets.COUNTS_V3`), so a sum of requests is
-priced exactly as its requests one by one (docs/pricing.md, "How a cost is computed").
+Billing rules. Besides its four base rates an entry may carry a one-hour cache-write rate, a
+web-search rate (USD per 1,000 searches) and rate tiers (:class:`Tier`): ``long_context`` (a
+request whose prompt, input plus cached input, is above ``above_tokens`` is billed entirely at
+these rates), ``fast`` (fast mode or priority processing) and ``fast_long_context`` (both).
+Counts say which tokens each rule applies to: ``cache_write_1h_tokens``, the
+``long_context_*``, ``fast_*`` and ``fast_long_context_*`` subset counts and
+``web_search_requests`` of schema v3 (:data:`usageledger.buckets.COUNTS_V3`), so a sum of
+requests is priced exactly as its requests one by one (docs/pricing.md, "How a cost is
+computed"). Tokens of a class whose rates the entry does not list (a fast request on a model
+without fast rates) and searches of a model without a search rate are never priced by a
+guess: :class:`Cost` names them as unpriced (``"claude-opus-4-6 (fast)"``).
 
 Errors::
 
     PricingError
      ├── PricingFileError        a price file that cannot be used (path, entry, field, reason)
-     └── InvalidCountsError      token counts that break docs/design.md §3 (also a ValueError)
+     ├── InvalidCountsError      token counts that break docs/design.md §3 (also a ValueError)
+     └── UnpricedCountsError     counts the price lists no rates for (:func:`cost_usd` only)
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
+import operator
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from importlib import resources
@@ -43,8 +49,9 @@ PRICE_FIELDS = ("input", "cached_input", "cache_write", "output")
 REQUIRED_KEYS = ("model", "effective_from", *PRICE_FIELDS, "source", "taken")
 #: The rate tiers an entry may have, in file order.
 TIER_FIELDS = ("long_context", "fast", "fast_long_context")
-#: The optional billing fields of an entry (absent in files written before they existed).
-BILLING_KEYS = ("cache_write_1h", *TIER_FIELDS)
+#: The optional billing fields of an entry (absent in files written before they existed):
+#: ``web_search`` is USD per 1,000 web searches, the other rates USD per million tokens.
+BILLING_KEYS = ("cache_write_1h", "web_search", *TIER_FIELDS)
 OPTIONAL_KEYS = ("note", *BILLING_KEYS)
 TIER_KEYS = ("above_tokens", *PRICE_FIELDS, "cache_write_1h")
 MAX_PRICE_DECIMALS = 9  # nano-dollars per million tokens: the finest price we can hold exactly
@@ -109,6 +116,10 @@ class InvalidCountsError(PricingError, ValueError):
     """Token counts that are not non-negative integers or break ``cache_write ≤ input``."""
 
 
+class UnpricedCountsError(PricingError):
+    """Counts of a kind the price lists no rates for (see :meth:`Price.rates`)."""
+
+
 class Counts(Protocol):
     """Anything indexable by count name: a dict, a TypedDict or a database row mapping."""
 
@@ -130,7 +141,9 @@ class Tier:
 
     ``above_tokens`` is the threshold of a ``long_context`` tier (a request whose input plus
     cached input is above it is billed at the tier's rates); the other tiers have none.
-    ``cache_write_1h`` ``None`` means the tier's ``cache_write``.
+    ``cache_write_1h`` ``None`` means the tier's ``cache_write`` when the entry lists no
+    one-hour rate; when it does, :meth:`Price.rates` fills it in as the entry's one-hour rate
+    times the tier's input factor (docs/pricing.md, "The price file").
     """
 
     input: Decimal
@@ -197,6 +210,8 @@ class Price:
     taken: date
     note: str = ""
     cache_write_1h: Decimal | None = None
+    #: USD per 1,000 server-side web searches (``web_search_requests``); ``None``: not listed.
+    web_search: Decimal | None = None
     long_context: Tier | None = None
     fast: Tier | None = None
     fast_long_context: Tier | None = None
@@ -217,14 +232,26 @@ class Price:
             raise ValueError("source: expected the URL (or a description) the price came from")
         if not isinstance(self.note, str):
             raise ValueError("note: expected a string")
-        if self.cache_write_1h is not None:
-            problem = _price_problem(self.cache_write_1h)
+        for name in ("cache_write_1h", "web_search"):
+            value = getattr(self, name)
+            problem = None if value is None else _price_problem(value)
             if problem:
-                raise ValueError(f"cache_write_1h: {problem}")
+                raise ValueError(f"{name}: {problem}")
         for name in TIER_FIELDS:
             tier = getattr(self, name)
             if tier is not None and not isinstance(tier, Tier):
                 raise ValueError(f"{name}: expected a Tier, got {type(tier).__name__}")
+            if (
+                tier is not None
+                and tier.cache_write_1h is None
+                and self.cache_write_1h is not None
+                and self.input == 0
+                and tier.input != 0
+            ):
+                raise ValueError(
+                    f"{name}: cache_write_1h is required (the entry lists a one-hour rate and "
+                    "its input rate is 0, so the tier's factor cannot be applied to it)"
+                )
         if self.long_context is not None and self.long_context.above_tokens is None:
             raise ValueError("long_context: above_tokens is required")
         for name in ("fast", "fast_long_context"):
@@ -250,25 +277,19 @@ class Price:
         """The long-context threshold in prompt tokens, or ``None`` (one rate at any size)."""
         return self.long_context.above_tokens if self.long_context is not None else None
 
-    def rates(self, rate_class: str) -> Tier:
-        """The rates a request of ``rate_class`` is billed at, with the documented fallbacks.
+    def rates(self, rate_class: str) -> Tier | None:
+        """The rates a request of ``rate_class`` is billed at, or ``None`` when the entry lists
+        none for it (its tokens are unpriced; nothing is guessed).
 
-        ``standard`` → the base rates; ``long_context`` → its tier, else the base rates;
-        ``fast`` → its tier, else the base rates (no fast price is listed); and
-        ``fast_long_context`` → its tier, else the fast tier (fast rates cover the whole
-        context where the vendor lists no long-context fast rates), else the long-context
-        tier, else the base rates.
+        ``standard`` → the base rates; ``long_context`` → its tier, else the base rates (no
+        tier: one rate at any size); ``fast`` → its tier, else ``None``;
+        ``fast_long_context`` → its tier, else the fast tier when the entry has no
+        long-context tier (one rate at any size) or is an Anthropic model (Anthropic bills
+        fast mode at one rate over the whole context window), else ``None``. A tier without
+        a one-hour cache-write rate, of an entry that lists one, gets the entry's one-hour
+        rate times the tier's input factor (as vendors list cache rates: multiples of input).
         """
-        chain = {
-            "standard": (),
-            "long_context": (self.long_context,),
-            "fast": (self.fast,),
-            "fast_long_context": (self.fast_long_context, self.fast, self.long_context),
-        }[rate_class]
-        for tier in chain:
-            if tier is not None:
-                return tier
-        return self.base
+        return _rates(self, rate_class)
 
     @property
     def key(self) -> tuple[str, date]:
@@ -277,8 +298,19 @@ class Price:
 
 
 def cost_usd(counts: Counts, price: Price) -> Decimal:
-    """Exact cost in USD of ``counts`` at ``price`` (no rounding; see :func:`format_usd`)."""
-    return _femto_to_usd(_cost_femto(counts, price))
+    """Exact cost in USD of ``counts`` at ``price`` (no rounding; see :func:`format_usd`).
+
+    Raises :class:`UnpricedCountsError` when ``price`` lists no rates for some of the counts
+    (fast tokens of a model without fast rates, searches without a search rate): a total
+    without them would be silently low. :class:`Cost` names such parts as unpriced instead.
+    """
+    femto, _, labels = _price_row(counts, price)
+    if labels:
+        raise UnpricedCountsError(
+            f"{price.model} ({price.effective_from}) lists no rates for its "
+            f"{', '.join(labels)} counts"
+        )
+    return _femto_to_usd(femto)
 
 
 def format_usd(amount: Decimal) -> str:
@@ -490,7 +522,15 @@ def without_version_stamps(name: str) -> list[str]:
 
 
 def load_default() -> PriceBook:
-    """The price file shipped with usageledger."""
+    """The price file shipped with usageledger (a new book; see :func:`default_book`)."""
+    return PriceBook.load_default()
+
+
+@functools.cache
+def default_book() -> PriceBook:
+    """The shipped price table, one book per process: the tracker's billing classes and the
+    status line (and anything else that prices with the shipped table only) share its parsed
+    entries and its matching cache instead of each reading the file."""
     return PriceBook.load_default()
 
 
@@ -511,9 +551,18 @@ class Cost:
         return price
 
     def add_priced(self, model: str, counts: Counts, price: Price | None) -> None:
-        """Add one row whose price was already matched (``None`` = unpriced)."""
+        """Add one row whose price was already matched (``None`` = unpriced).
+
+        The part of a priced row that its price lists no rates for is unpriced too, named
+        ``"<model> (<what>)"``: ``claude-opus-4-6 (fast)``, ``gpt-5.4 (fast long context)``,
+        ``o3 (web search)``; its tokens count in :attr:`unpriced_tokens`.
+        """
         if price is not None:
-            self._femto += _cost_femto(counts, price)
+            femto, tokens, labels = _price_row(counts, price)
+            self._femto += femto
+            if labels:
+                self._unpriced.update(f"{model} ({label})" for label in labels)
+                self.unpriced_tokens += tokens
             return
         fresh, cache_write, cached, output = _read_counts(counts)
         tokens = fresh + cache_write + cached + output
@@ -549,6 +598,7 @@ _PRICED = (
     "output_tokens",
 )
 _REQUIRED = frozenset({"input_tokens", "cached_input_tokens", "output_tokens"})
+_SUBSET_PREFIXES = ("long_context_", "fast_", "fast_long_context_")
 # One request class's five priced quantities: fresh input (not written to a cache), five-minute
 # cache writes, one-hour cache writes, cache reads and output.
 _Vector = tuple[int, int, int, int, int]
@@ -642,22 +692,153 @@ def _tier_femto(vector: _Vector, tier: Tier) -> int:
     )
 
 
-def _cost_femto(counts: Counts, price: Price) -> int:
-    classes = split_counts(counts)
-    fresh, write_5m, write_1h, cached, output = classes["standard"]
-    one_hour = price.cache_write if price.cache_write_1h is None else price.cache_write_1h
-    femto = (
-        fresh * _nanos(price.input)
-        + write_5m * _nanos(price.cache_write)
-        + write_1h * _nanos(one_hour)
-        + cached * _nanos(price.cached_input)
-        + output * _nanos(price.output)
+#: What an unpriced part of a row is called in ``unpriced_models`` (``"<model> (fast)"``).
+_CLASS_LABELS = {
+    "long_context": "long context",
+    "fast": "fast",
+    "fast_long_context": "fast long context",
+}
+#: Counts that only some rows have: a row with none of them non-zero is priced on the fast path.
+_BILLING_COUNTS = (
+    "cache_write_1h_tokens",
+    *(prefix + name for prefix in _SUBSET_PREFIXES for name in _PRICED),
+    "web_search_requests",
+)
+_billing_values = operator.itemgetter(*_BILLING_COUNTS)
+
+
+def _price_row(counts: Counts, price: Price) -> tuple[int, int, tuple[str, ...]]:
+    """The femto-dollars of ``counts`` at ``price``, and the tokens and names of the parts
+    ``price`` lists no rates for (see :meth:`Price.rates`)."""
+    get = getattr(counts, "get", None)
+    try:
+        special = any(_billing_values(counts))
+    except KeyError:  # a row of an older schema: the counts it has (else the careful path)
+        special = get is None or any(map(get, _BILLING_COUNTS))
+    if not special:
+        # The common row: no one-hour writes, no request classes, no searches. Four rates.
+        try:
+            inp = counts["input_tokens"]
+            cached = counts["cached_input_tokens"]
+            output = counts["output_tokens"]
+            write = (
+                get("cache_write_tokens", 0) if get is not None else counts["cache_write_tokens"]
+            )
+        except KeyError:
+            pass  # a count missing: the careful path names it
+        else:
+            if (
+                type(inp) is int
+                and type(cached) is int
+                and type(output) is int
+                and type(write) is int
+                and inp >= write >= 0
+                and cached >= 0
+                and output >= 0
+            ):
+                femto = (
+                    (inp - write) * _nanos(price.input)
+                    + write * _nanos(price.cache_write)
+                    + cached * _nanos(price.cached_input)
+                    + output * _nanos(price.output)
+                )
+                return femto, 0, ()
+    femto = 0
+    unpriced = 0
+    labels: list[str] = []
+    for rate_class, vector in split_counts(counts).items():
+        if not any(vector):
+            continue
+        if rate_class == "standard":  # the base rates, without building a Tier
+            fresh, write_5m, write_1h, cached, output = vector
+            one_hour = price.cache_write if price.cache_write_1h is None else price.cache_write_1h
+            femto += (
+                fresh * _nanos(price.input)
+                + write_5m * _nanos(price.cache_write)
+                + write_1h * _nanos(one_hour)
+                + cached * _nanos(price.cached_input)
+                + output * _nanos(price.output)
+            )
+            continue
+        tier = _rates(price, rate_class)
+        if tier is None:
+            unpriced += sum(vector)
+            labels.append(_CLASS_LABELS[rate_class])
+            continue
+        femto += _tier_femto(vector, tier)
+    searches = _read_requests(counts, "web_search_requests")
+    if searches:
+        if price.web_search is None:
+            labels.append("web search")
+        else:
+            # USD per 1,000 requests in nano-dollars: one request is nanos × 10³ femto-dollars.
+            femto += searches * _nanos(price.web_search) * 1000
+    return femto, unpriced, tuple(labels)
+
+
+def _read_requests(counts: Counts, name: str) -> int:
+    try:
+        value = counts[name]
+    except KeyError:
+        return 0  # schemas before v3 carry no request counts
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidCountsError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+#: Anthropic bills fast mode at one rate over the whole context window, so a fast request over
+#: the long-context threshold is billed at the fast rates
+#: (https://platform.claude.com/docs/en/build-with-claude/fast-mode). Its models' names start so.
+_ONE_FAST_RATE_MODELS = ("claude-",)
+_HIGH_PRECISION = Context(prec=80)
+
+
+#: :func:`_rates` by (price object, class): a handful of prices serve every row, and hashing a
+#: Price (all its fields) would cost more than the lookup saves. Each entry keeps its price
+#: alive, so an id in the cache is never reused by another object.
+_RATES_CACHE: dict[tuple[int, str], tuple[Price, Tier | None]] = {}
+
+
+def _rates(price: Price, rate_class: str) -> Tier | None:
+    """:meth:`Price.rates`, cached per price object."""
+    key = (id(price), rate_class)
+    hit = _RATES_CACHE.get(key)
+    if hit is not None and hit[0] is price:
+        return hit[1]
+    tier = _class_rates(price, rate_class)
+    if len(_RATES_CACHE) >= 4096:
+        _RATES_CACHE.clear()
+    _RATES_CACHE[key] = (price, tier)
+    return tier
+
+
+def _class_rates(price: Price, rate_class: str) -> Tier | None:
+    tier: Tier | None
+    if rate_class == "standard":
+        return price.base
+    if rate_class == "long_context":
+        tier = price.long_context if price.long_context is not None else price.base
+    elif rate_class == "fast":
+        tier = price.fast
+    elif rate_class == "fast_long_context":
+        tier = price.fast_long_context
+        if tier is None and (
+            price.long_context is None or price.model.startswith(_ONE_FAST_RATE_MODELS)
+        ):
+            tier = price.fast
+    else:
+        raise ValueError(f"unknown rate class {rate_class!r}")
+    if tier is None or tier.cache_write_1h is not None or price.cache_write_1h is None:
+        return tier
+    if price.input == 0:  # validation allows this only for a tier whose input is 0 too
+        return replace(tier, cache_write_1h=price.cache_write_1h)
+    one_hour = _HIGH_PRECISION.divide(
+        _HIGH_PRECISION.multiply(price.cache_write_1h, tier.input), price.input
     )
-    for rate_class in TIER_FIELDS:
-        vector = classes[rate_class]
-        if any(vector):
-            femto += _tier_femto(vector, price.rates(rate_class))
-    return femto
+    return replace(
+        tier,
+        cache_write_1h=_canonical_price(one_hour.quantize(_NANO, rounding=ROUND_HALF_EVEN)),
+    )
 
 
 @functools.lru_cache(maxsize=4096)  # a handful of distinct prices, converted for every row
@@ -748,11 +929,13 @@ def _tier_to_json(tier: Tier) -> dict[str, object]:
 
 
 def billing_to_json(price: Price) -> dict[str, object]:
-    """The optional billing fields of ``price`` (``cache_write_1h`` and the tiers), as a price
-    file writes them; ``{}`` for an entry with four rates only."""
+    """The optional billing fields of ``price`` (``cache_write_1h``, ``web_search`` and the
+    tiers), as a price file writes them; ``{}`` for an entry with four rates only."""
     out: dict[str, object] = {}
-    if price.cache_write_1h is not None:
-        out["cache_write_1h"] = format(price.cache_write_1h, "f")
+    for name in ("cache_write_1h", "web_search"):
+        value = getattr(price, name)
+        if value is not None:
+            out[name] = format(value, "f")
     for name in TIER_FIELDS:
         tier = getattr(price, name)
         if tier is not None:
@@ -769,7 +952,7 @@ def billing_from_json(data: Mapping[str, object]) -> dict[str, Any]:
             continue
         try:
             values[field] = (
-                _parse_price(data[field]) if field == "cache_write_1h" else _parse_tier(data[field])
+                _parse_tier(data[field]) if field in TIER_FIELDS else _parse_price(data[field])
             )
         except _FieldError as problem:
             raise ValueError(f"{field}: {problem}") from None
@@ -909,6 +1092,7 @@ def _parse_entry(entry: object, path: str, index: int) -> Price:
         "source": _parse_source,
         "note": _parse_note,
         "cache_write_1h": _parse_price,
+        "web_search": _parse_price,
         **dict.fromkeys(TIER_FIELDS, _parse_tier),
     }
     values: dict[str, Any] = {}

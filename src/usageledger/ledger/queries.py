@@ -1,9 +1,10 @@
 """The read side: bounded queries behind every usage endpoint (docs/design.md §5).
 
-Rows come from two places only. In the user's own time zone, ``usage_daily`` (its primary
-key leads with ``(user_id, day)``); in another zone, and for the half-hour view, a bounded
-range of ``usage_buckets`` through its ``(user_id, bucket_start)`` index, grouped by the local
-day with the same expression the rollups use. Either way the result is a list of
+Rows come from the read model (:mod:`usageledger.ledger.readmodel`), the same SQL the
+tracker's ``report`` runs on its local ledger: in the user's own time zone, ``usage_daily``
+(its primary key leads with ``(user_id, day)``); in another zone, and for the half-hour view, a
+bounded range of ``usage_buckets`` through its ``(user_id, bucket_start)`` index, grouped by the
+local day with the same day rule as the rollups. Either way the result is a list of
 :class:`~usageledger.ledger.costing.UsageRow`, and every endpoint prices it with the one
 :func:`~usageledger.ledger.costing.tally`. Ranges are resolved and capped in
 :mod:`usageledger.ledger.windows` before any SQL runs.
@@ -14,24 +15,19 @@ rows it selects are one consistent snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
-from typing import Any
+from datetime import date
 
-from sqlalchemy import BigInteger, Connection, Select, func, literal_column, select
+from sqlalchemy import Connection, select, text
 
 from usageledger.buckets import COUNT_COLUMNS, HALF_HOUR, Counts, day_range
 from usageledger.errors import NotFound, ValidationFailed
 from usageledger.ledger.costing import Tally, UsageRow, combine, tally
 from usageledger.ledger.pricing import PriceBook
-
-# The rollups' own local-day expression, so a day means the same thing in SQL everywhere.
-from usageledger.ledger.rollups import _day_number as local_day_number
+from usageledger.ledger.readmodel import EPOCH as EPOCH  # the leaderboard's day numbers too
+from usageledger.ledger.readmodel import Scope, Statement, bucket_statement, daily_statement
 from usageledger.ledger.windows import Window
-from usageledger.store.tables import devices, usage_buckets, usage_daily, users
-
-EPOCH = date(1970, 1, 1)
+from usageledger.store.tables import devices, users
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,87 +58,32 @@ def device_id_named(conn: Connection, user_id: int, name: str) -> int:
     return int(found)
 
 
-def _counts(values: Sequence[Any]) -> Counts:
-    # PostgreSQL's sum(bigint) is numeric (a Decimal here); int() is exact either way.
-    return Counts(*(int(v or 0) for v in values))
+def _scope(conn: Connection, user_id: int, filters: Filters) -> Scope:
+    device_id = None if filters.device is None else device_id_named(conn, user_id, filters.device)
+    sources = () if filters.source is None else (filters.source,)
+    return Scope(user_id, sources, filters.model, device_id)
 
 
-def _filtered(query: Select[Any], table: Any, device_id: int | None, filters: Filters) -> Any:
-    if filters.source is not None:
-        query = query.where(table.c.source == filters.source)
-    if filters.model is not None:
-        query = query.where(table.c.model == filters.model)
-    if device_id is not None:
-        device = table.c.device_id
-        if table is usage_buckets:
-            # Keep the bounded (user_id, bucket_start) range: an indexable device condition
-            # lures PostgreSQL onto the primary key (user, device, source, model, start),
-            # whose scan spans the device's whole history whatever the time range.
-            device = device + literal_column("0", BigInteger)
-        query = query.where(device == device_id)
-    return query
-
-
-def _device(conn: Connection, user_id: int, filters: Filters) -> int | None:
-    return None if filters.device is None else device_id_named(conn, user_id, filters.device)
+def _run(conn: Connection, statement: Statement) -> list[UsageRow]:
+    """Run one of the read model's statements (the same SQL the tracker runs on ``sqlite3``)."""
+    result = conn.execute(text(statement.sql), statement.bind(conn.dialect.name))
+    return statement.rows(result)
 
 
 def day_rows(conn: Connection, user_id: int, window: Window, filters: Filters) -> list[UsageRow]:
     """Rows per local day, source and model of ``window`` (devices summed)."""
-    device_id = _device(conn, user_id, filters)
+    scope = _scope(conn, user_id, filters)
     if window.from_buckets:
-        return _bucket_day_rows(conn, user_id, window, device_id, filters)
-    sums = [func.sum(usage_daily.c[name]) for name in COUNT_COLUMNS]
-    query = select(usage_daily.c.day, usage_daily.c.source, usage_daily.c.model, *sums).where(
-        usage_daily.c.user_id == user_id,
-        usage_daily.c.day >= window.first,
-        usage_daily.c.day <= window.last,
-    )
-    query = _filtered(query, usage_daily, device_id, filters).group_by(
-        usage_daily.c.day, usage_daily.c.source, usage_daily.c.model
-    )
-    return [UsageRow(r[0], r[1], r[2], _counts(r[3:])) for r in conn.execute(query)]
-
-
-def _bucket_day_rows(
-    conn: Connection, user_id: int, window: Window, device_id: int | None, filters: Filters
-) -> list[UsageRow]:
-    start, end = day_range(window.first, window.last, window.tz)
-    number = local_day_number(window.tz, start, end)
-    sums = [func.sum(usage_buckets.c[name]) for name in COUNT_COLUMNS]
-    query = select(number, usage_buckets.c.source, usage_buckets.c.model, *sums).where(
-        usage_buckets.c.user_id == user_id,
-        usage_buckets.c.bucket_start >= start,
-        usage_buckets.c.bucket_start < end,
-    )
-    query = _filtered(query, usage_buckets, device_id, filters).group_by(
-        number, usage_buckets.c.source, usage_buckets.c.model
-    )
-    return [
-        UsageRow(EPOCH + timedelta(days=int(r[0])), r[1], r[2], _counts(r[3:]))
-        for r in conn.execute(query)
-    ]
+        start, end = day_range(window.first, window.last, window.tz)
+        return _run(conn, bucket_statement(scope, window.tz, start, end))
+    return _run(conn, daily_statement(scope, window.first, window.last))
 
 
 def slot_rows(conn: Connection, user_id: int, window: Window, filters: Filters) -> list[UsageRow]:
     """Rows per half-hour, source and model of a one-day window (from ``usage_buckets``)."""
-    device_id = _device(conn, user_id, filters)
+    scope = _scope(conn, user_id, filters)
     start, end = day_range(window.first, window.last, window.tz)
-    sums = [func.sum(usage_buckets.c[name]) for name in COUNT_COLUMNS]
-    query = select(
-        usage_buckets.c.bucket_start, usage_buckets.c.source, usage_buckets.c.model, *sums
-    ).where(
-        usage_buckets.c.user_id == user_id,
-        usage_buckets.c.bucket_start >= start,
-        usage_buckets.c.bucket_start < end,
-    )
-    query = _filtered(query, usage_buckets, device_id, filters).group_by(
-        usage_buckets.c.bucket_start, usage_buckets.c.source, usage_buckets.c.model
-    )
-    return [
-        UsageRow(window.first, r[1], r[2], _counts(r[3:]), slot=int(r[0]))
-        for r in conn.execute(query)
-    ]
+    return _run(conn, bucket_statement(scope, window.tz, start, end, slots=True))
 
 
 # --- endpoint results ------------------------------------------------------------------------

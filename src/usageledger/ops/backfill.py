@@ -154,9 +154,13 @@ def _entries(values: Mapping[FactKey, tuple[int, ...] | None]) -> list[dict[str,
 
 
 def _from_entries(entries: list[dict[str, Any]]) -> dict[FactKey, tuple[int, ...] | None]:
+    """The bucket values of a stored plan or snapshot. A plan made before a schema added
+    counts (v2's six, before v3) lacks them: they are 0, as in the ledger then."""
     return {
         (str(e["source"]), str(e["model"]), int(e["bucket_start"])): (
-            None if e["counts"] is None else tuple(int(e["counts"][c]) for c in COUNT_COLUMNS)
+            None
+            if e["counts"] is None
+            else tuple(int(e["counts"].get(c, 0)) for c in COUNT_COLUMNS)
         )
         for e in entries
     }

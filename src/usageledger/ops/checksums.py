@@ -5,7 +5,9 @@
   engines agree whatever their collation). A bucket whose counts are all zero is left out:
   the ledger is append-only, so a bucket cannot be deleted, only zeroed, and every total
   counts a zero bucket as absent. Revisions are not part of it: they order values, they are
-  not values.
+  not values. A bucket whose schema v3 counts are all zero is hashed by its v2 counts alone,
+  exactly as before v3 existed, so a checksum recorded then (a backfill plan's) still matches
+  the same data now.
 * :class:`TableDigest` — a digest of a whole table for ``db copy``: the SHA-256 of each row
   (values normalised by the column types, as JSON) added up modulo 2**256, then hashed with
   the table name and row count. The sum does not depend on row order, so a table read from
@@ -22,21 +24,30 @@ from decimal import Decimal
 import orjson
 from sqlalchemy import Connection, Table, select
 
-from usageledger.buckets import COUNT_COLUMNS
+from usageledger.buckets import COUNT_COLUMNS, COUNTS_V2
 from usageledger.store.tables import usage_buckets
 
 FactKey = tuple[str, str, int]  # source, model, bucket_start
 Facts = dict[FactKey, tuple[int, ...]]  # counts in COUNT_COLUMNS order
 
 _MODULUS = 2**256
+#: How many of :data:`COUNT_COLUMNS` (its first ones) schema v2 has.
+_V2 = len(COUNTS_V2)
+assert COUNT_COLUMNS[:_V2] == COUNTS_V2  # later schemas only add counts at the end
 
 
 def facts_checksum(facts: Mapping[FactKey, Sequence[int]]) -> str:
-    """SHA-256 of the non-zero bucket values of ``facts``, in key order."""
+    """SHA-256 of the non-zero bucket values of ``facts``, in key order.
+
+    Counts are in :data:`COUNT_COLUMNS` order; a shorter tuple (a v2 plan's) has the rest 0.
+    A line holds the v2 counts alone when every later count is 0 (see the module notes).
+    """
     digest = hashlib.sha256()
     for key in sorted(facts):
         counts = facts[key]
         if any(counts):
+            if not any(counts[_V2:]):
+                counts = counts[:_V2]
             digest.update(orjson.dumps([*key, *counts]) + b"\n")
     return digest.hexdigest()
 

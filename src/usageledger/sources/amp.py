@@ -14,7 +14,12 @@ same requests, so per thread exactly ONE of them is counted:
 
 A message and the ledger event naming it share one event key (thread id and message id),
 so a thread whose winner changes between two reads still counts each request once.
-See docs/sources.md.
+
+The ledger events' ``credits`` are not read as a logged cost: no published rate converts them
+to US dollars (Amp's documentation shows balances in dollars but does not define the unit of a
+thread's ``credits``; ccusage's Amp adapter shows them beside its token-priced USD, never
+converted), and only the older ledger format carries them. Amp's responses are priced from
+their tokens. See docs/sources.md.
 """
 
 from __future__ import annotations

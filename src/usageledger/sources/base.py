@@ -36,6 +36,8 @@ class UsageEvent:
     cache_write_1h_tokens: int = 0
     #: True when the request ran in fast mode or priority processing (billed at those rates).
     fast: bool = False
+    #: Server-side web searches the request made (billed per 1,000 searches, not per token).
+    web_search_requests: int = 0
     #: The cost the log itself recorded for this response, in pico-dollars (1e-12 USD); None
     #: when it recorded none (see ``sources._cost`` and docs/pricing.md, "Logged costs").
     logged_cost_picousd: int | None = None

@@ -6,9 +6,11 @@ writes one line per content block while a response streams (same ``message.id`` 
 ``requestId``, growing ``output_tokens``), copies parent messages into sub-agent and
 resumed-session files, and writes ``<synthetic>`` error messages. ``usage.cache_creation``
 splits the cache writes into five-minute and one-hour ones (``ephemeral_1h_input_tokens``) and
-``usage.speed`` is ``"fast"`` for a fast-mode request: both are billed at their own rates. The key
-``message.id:requestId`` is shared by all those copies and the ledger keeps the one with the
-most tokens (policy "max").
+``usage.speed`` is ``"fast"`` for a fast-mode request: both are billed at their own rates, and
+``usage.server_tool_use.web_search_requests`` counts the server-side web searches (billed per
+1,000). A one-hour part larger than the cache writes is capped at the writes and reported: the
+response still counts. The key ``message.id:requestId`` is shared by all those copies and the
+ledger keeps the one with the most tokens (policy "max").
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ import orjson
 
 from usageledger.sources._common import (
     InvalidRecordError,
+    complete_length,
     count,
+    each_record,
     env_dirs,
     find_paths,
-    parse_lines,
+    line_state,
     text,
     timestamp,
 )
 from usageledger.sources._cost import logged_usd
-from usageledger.sources.base import ParseResult, UsageEvent
+from usageledger.sources.base import ParseResult, Problem, UsageEvent
 
 SYNTHETIC_MODEL = "<synthetic>"
 UNKNOWN_MODEL = "unknown"
@@ -67,14 +71,32 @@ class ClaudeParser:
         return find_paths([root / "projects" for root in roots], ["*.jsonl"])
 
     def parse(self, data: bytes, *, path: str, state: Mapping[str, Any] | None) -> ParseResult:
-        """Parse complete lines of ``data``; ``state`` only carries the line count."""
+        """Parse complete lines of ``data``; ``state`` only carries the line count.
+
+        As ``_common.parse_lines``, except that a line may give an event and a problem (a
+        count that was corrected, see :func:`_cache_write_1h`).
+        """
         fallback_session = Path(path).stem
-        return parse_lines(
-            data, path=path, state=state, event=lambda record: _event(record, fallback_session)
+        end = complete_length(data)
+        first = line_state(state) + 1
+        events: list[UsageEvent] = []
+        problems: list[Problem] = []
+
+        def keep(lineno: int, obj: Any) -> None:
+            notes: list[str] = []
+            found = _event(obj, fallback_session, notes)
+            if found is not None:
+                events.append(found)
+            problems.extend(Problem(path, lineno, note) for note in notes)
+
+        each_record(data[:end], path=path, first_line=first, problems=problems, handle=keep)
+        lines = data.count(b"\n", 0, end)
+        return ParseResult(
+            events=events, problems=problems, consumed=end, state={"line": first - 1 + lines}
         )
 
 
-def _event(obj: Any, fallback_session: str) -> UsageEvent | None:
+def _event(obj: Any, fallback_session: str, notes: list[str]) -> UsageEvent | None:
     if not isinstance(obj, dict):
         raise InvalidRecordError("line is not a JSON object")
     message = obj.get("message")
@@ -90,8 +112,10 @@ def _event(obj: Any, fallback_session: str) -> UsageEvent | None:
     output = count(usage, "output_tokens", required=True)
     cache_read = count(usage, "cache_read_input_tokens")
     cache_write = _cache_write(usage)
-    cache_write_1h = _cache_write_1h(usage, cache_write)
-    if fresh == output == cache_read == cache_write == 0:
+    cache_write_1h = _cache_write_1h(usage, cache_write, notes)
+    searches = _web_searches(usage)
+    if fresh == output == cache_read == cache_write == searches == 0:
+        notes.clear()
         return None
     # Usage is never dropped in silence: a line that carries non-zero usage is counted or
     # reported. A line without a top-level ``type`` (ccusage's test transcripts) is an assistant
@@ -122,13 +146,20 @@ def _event(obj: Any, fallback_session: str) -> UsageEvent | None:
         cache_write_tokens=cache_write,
         cache_write_1h_tokens=cache_write_1h,
         fast=usage.get("speed") == "fast",
-        logged_cost_picousd=logged_usd(obj.get("costUSD")),  # older Claude Code versions
+        web_search_requests=searches,
+        # Older Claude Code versions: its own list-price estimate, so 0 (with tokens) means it
+        # had no price for the model, not a free response; logged_usd ignores it.
+        logged_cost_picousd=logged_usd(obj.get("costUSD")),
     )
 
 
-def _cache_write_1h(usage: Mapping[str, Any], cache_write: int) -> int:
+def _cache_write_1h(usage: Mapping[str, Any], cache_write: int, notes: list[str]) -> int:
     """``cache_creation.ephemeral_1h_input_tokens``: the one-hour part of the cache writes (the
-    rest of ``cache_creation_input_tokens`` is five-minute). Older logs have no breakdown: 0."""
+    rest of ``cache_creation_input_tokens`` is five-minute). Older logs have no breakdown: 0.
+
+    A part larger than the whole is capped at the whole (every write one-hour) and noted: the
+    response's tokens are not in doubt, only how its writes split.
+    """
     breakdown = usage.get("cache_creation")
     if not isinstance(breakdown, dict):
         return 0
@@ -136,11 +167,20 @@ def _cache_write_1h(usage: Mapping[str, Any], cache_write: int) -> int:
         breakdown, "ephemeral_1h_input_tokens", label="cache_creation.ephemeral_1h_input_tokens"
     )
     if one_hour > cache_write:
-        raise InvalidRecordError(
+        notes.append(
             f"cache_creation.ephemeral_1h_input_tokens ({one_hour}) exceeds the cache writes "
-            f"({cache_write})"
+            f"({cache_write}); counted as {cache_write} (every write one-hour)"
         )
+        return cache_write
     return one_hour
+
+
+def _web_searches(usage: Mapping[str, Any]) -> int:
+    """``server_tool_use.web_search_requests``: the server-side web searches (0 if absent)."""
+    tools = usage.get("server_tool_use")
+    if not isinstance(tools, dict):
+        return 0
+    return count(tools, "web_search_requests", label="server_tool_use.web_search_requests")
 
 
 def _cache_write(usage: Mapping[str, Any]) -> int:

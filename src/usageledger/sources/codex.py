@@ -18,6 +18,10 @@ Codex records the thread's tier in ``event_msg`` lines of type ``thread_settings
 (``payload.thread_settings.service_tier``: ``"fast"`` or ``"priority"``), written at the head
 of a rollout and again whenever the user changes a setting; it holds for every later request
 of the file until the next such line.
+
+Web searches: each server-side search the model ran is a ``response_item`` of type
+``web_search_call``, written before the ``token_count`` of the request that ran it; the
+searches since the last counted request are that request's ``web_search_requests``.
 """
 
 from __future__ import annotations
@@ -115,6 +119,7 @@ class CodexParser:
             meta_seen=st.get("meta") is True,
             totals=_usage_state(st.get("totals")),
             fast=st.get("fast") is True,
+            searches=_searches_state(st.get("searches")),
         )
         end = complete_length(data)
         first = line_state(st) + 1
@@ -135,6 +140,7 @@ class CodexParser:
                 "meta": reader.meta_seen,
                 "totals": list(reader.totals) if reader.totals is not None else None,
                 "fast": reader.fast,
+                "searches": reader.searches,
             },
         )
 
@@ -153,6 +159,7 @@ class _Reader:
         meta_seen: bool,
         totals: Usage | None,
         fast: bool = False,
+        searches: int = 0,
     ) -> None:
         self.source = source
         self.path = path
@@ -163,6 +170,8 @@ class _Reader:
         self.totals = totals
         #: The thread's service tier is Fast (priority processing), as last applied.
         self.fast = fast
+        #: Web searches (``web_search_call`` items) not yet given to a request.
+        self.searches = searches
         self.events: list[UsageEvent] = []
         self.problems: list[Problem] = []
         self.limits: list[LimitObservation] = []
@@ -185,6 +194,8 @@ class _Reader:
         elif kind == "turn_context":
             self.model = text(payload.get("model")) or self.model
             self.project = self.project or text(payload.get("cwd"))
+        elif kind == "response_item" and payload.get("type") == "web_search_call":
+            self.searches += 1
         elif kind == "event_msg" and payload.get("type") == "token_count":
             self._token_count(lineno, obj, payload)
         elif kind == "event_msg" and payload.get("type") == "thread_settings_applied":
@@ -244,6 +255,7 @@ class _Reader:
         if reasoning > output:
             raise InvalidRecordError("reasoning_output_tokens exceeds output_tokens")
         when = timestamp(obj.get("timestamp"))
+        searches, self.searches = self.searches, 0
         self.events.append(
             UsageEvent(
                 source=self.source,
@@ -257,8 +269,14 @@ class _Reader:
                 output_tokens=output,
                 reasoning_output_tokens=reasoning,
                 fast=self.fast,
+                web_search_requests=searches,
             )
         )
+
+
+def _searches_state(value: Any) -> int:
+    """The pending web-search count kept in the parser state (0 when absent or not a count)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 #: The windows a Codex ``rate_limits`` object holds, in the order they are read.

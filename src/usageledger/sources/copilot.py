@@ -13,7 +13,9 @@ includes reasoning except for Gemini models, whose ``reasoningTokens`` come on t
 
 Newer CLI builds also record ``modelMetrics[model].totalNanoAiu``, GitHub's own metering of the
 model's usage in billionths of an AI credit (1 credit = $0.01): it is kept as the event's logged
-cost. ``requests.cost`` (premium requests) is not money and is not read. See docs/sources.md.
+cost, 0 included (a model the plan includes is metered at 0), up to $100,000 (a process's
+total, not one response's). ``requests.cost`` (premium requests) is not money and is not
+read. See docs/sources.md.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from usageledger.sources._common import (
     text,
     timestamp,
 )
-from usageledger.sources._cost import PICO_PER_NANO_AIU, logged_pico
+from usageledger.sources._cost import MAX_LOGGED_PROCESS_USD, PICO_PER_NANO_AIU, logged_pico
 from usageledger.sources.base import ParseResult, Problem, UsageEvent
 
 UNKNOWN_MODEL = "unknown"
@@ -168,6 +170,11 @@ class _Reader:
                 output_tokens=output,
                 reasoning_output_tokens=reasoning,
                 cache_write_tokens=write,
-                logged_cost_picousd=logged_pico(metrics.get("totalNanoAiu"), PICO_PER_NANO_AIU),
+                logged_cost_picousd=logged_pico(
+                    metrics.get("totalNanoAiu"),
+                    PICO_PER_NANO_AIU,
+                    zero_is_cost=True,  # GitHub's metering: 0 is what it billed
+                    max_usd=MAX_LOGGED_PROCESS_USD,  # a process's total for the model
+                ),
             )
         )

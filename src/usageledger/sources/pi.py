@@ -7,7 +7,8 @@ line (``message``, ``model_change``, ``compaction``, …), each with a short ``i
 ``input`` NET of both cache reads and cache writes (Anthropic's ``input_tokens``; OpenAI's
 ``prompt_tokens - cached - cache_write``) and ``totalTokens`` is the sum of the four.
 ``cost`` is ``{input, output, cacheRead, cacheWrite, total}`` in USD, worked out by pi from its
-own model catalog; ``total`` is kept as the response's logged cost (``sources._cost``).
+own model catalog; ``total`` is kept as the response's logged cost (``sources._cost``), except
+0, which pi writes for every model its catalog has no price for (not a free response).
 
 Files are appended to, except that pi rewrites an old-version file whole when it opens it
 (migrating v1 files gives every entry a NEW random id), and ``/fork`` copies a branch into a

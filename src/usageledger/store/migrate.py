@@ -70,7 +70,7 @@ def head_revision() -> str:
 
     The tree is linear (the migration lint, ``scripts/migration_lint.py``, refuses a merge), so
     the head is the one revision no other names as its ``down_revision``.
-    ``tests/store/test_migrate.py`` checks the answer equals Alembic's own
+    ``tests/store/test_migrations.py`` checks the answer equals Alembic's own
     ``ScriptDirectory.get_current_head()``.
     """
     revisions: dict[str, str | None] = {}

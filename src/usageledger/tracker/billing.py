@@ -18,19 +18,15 @@ import functools
 from datetime import date
 
 from usageledger.buckets import request_counts
-from usageledger.ledger.pricing import PriceBook
+from usageledger.ledger.pricing import default_book
 from usageledger.sources.base import UsageEvent
-
-
-@functools.lru_cache(maxsize=1)
-def _shipped() -> PriceBook:
-    return PriceBook.load_default()
 
 
 @functools.lru_cache(maxsize=4096)
 def long_context_above(model: str, day: date) -> int | None:
-    """The long-context threshold of ``model`` on ``day`` in the shipped table, or ``None``."""
-    return _shipped().long_context_above(model, day)
+    """The long-context threshold of ``model`` on ``day`` in the shipped table (the process's
+    one :func:`~usageledger.ledger.pricing.default_book`), or ``None``."""
+    return default_book().long_context_above(model, day)
 
 
 def is_long_context(event: UsageEvent, threshold: int | None) -> bool:
@@ -49,6 +45,7 @@ def event_counts(event: UsageEvent, *, model: str | None = None) -> dict[str, in
         "total_tokens": event.total_tokens,
         "cache_write_tokens": event.cache_write_tokens,
         "cache_write_1h_tokens": event.cache_write_1h_tokens,
+        "web_search_requests": event.web_search_requests,
     }
     threshold = long_context_above(model or event.model, event.timestamp.date())
     return request_counts(totals, long_context=is_long_context(event, threshold), fast=event.fast)

@@ -24,8 +24,8 @@ burn rate times the time left to the block's tokens and cost.
 
 Rows are read per minute, source, model and half-hour (``usage_events``), so the block
 boundaries — always on an hour — are exact. Cost goes through the same ``PriceBook`` and
-:class:`~usageledger.tracker.report.Tally` as every report: each row is priced on the local
-day (the ledger's zone) of its half-hour.
+:class:`~usageledger.ledger.costing.Tally` as every report and the server's read API: each row
+is priced on the local day (the ledger's zone) of its half-hour.
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from usageledger.buckets import COUNT_COLUMNS, local_day
-from usageledger.ledger.pricing import Price, PriceBook, format_usd
+from usageledger.buckets import COUNT_COLUMNS, Counts, local_day
+from usageledger.ledger.costing import Tally, UsageRow
+from usageledger.ledger.pricing import PriceBook, format_usd
 from usageledger.tracker.db import placeholders
-from usageledger.tracker.report import Tally
+from usageledger.tracker.report import tally_dict
 
 HOUR_MS = 3_600_000
 BLOCK_MS = 5 * HOUR_MS
@@ -71,7 +72,7 @@ class Block:
     @property
     def total_tokens(self) -> int:
         """The block's total tokens."""
-        return self.tally.counts[_TOTAL]
+        return self.tally.counts.total_tokens
 
     def active(self, now_ms: int) -> bool:
         """Whether ``now`` is inside the block."""
@@ -168,7 +169,6 @@ def load_blocks(
         "ORDER BY MIN(event_ms), source, model",
         (user_id, *range_params, *params),
     )
-    prices: dict[tuple[str, date], Price | None] = {}
     days: dict[int, date] = {}
     blocks: list[Block] = []
     block: Block | None = None
@@ -184,10 +184,7 @@ def load_blocks(
         day = days.get(bucket)
         if day is None:
             day = days[bucket] = local_day(int(bucket), tz)
-        key = (str(model), day)
-        if key not in prices:
-            prices[key] = book.match(str(model), day)
-        block.tally.add(str(model), values, prices[key])
+        block.tally.add(book, UsageRow(day, str(source), str(model), Counts(*values)))
         block.models.add(str(model))
         block.sources.add(str(source))
     return blocks
@@ -238,7 +235,7 @@ def block_dict(block: Block, now_ms: int, tz: ZoneInfo, token_limit: int | None)
         "remaining_minutes": (block.end_ms - now_ms) // MINUTE_MS if active else None,
         "sources": sorted(block.sources),
         "models": sorted(block.models),
-        **block.tally.as_dict(),
+        **tally_dict(block.tally),
         "burn_rate": (
             {"tokens_per_minute": round(rate[0], 1), "cost_per_hour_usd": format_usd(rate[1])}
             if rate is not None

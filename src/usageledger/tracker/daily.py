@@ -3,7 +3,8 @@
 The same statement as the server's single rebuild path (``ledger.rollups.rebuild_range``),
 written for SQLite alone so that the tracker's write path needs no SQLAlchemy: the rows of the
 touched local days are deleted and re-inserted from one ``GROUP BY`` of the buckets. The day
-rule is not restated: the offsets come from ``buckets.utc_offsets``, exactly as the server's
+rule is not restated: it is the read model's ``day_number_sql`` (the day every report and read
+endpoint groups by), whose offsets come from ``buckets.utc_offsets`` exactly as the server's
 expression gets them, and ``tests/tracker/test_daily.py`` checks both paths write the same rows.
 """
 
@@ -12,27 +13,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from datetime import date
-from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from usageledger.buckets import COUNT_COLUMNS, contiguous_runs, day_range, utc_offsets
-
-
-def day_number_sql(tz: ZoneInfo, start: int, end: int) -> str:
-    """SQL: the local day number (days since 1970-01-01) of ``bucket_start`` in ``tz`` over
-    ``[start, end)``; the offsets are integer literals (they come from ``utc_offsets``)."""
-    segments = utc_offsets(start, end, tz)
-
-    def number(offset: int) -> str:
-        return f"((bucket_start + {int(offset)}) / 86400)"
-
-    if len(segments) == 1:
-        return number(segments[0][1])
-    whens = " ".join(
-        f"WHEN bucket_start < {int(nxt_start)} THEN {number(offset)}"
-        for (_, offset), (nxt_start, _) in pairwise(segments)
-    )
-    return f"CASE {whens} ELSE {number(segments[-1][1])} END"
+from usageledger.buckets import COUNT_COLUMNS, contiguous_runs, day_range
+from usageledger.ledger.readmodel import day_number_sql
 
 
 def rebuild_days(conn: sqlite3.Connection, user_id: int, tz: ZoneInfo, days: Iterable[date]) -> int:

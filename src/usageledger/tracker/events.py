@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS, floor_half_hour, local_day
+from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS, COUNTS_V2, floor_half_hour, local_day
 from usageledger.sources import UsageEvent, resolve_duplicates
 from usageledger.tracker.billing import event_counts
 from usageledger.tracker.daily import rebuild_days
@@ -96,6 +96,28 @@ def _values(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(row[c] for c in (*EVENT_VALUES, *COUNT_COLUMNS))
 
 
+#: What identifies one copy of a response: where and when, and its counts as logs have always
+#: been read. The rest of a row (the v3 billing counts, the logged cost) is what a newer
+#: reader finds in the same line.
+_SAME_COPY = (*(c for c in EVENT_VALUES if c != "logged_cost_picousd"), *COUNTS_V2)
+
+
+def _reread(new: dict[str, Any], old: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The copy just read as it is to be stored, when it is the stored copy read again
+    (perhaps by a newer reader that found more in it: one-hour writes, a billing class, a
+    logged cost); None when it is another copy, for the duplicate policy to decide.
+
+    Whatever the policy, the same response read again takes what the newer reader found, so
+    events stored before a reader learned a field gain it on a re-read
+    (``tracker.ledger.READER_GENERATION``). A logged cost is never dropped by a re-read.
+    """
+    if any(new[c] != old[c] for c in _SAME_COPY):
+        return None
+    if new["logged_cost_picousd"] is None:
+        return {**new, "logged_cost_picousd": old["logged_cost_picousd"]}
+    return new
+
+
 def _wins(policy: str, new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
     """Whether the copy just read replaces the stored one under ``policy``."""
     if policy == "last":
@@ -133,7 +155,13 @@ def store_events(
             old = stored.get(row["event_key"])
             if old is None:
                 outcome.new[source] = outcome.new.get(source, 0) + 1
-            elif _values(row) == _values(old) or not _wins(policy, row, old):
+            elif (again := _reread(row, old)) is not None:
+                if _values(again) == _values(old):
+                    continue
+                row = again
+                outcome.updated[source] = outcome.updated.get(source, 0) + 1
+                halves.add(int(old["bucket_start"]))
+            elif not _wins(policy, row, old):
                 continue
             else:
                 outcome.updated[source] = outcome.updated.get(source, 0) + 1

@@ -107,6 +107,27 @@ def initial_time_zone(explicit: str | None, env: Mapping[str, str]) -> str:
     return machine_time_zone(env)
 
 
+#: Which reading of the logs the ledger's events come from. Raised when the parsers learn to
+#: read more from lines already read (1: the one-hour cache writes, billing classes, web
+#: searches and logged costs of migrations 0007-0008). A ledger from an older reading forgets
+#: its file cursors once, so the next scan reads every log still on disk again and its events
+#: gain what is now read (``tracker.events``: the same response read again takes the newer
+#: reading).
+#: Kept in SQLite's ``PRAGMA user_version``, which nothing else uses.
+READER_GENERATION = 1
+
+
+def forget_older_reading(conn: sqlite3.Connection) -> bool:
+    """Drop every file cursor when the ledger's events come from an older reading of the logs
+    (see :data:`READER_GENERATION`); True when it did. Inside the caller's write."""
+    (generation,) = conn.execute("PRAGMA user_version").fetchone()
+    if int(generation) >= READER_GENERATION:
+        return False
+    conn.execute("DELETE FROM scan_files")
+    conn.execute(f"PRAGMA user_version = {int(READER_GENERATION)}")
+    return True
+
+
 def open_ledger(
     home: Path,
     *,
@@ -167,6 +188,7 @@ def open_ledger(
             if time_zone is not None and time_zone != current_zone:
                 change_time_zone(conn, user_id, time_zone)
                 current_zone = time_zone
+            forget_older_reading(conn)
             return user_id, device_id, device, current_zone
 
         user_id, device_id, device, current_zone = db.write(identity)

@@ -2,10 +2,16 @@
 
 A bucket is pending when its local ``revision`` is above the ``acked_revision`` recorded in
 ``push_acks`` (or it was never acknowledged and has tokens). Pending buckets go out oldest
-first in batches within the server's limits (≤ 500 buckets, ≤ 1 MiB, schema v3), each with an
+first in batches within the server's limits (≤ 500 buckets, ≤ 1 MiB), each with an
 ``Idempotency-Key`` derived from the batch's bytes, so a retry after a lost response replays
 the stored answer instead of applying twice. Acknowledgements are recorded per batch, right
 after its 2xx, so an interrupted push resumes exactly where it stopped.
+
+Each batch is sent in the lowest schema that carries its counts: v2 when every schema v3
+count of its buckets is 0 (no one-hour writes, no long-context or fast request, no web
+search), else v3. The buckets that need v3 go after the others, so a server older than v3
+receives everything it can store before it refuses the first v3 batch, and the push then says
+in one line that the server must be upgraded.
 
 Retries: 429, 5xx, ``409 IDEMPOTENCY_KEY_IN_FLIGHT`` and network errors are retried with
 exponential backoff and jitter, never sooner than the server's ``Retry-After``, up to
@@ -29,13 +35,16 @@ import httpx
 import orjson
 
 from usageledger import __version__
-from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS, iso_utc
+from usageledger.buckets import BUCKET_KEY, COUNT_COLUMNS, COUNTS_V2, iso_utc
 from usageledger.tracker.db import upsert
 from usageledger.tracker.ledger import LocalLedger
 from usageledger.tracker.login import Login
 from usageledger.tracker.state import update_state
 
+#: The newest schema this tracker sends (when a batch needs it; see :func:`schema_of`).
 SCHEMA_VERSION = 3
+#: The server's error code for a schema it does not read.
+UNSUPPORTED_SCHEMA = "UNSUPPORTED_SCHEMA_VERSION"
 MAX_BUCKETS = 500
 MAX_BYTES = 1024 * 1024
 #: The server's default floor and future skew (docs/design.md §4); a bucket outside is held back.
@@ -81,15 +90,25 @@ class PendingBucket:
     revision: int
     counts: tuple[int, ...]
 
-    def wire(self) -> dict[str, Any]:
-        """The bucket as the v3 wire carries it (no user, device or project: ever)."""
+    @property
+    def schema(self) -> int:
+        """The lowest schema that carries this bucket's counts: 2 when its v3 counts are 0."""
+        return 3 if any(self.counts[_V2:]) else 2
+
+    def wire(self, schema: int = SCHEMA_VERSION) -> dict[str, Any]:
+        """The bucket as the wire of ``schema`` carries it (no user, device or project:
+        ever); v2 has the first six counts (a v2 bucket's v3 counts are all 0)."""
+        names = COUNT_COLUMNS if schema >= 3 else COUNTS_V2
         return {
             "bucket_start": iso_utc(self.bucket_start),
             "source": self.source,
             "model": self.model,
             "revision": self.revision,
-            **dict(zip(COUNT_COLUMNS, self.counts, strict=True)),
+            **dict(zip(names, self.counts, strict=False)),
         }
+
+
+_V2 = len(COUNTS_V2)
 
 
 @dataclass(slots=True)
@@ -152,9 +171,15 @@ def count_pending(conn: sqlite3.Connection, ledger: LocalLedger) -> int:
     return int(row[0])
 
 
+def schema_of(buckets: Sequence[PendingBucket]) -> int:
+    """The lowest schema that carries every bucket of a batch (2 or 3)."""
+    return max((b.schema for b in buckets), default=2)
+
+
 def encode(buckets: Sequence[PendingBucket]) -> bytes:
-    """The request body of a batch."""
-    return orjson.dumps({"schema_version": SCHEMA_VERSION, "buckets": [b.wire() for b in buckets]})
+    """The request body of a batch, in the lowest schema that carries its counts."""
+    schema = schema_of(buckets)
+    return orjson.dumps({"schema_version": schema, "buckets": [b.wire(schema) for b in buckets]})
 
 
 def idempotency_key(body: bytes) -> str:
@@ -165,12 +190,20 @@ def idempotency_key(body: bytes) -> str:
 def batches(
     buckets: Sequence[PendingBucket], *, max_buckets: int = MAX_BUCKETS, max_bytes: int = MAX_BYTES
 ) -> Iterator[tuple[list[PendingBucket], bytes]]:
-    """Split buckets into batches of at most ``max_buckets`` and ``max_bytes`` of body."""
+    """Split buckets into batches of at most ``max_buckets`` and ``max_bytes`` of body.
+
+    The buckets that v2 carries come first, then the ones that need v3 (each group in the
+    given order), so that a batch's schema is the lowest its buckets need.
+    """
     overhead = len(encode([]))
     current: list[PendingBucket] = []
     size = overhead
-    for bucket in buckets:
-        item = len(orjson.dumps(bucket.wire())) + 1  # and its comma
+    ordered = sorted(buckets, key=lambda b: b.schema)  # stable: oldest first in each group
+    for bucket in ordered:
+        if current and current[-1].schema != bucket.schema:
+            yield current, encode(current)
+            current, size = [], overhead
+        item = len(orjson.dumps(bucket.wire(bucket.schema))) + 1  # and its comma
         if current and (len(current) >= max_buckets or size + item > max_bytes):
             yield current, encode(current)
             current, size = [], overhead
@@ -324,10 +357,19 @@ def push(
             try:
                 answer = client.send(body)
             except PushError as exc:
-                exc.message = (
-                    f"push stopped at batch {summary.batches + 1}: {exc.message}"
-                    f" ({summary.buckets} buckets were acknowledged before it)"
-                )
+                if exc.code == UNSUPPORTED_SCHEMA:
+                    exc.message = (
+                        f"the server at {login.server} does not read schema "
+                        f"v{schema_of(batch)}, which {len(batch)} buckets need (one-hour cache "
+                        "writes, long-context or fast requests, web searches): upgrade the "
+                        f"server to usageledger {__version__} or later"
+                        f" ({summary.buckets} buckets were acknowledged before it)"
+                    )
+                else:
+                    exc.message = (
+                        f"push stopped at batch {summary.batches + 1}: {exc.message}"
+                        f" ({summary.buckets} buckets were acknowledged before it)"
+                    )
                 exc.args = (exc.message,)
                 raise
             _acknowledge(ledger, batch, clock())

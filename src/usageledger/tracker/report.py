@@ -1,15 +1,17 @@
 """``usageledger report``: usage and cost per day, week, month, model, session or project.
 
 Reports are plain dicts (the JSON shapes of docs/tracker.md); the CLI renders them as tables.
-Every row is priced the same way: each ``(model, local day)`` unit goes through
-``PriceBook.match`` and ``Cost`` once, and that price is added to the row, the breakdown and
-the totals, so a report's rows always add up to its totals, to the femto-dollar.
 
-Where the numbers come from: daily, weekly, monthly and models read ``usage_daily`` when the
-report's time zone is the ledger's, else ``usage_buckets`` (half-hours re-assigned to local
-days in the asked zone). Hourly reads ``usage_buckets`` as they are, one row per half-hour.
-Session and projects read ``usage_events`` grouped by session and project (with their
-half-hour, so every report puts a token on the same local day).
+Daily, weekly, monthly, hourly and models read the server's read model
+(:mod:`usageledger.ledger.readmodel`: the same SQL the read API runs): ``usage_daily`` when the
+report's time zone is the ledger's, else ``usage_buckets`` grouped by local day in the asked
+zone (hourly: per half-hour, each with its local day). Session and projects read
+``usage_events`` grouped by session, project and half-hour (a half-hour's local day is
+``buckets.local_day``, the same rule). Every row becomes a ``costing.UsageRow`` and is priced
+once by the server's ``costing.Tally``; the row, breakdown and totals merge those tallies, so
+a report's rows always add up to its totals, to the femto-dollar, and agree with the server's
+views of the same usage. Logged costs (``--cost auto|logged``) are a layer on top
+(:class:`ReportTally`).
 """
 
 from __future__ import annotations
@@ -17,15 +19,25 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from usageledger.buckets import COUNT_COLUMNS, day_start, from_epoch, local_day
-from usageledger.ledger.pricing import Cost, Price, PriceBook, format_usd
-from usageledger.tracker.db import placeholders
+from usageledger.buckets import COUNT_COLUMNS, Counts, day_start, from_epoch, local_day
+from usageledger.ledger.costing import Tally, UsageRow
+from usageledger.ledger.pricing import Cost, PriceBook, format_usd
+from usageledger.ledger.readmodel import (
+    EPOCH,
+    SUMS,
+    Scope,
+    bucket_range_sql,
+    bucket_statement,
+    daily_statement,
+    day_number_sql,
+    run_sqlite,
+)
 from usageledger.tracker.ledger import LocalLedger
 
 KINDS = ("daily", "weekly", "monthly", "hourly", "session", "models", "projects")
@@ -51,15 +63,13 @@ FIELDS = (
     "reasoning_output_tokens",
     "total_tokens",
 )
-_INDEX = {name: COUNT_COLUMNS.index(name) for name in FIELDS}
-_TOTAL = COUNT_COLUMNS.index("total_tokens")
 NO_PROJECT = "(no project)"
 #: ``--cost``: ``auto`` takes the cost a log recorded where there is one and prices the rest
 #: from the price table; ``calculate`` always prices tokens; ``logged`` shows only logged costs.
 COST_MODES = ("auto", "calculate", "logged")
 DEFAULT_COST_MODE = "auto"
 #: The counts of events that logged their cost, and the sum of those costs in pico-dollars.
-Logged = tuple[tuple[int, ...], int]
+Logged = tuple[Counts, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,43 +95,63 @@ class ReportRequest:
         return ZoneInfo(self.time_zone)
 
 
-@dataclass(slots=True)
-class Tally:
-    """Token counts (``COUNT_COLUMNS`` order) and their exact cost under one cost mode.
+def tally_dict(tally: Tally) -> dict[str, Any]:
+    """A priced tally's JSON: the counts, ``cost_usd`` (6 decimals, a string), ``cost_mode``
+    ``calculated`` and the unpriced models (``blocks`` and ``--cost calculate``)."""
+    counts = tally.counts
+    out: dict[str, Any] = {name: getattr(counts, name) for name in FIELDS}
+    out["cost_usd"] = tally.cost_usd
+    out["cost_mode"] = "calculated"
+    out["unpriced_models"] = tally.unpriced_models
+    return out
 
-    ``cost`` holds the tokens priced from the price table (all of them under ``calculate``, those
-    without a logged cost under ``auto``, none under ``logged``); ``logged_pico`` the logged
-    costs taken instead (pico-dollars, exact) and ``logged_tokens`` their tokens; ``calculated``
-    every token priced, the number ``--cost calculate`` would show (kept unless calculating).
+
+class ReportTally:
+    """The tally of a report's row under one cost mode: the server's :class:`Tally` of its
+    usage rows, and (unless calculating) the part whose events logged their cost.
+
+    ``tally`` holds the counts and every token priced from the price table (what ``--cost
+    calculate`` shows); ``rest`` the tokens without a logged cost, priced (``auto`` only);
+    ``logged_pico`` the logged costs taken instead (pico-dollars, exact) and ``logged_tokens``
+    their tokens.
     """
 
-    #: ``calculate`` unless a report asks otherwise (``blocks`` and the status line price
-    #: tokens only; docs/tracker.md).
-    mode: str = "calculate"
-    counts: list[int] = field(default_factory=lambda: [0] * len(COUNT_COLUMNS))
-    cost: Cost = field(default_factory=Cost)
-    calculated: Cost = field(default_factory=Cost)
-    logged_pico: int = 0
-    logged_tokens: int = 0
+    __slots__ = ("logged_pico", "logged_tokens", "mode", "rest", "tally")
 
-    def add(
-        self, model: str, counts: Sequence[int], price: Price | None, logged: Logged | None = None
-    ) -> None:
-        """Add one priced unit; ``logged``: the part of it whose events logged their cost."""
-        for i, value in enumerate(counts):
-            self.counts[i] += value
-        row = dict(zip(COUNT_COLUMNS, counts, strict=True))
+    def __init__(self, mode: str = "calculate") -> None:
+        self.mode = mode
+        self.tally = Tally()
+        self.rest = Cost()
+        self.logged_pico = 0
+        self.logged_tokens = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """The row's total tokens."""
+        return self.tally.counts.total_tokens
+
+    def add(self, book: PriceBook, row: UsageRow, logged: Logged | None = None) -> None:
+        """Price ``row`` and add it; ``logged``: the part of it whose events logged their cost."""
+        self.tally.add(book, row)
         if self.mode == "calculate":
-            self.cost.add_priced(model, row, price)
             return
-        self.calculated.add_priced(model, row, price)
+        rest = row.counts
         if logged is not None:
-            logged_counts, pico = logged
+            part, pico = logged
             self.logged_pico += pico
-            self.logged_tokens += logged_counts[_TOTAL]
-            row = {c: max(0, row[c] - v) for c, v in zip(COUNT_COLUMNS, logged_counts, strict=True)}
-        if self.mode == "auto" and any(row.values()):
-            self.cost.add_priced(model, row, price)
+            self.logged_tokens += part.total_tokens
+            rest = Counts(
+                *(max(0, a - b) for a, b in zip(_values(rest), _values(part), strict=True))
+            )
+        if self.mode == "auto" and any(_values(rest)):
+            self.rest.add(book, row.model, row.day, rest.as_dict())
+
+    def merge(self, other: ReportTally) -> None:
+        """Add another row's tally into this one (exact: nothing is priced again)."""
+        self.tally.merge(other.tally)
+        self.rest.merge(other.rest)
+        self.logged_pico += other.logged_pico
+        self.logged_tokens += other.logged_tokens
 
     def as_dict(self) -> dict[str, Any]:
         """The counts, ``cost_usd`` (6 decimals, a string), ``cost_mode``, the unpriced models.
@@ -131,11 +161,8 @@ class Tally:
         Unless calculating, ``logged_cost_usd`` (None when nothing logged a cost),
         ``calculated_cost_usd`` and ``logged_tokens`` follow.
         """
-        out: dict[str, Any] = {name: self.counts[_INDEX[name]] for name in FIELDS}
+        out = tally_dict(self.tally)
         if self.mode == "calculate":
-            out["cost_usd"] = format_usd(self.cost.usd)
-            out["cost_mode"] = "calculated"
-            out["unpriced_models"] = list(self.cost.unpriced_models)
             return out
         logged = Decimal(self.logged_pico).scaleb(-12)
         if self.mode == "logged":
@@ -143,32 +170,22 @@ class Tally:
             out["cost_mode"] = "logged"
             out["unpriced_models"] = []
         else:
-            out["cost_usd"] = format_usd(self.cost.usd + logged)
+            out["cost_usd"] = format_usd(self.rest.usd + logged)
             if not self.logged_tokens:
                 out["cost_mode"] = "calculated"
             else:
-                whole = self.logged_tokens >= self.counts[_TOTAL]
+                whole = self.logged_tokens >= self.total_tokens
                 out["cost_mode"] = "logged" if whole else "mixed"
-            out["unpriced_models"] = list(self.cost.unpriced_models)
+            out["unpriced_models"] = list(self.rest.unpriced_models)
         out["logged_cost_usd"] = format_usd(logged) if self.logged_tokens else None
-        out["calculated_cost_usd"] = format_usd(self.calculated.usd)
+        out["calculated_cost_usd"] = self.tally.cost_usd
         out["logged_tokens"] = self.logged_tokens
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Unit:
-    """Tokens of one source and model on one local day (the unit that gets priced)."""
-
-    day: date
-    source: str
-    model: str
-    counts: tuple[int, ...]
-    #: The half-hour's UTC start (epoch seconds), for ``hourly`` only.
-    start: int | None = None
-    #: The part of ``counts`` whose events logged their cost, and that cost (``--cost``
-    #: ``auto``/``logged`` only).
-    logged: Logged | None = None
+def _values(counts: Counts) -> tuple[int, ...]:
+    """The counts in :data:`COUNT_COLUMNS` order."""
+    return tuple(getattr(counts, name) for name in COUNT_COLUMNS)
 
 
 def build_report(
@@ -192,14 +209,13 @@ def build_report(
         groups = event_groups(conn, ledger, request)
         build = session_report if request.kind == "session" else project_report
         body = build(groups, book, request.tz, mode=mode)
-    elif request.kind == "models":
-        body = model_report(day_units(conn, ledger, request), book, mode=mode)
-    elif request.kind == "hourly":
-        units = half_hour_units(conn, ledger, request)
-        body = period_report(units, book, "hourly", tz=request.tz, mode=mode)
+        return {**header, **body}
+    rows = usage_rows(conn, ledger, request)
+    units = priced_units(book, rows, mode, logged_parts(conn, ledger, request, rows))
+    if request.kind == "models":
+        body = model_report(units, mode=mode)
     else:
-        units = day_units(conn, ledger, request)
-        body = period_report(units, book, request.kind, request.start_of_week, mode=mode)
+        body = period_report(units, request.kind, request.start_of_week, tz=request.tz, mode=mode)
     return {**header, **body}
 
 
@@ -258,146 +274,84 @@ def _range(request: ReportRequest) -> tuple[int | None, int | None]:
     return start, end
 
 
-def _in_range(ledger: LocalLedger, request: ReportRequest) -> tuple[list[str], list[Any]]:
-    """The conditions (and their parameters) of this user's half-hours in the request's range."""
-    conditions: list[str] = ["user_id = ?"]
-    params: list[Any] = [ledger.user_id]
-    start, end = _range(request)
-    if start is not None:
-        conditions.append("bucket_start >= ?")
-        params.append(start)
-    if end is not None:
-        conditions.append("bucket_start < ?")
-        params.append(end)
-    return conditions, params
-
-
-def _where(
-    conditions: list[str], params: list[Any], column: str, request: ReportRequest
-) -> tuple[str, list[Any]]:
-    """The ``WHERE`` of a report's query: the user, ``conditions`` and the sources."""
-    if request.sources:
-        conditions.append(f"{column} IN ({placeholders(len(request.sources))})")
-        params.extend(request.sources)
-    return " AND ".join(conditions), params
-
-
-def day_units(conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequest) -> list[Unit]:
-    """Tokens per local day, source and model in the request's zone and range."""
-    sums = ", ".join(f"SUM({c})" for c in COUNT_COLUMNS)
-    if request.time_zone == ledger.time_zone:
-        conditions: list[str] = ["user_id = ?"]
-        params: list[Any] = [ledger.user_id]
-        if request.since:
-            conditions.append("day >= ?")
-            params.append(request.since.isoformat())
-        if request.until:
-            conditions.append("day <= ?")
-            params.append(request.until.isoformat())
-        where, params = _where(conditions, params, "source", request)
-        rows = conn.execute(
-            f"SELECT day, source, model, {sums} FROM usage_daily WHERE {where} "
-            "GROUP BY day, source, model",
-            params,
-        )
-        units = [
-            Unit(
-                date.fromisoformat(row[0]), str(row[1]), str(row[2]), tuple(int(v) for v in row[3:])
-            )
-            for row in rows
-        ]
-        return _with_logged(conn, ledger, request, [u for u in units if u.counts[_TOTAL] > 0])
-    conditions, params = _in_range(ledger, request)
-    where, params = _where(conditions, params, "source", request)
-    rows = conn.execute(
-        f"SELECT bucket_start, source, model, {sums} FROM usage_buckets WHERE {where} "
-        "GROUP BY bucket_start, source, model",
-        params,
-    )
-    totals: dict[tuple[date, str, str], list[int]] = {}
-    days = _DayCache(request.tz)
-    for row in rows:
-        acc = totals.setdefault(
-            (days(int(row[0])), str(row[1]), str(row[2])), [0] * len(COUNT_COLUMNS)
-        )
-        for i, value in enumerate(row[3:]):
-            acc[i] += int(value)
-    units = [Unit(k[0], k[1], k[2], tuple(v)) for k, v in sorted(totals.items()) if v[_TOTAL] > 0]
-    return _with_logged(conn, ledger, request, units)
-
-
-def half_hour_units(
+def _span(
     conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequest
-) -> list[Unit]:
-    """Tokens per half-hour, source and model in the request's range (as stored)."""
-    sums = ", ".join(f"SUM({c})" for c in COUNT_COLUMNS)
-    conditions, params = _in_range(ledger, request)
-    where, params = _where(conditions, params, "source", request)
-    rows = conn.execute(
-        f"SELECT bucket_start, source, model, {sums} FROM usage_buckets WHERE {where} "
-        "GROUP BY bucket_start, source, model ORDER BY bucket_start, source, model",
-        params,
-    )
-    days = _DayCache(request.tz)
-    units = [
-        Unit(days(int(r[0])), str(r[1]), str(r[2]), tuple(int(v) for v in r[3:]), start=int(r[0]))
-        for r in rows
-    ]
-    return _with_logged(conn, ledger, request, [u for u in units if u.counts[_TOTAL] > 0])
+) -> tuple[int, int] | None:
+    """The request's ``[start, end)``, an unbounded side closed at the ledger's first or last
+    half-hour (the day rule needs both ends); None when no half-hour can be in it."""
+    start, end = _range(request)
+    if start is None or end is None:
+        first, last = conn.execute(
+            "SELECT MIN(bucket_start), MAX(bucket_start) FROM usage_buckets WHERE user_id = ?",
+            (ledger.user_id,),
+        ).fetchone()
+        if first is None:
+            return None
+        start = int(first) if start is None else start
+        end = int(last) + 1 if end is None else end
+    return (start, end) if start < end else None
 
 
-def _with_logged(
-    conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequest, units: list[Unit]
-) -> list[Unit]:
-    """``units`` with the part of each whose events logged their cost (unless calculating).
+def usage_rows(
+    conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequest
+) -> list[UsageRow]:
+    """The read model's rows of the request: per local day, source and model (``hourly``: per
+    half-hour too), with tokens, in the request's zone, range and sources.
+
+    The same statements as the server's read API: ``usage_daily`` in the ledger's own zone,
+    else the buckets grouped by local day in the asked zone (``hourly``: by half-hour).
+    """
+    scope = Scope(ledger.user_id, request.sources)
+    if request.kind != "hourly" and request.time_zone == ledger.time_zone:
+        statement = daily_statement(scope, request.since, request.until)
+    else:
+        span = _span(conn, ledger, request)
+        if span is None:
+            return []
+        statement = bucket_statement(scope, request.tz, *span, slots=request.kind == "hourly")
+    return [row for row in run_sqlite(conn, statement) if row.counts.total_tokens > 0]
+
+
+def logged_parts(
+    conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequest, rows: list[UsageRow]
+) -> list[Logged | None]:
+    """For each row, the part of it whose events logged their cost (unless calculating).
 
     The logged events are read from ``usage_events`` through its partial index (only events
-    with a logged cost), per half-hour, and put on the unit of the same local day (or
-    half-hour), source and model: the same assignment the rollups and buckets make.
+    with a logged cost) and grouped by the same local day (or half-hour), source and model as
+    the rows, with the read model's day rule.
     """
-    if request.cost == "calculate" or not units:
-        return units
-    conditions, params = _in_range(ledger, request)
-    conditions.append("logged_cost_picousd IS NOT NULL")
-    where, params = _where(conditions, params, "source", request)
-    sums = ", ".join(f"SUM({c})" for c in COUNT_COLUMNS)
-    rows = conn.execute(
-        f"SELECT bucket_start, source, model, SUM(logged_cost_picousd), {sums} "
-        f"FROM usage_events WHERE {where} GROUP BY bucket_start, source, model",
-        params,
-    )
+    if request.cost == "calculate" or not rows:
+        return [None] * len(rows)
+    span = _span(conn, ledger, request)
+    if span is None:
+        return [None] * len(rows)
     hourly = request.kind == "hourly"
-    days = _DayCache(request.tz)
-    found: dict[tuple[Any, str, str], tuple[list[int], int]] = {}
-    for row in rows:
-        start = int(row[0])
-        key = (start if hourly else days(start), str(row[1]), str(row[2]))
-        counts, pico = found.get(key, ([0] * len(COUNT_COLUMNS), 0))
-        for i, value in enumerate(row[4:]):
-            counts[i] += int(value or 0)
-        found[key] = (counts, pico + int(row[3] or 0))
-    if not found:
-        return units
+    where, params = bucket_range_sql(Scope(ledger.user_id, request.sources), *span)
+    key = "bucket_start" if hourly else day_number_sql(request.tz, *span)
+    found: dict[tuple[Any, str, str], Logged] = {}
+    for r in conn.execute(
+        f"SELECT {key}, source, model, SUM(logged_cost_picousd), {SUMS} "
+        f"FROM usage_events WHERE {where} AND logged_cost_picousd IS NOT NULL "
+        "GROUP BY 1, source, model",
+        params,
+    ):
+        at = int(r[0]) if hourly else EPOCH + timedelta(days=int(r[0]))
+        counts = Counts(*(int(v or 0) for v in r[4:]))
+        found[(at, str(r[1]), str(r[2]))] = (counts, int(r[3] or 0))
+    return [found.get((r.slot if hourly else r.day, r.source, r.model)) for r in rows]
+
+
+def priced_units(
+    book: PriceBook, rows: Sequence[UsageRow], mode: str, logged: Sequence[Logged | None]
+) -> list[tuple[UsageRow, ReportTally]]:
+    """Each row with its own tally: priced once, then merged into rows, breakdowns, totals."""
     out = []
-    for unit in units:
-        part = found.get((unit.start if hourly else unit.day, unit.source, unit.model))
-        logged = (tuple(part[0]), part[1]) if part is not None else None
-        out.append(replace(unit, logged=logged) if logged is not None else unit)
+    for row, part in zip(rows, logged, strict=True):
+        tally = ReportTally(mode)
+        tally.add(book, row, part)
+        out.append((row, tally))
     return out
-
-
-class _DayCache:
-    """Local day of a half-hour start, memoised (reports see each half-hour many times)."""
-
-    def __init__(self, tz: ZoneInfo) -> None:
-        self.tz = tz
-        self.days: dict[int, date] = {}
-
-    def __call__(self, start: int) -> date:
-        day = self.days.get(start)
-        if day is None:
-            day = self.days[start] = local_day(start, self.tz)
-        return day
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,7 +365,7 @@ class EventGroup:
     bucket_start: int
     first_ms: int
     last_ms: int
-    counts: tuple[int, ...]
+    counts: Counts
     #: The sum of the events' logged costs (pico-dollars) when every event of the group logged
     #: one; None when none did, or when the report calculates.
     logged_pico: int | None = None
@@ -421,12 +375,13 @@ def event_groups(
     conn: sqlite3.Connection, ledger: LocalLedger, request: ReportRequest
 ) -> list[EventGroup]:
     """Sums of ``usage_events`` per session, project, model and half-hour in the range."""
-    conditions, params = _in_range(ledger, request)
+    span = _span(conn, ledger, request)
+    if span is None:
+        return []
+    where, params = bucket_range_sql(Scope(ledger.user_id, request.sources), *span)
     if request.session_id is not None:
-        conditions.append("session_id = ?")
-        params.append(request.session_id)
-    where, params = _where(conditions, params, "source", request)
-    sums = ", ".join(f"SUM({c})" for c in COUNT_COLUMNS)
+        params["session_id"] = request.session_id
+        where += " AND session_id = :session_id"
     # Unless calculating, events with and without a logged cost form separate groups.
     logged, split = (
         ("NULL", "")
@@ -435,7 +390,7 @@ def event_groups(
     )
     rows = conn.execute(
         "SELECT source, session_id, project, model, bucket_start, MIN(event_ms), MAX(event_ms), "
-        f"{logged}, {sums} FROM usage_events WHERE {where} "
+        f"{logged}, {SUMS} FROM usage_events WHERE {where} "
         f"GROUP BY source, session_id, project, model, bucket_start{split} "
         "ORDER BY MIN(event_ms)",
         params,
@@ -449,35 +404,21 @@ def event_groups(
             bucket_start=int(r[4]),
             first_ms=int(r[5]),
             last_ms=int(r[6]),
-            counts=tuple(int(v) for v in r[8:]),
+            counts=Counts(*(int(v or 0) for v in r[8:])),
             logged_pico=None if r[7] is None else int(r[7]),
         )
         for r in rows
     ]
 
 
-class Pricer:
-    """``PriceBook.match`` memoised per (model, day): the single place a unit gets its price."""
-
-    def __init__(self, book: PriceBook) -> None:
-        self.book = book
-        self.cache: dict[tuple[str, date], Price | None] = {}
-
-    def __call__(self, model: str, day: date) -> Price | None:
-        key = (model, day)
-        if key not in self.cache:
-            self.cache[key] = self.book.match(model, day)
-        return self.cache[key]
-
-
 def _period_key(
     kind: str, start_of_week: int = 0, tz: ZoneInfo | None = None
-) -> Callable[[Unit], tuple[str, dict[str, Any]]]:
+) -> Callable[[UsageRow], tuple[str, dict[str, Any]]]:
     if kind == "daily":
         return lambda u: (u.day.isoformat(), {"day": u.day.isoformat()})
     if kind == "weekly":
 
-        def week(u: Unit) -> tuple[str, dict[str, Any]]:
+        def week(u: UsageRow) -> tuple[str, dict[str, Any]]:
             start = u.day - timedelta(days=(u.day.weekday() - start_of_week) % 7)
             # A week is named by the ISO week holding its middle day (its Thursday when
             # weeks start on Monday), so a Sunday-first week gets the number most of it has.
@@ -491,8 +432,8 @@ def _period_key(
     if kind == "hourly":
         zone = tz or ZoneInfo("UTC")
 
-        def half_hour(u: Unit) -> tuple[str, dict[str, Any]]:
-            start = u.start or 0
+        def half_hour(u: UsageRow) -> tuple[str, dict[str, Any]]:
+            start = u.slot or 0
             return f"{start:012d}", {
                 "half_hour": from_epoch(start).astimezone(zone).isoformat(),
                 "day": u.day.isoformat(),
@@ -503,8 +444,7 @@ def _period_key(
 
 
 def period_report(
-    units: Iterable[Unit],
-    book: PriceBook,
+    units: Iterable[tuple[UsageRow, ReportTally]],
     kind: str,
     start_of_week: int = 0,
     *,
@@ -513,19 +453,16 @@ def period_report(
 ) -> dict[str, Any]:
     """Usage per local day, week, month or half-hour, with a per-model breakdown."""
     key_of = _period_key(kind, start_of_week, tz)
-    price = Pricer(book)
-    rows: dict[str, tuple[dict[str, Any], Tally, dict[tuple[str, str], Tally]]] = {}
-    totals = Tally(mode)
-    for unit in units:
+    rows: dict[str, tuple[dict[str, Any], ReportTally, dict[tuple[str, str], ReportTally]]] = {}
+    totals = ReportTally(mode)
+    for unit, priced in units:
         key, label = key_of(unit)
         if key not in rows:
-            rows[key] = (label, Tally(mode), {})
+            rows[key] = (label, ReportTally(mode), {})
         _, tally, models = rows[key]
-        found = price(unit.model, unit.day)
-        tally.add(unit.model, unit.counts, found, unit.logged)
-        by_model = models.setdefault((unit.source, unit.model), Tally(mode))
-        by_model.add(unit.model, unit.counts, found, unit.logged)
-        totals.add(unit.model, unit.counts, found, unit.logged)
+        tally.merge(priced)
+        models.setdefault((unit.source, unit.model), ReportTally(mode)).merge(priced)
+        totals.merge(priced)
     out = []
     for key in sorted(rows):
         label, tally, models = rows[key]
@@ -533,28 +470,26 @@ def period_report(
     return {PERIODS[kind]: out, "totals": totals.as_dict()}
 
 
-def _breakdown(models: dict[tuple[str, str], Tally]) -> list[dict[str, Any]]:
+def _breakdown(models: dict[tuple[str, str], ReportTally]) -> list[dict[str, Any]]:
     """Per ``(source, model)`` tallies as rows, in name order."""
     return [{"source": s, "model": m, **t.as_dict()} for (s, m), t in sorted(models.items())]
 
 
 def model_report(
-    units: Iterable[Unit], book: PriceBook, *, mode: str = DEFAULT_COST_MODE
+    units: Iterable[tuple[UsageRow, ReportTally]], *, mode: str = DEFAULT_COST_MODE
 ) -> dict[str, Any]:
     """Usage per source and model, most tokens first."""
-    price = Pricer(book)
-    rows: dict[tuple[str, str], tuple[Tally, set[date]]] = {}
-    totals = Tally(mode)
-    for unit in units:
-        tally, days = rows.setdefault((unit.source, unit.model), (Tally(mode), set()))
-        found = price(unit.model, unit.day)
-        tally.add(unit.model, unit.counts, found, unit.logged)
-        totals.add(unit.model, unit.counts, found, unit.logged)
+    rows: dict[tuple[str, str], tuple[ReportTally, set[date]]] = {}
+    totals = ReportTally(mode)
+    for unit, priced in units:
+        tally, days = rows.setdefault((unit.source, unit.model), (ReportTally(mode), set()))
+        tally.merge(priced)
+        totals.merge(priced)
         days.add(unit.day)
     out = [
         {"source": source, "model": model, "days": len(days), **tally.as_dict()}
         for (source, model), (tally, days) in sorted(
-            rows.items(), key=lambda item: (-item[1][0].counts[_TOTAL], item[0])
+            rows.items(), key=lambda item: (-item[1][0].total_tokens, item[0])
         )
     ]
     return {"models": out, "totals": totals.as_dict()}
@@ -566,14 +501,14 @@ def _iso(ms: int, tz: ZoneInfo) -> str:
 
 @dataclass(slots=True)
 class _Group:
-    tally: Tally = field(default_factory=Tally)
+    tally: ReportTally = field(default_factory=ReportTally)
     first_ms: int = 0
     last_ms: int = 0
     models: set[str] = field(default_factory=set)
     sources: set[str] = field(default_factory=set)
     sessions: set[tuple[str, str]] = field(default_factory=set)
     project: str | None = None
-    by_model: dict[tuple[str, str], Tally] = field(default_factory=dict)
+    by_model: dict[tuple[str, str], ReportTally] = field(default_factory=dict)
 
 
 def _grouped(
@@ -582,23 +517,25 @@ def _grouped(
     key: Callable[[EventGroup], Any],
     tz: ZoneInfo,
     mode: str,
-) -> tuple[dict[Any, _Group], Tally]:
-    price = Pricer(book)
-    days = _DayCache(tz)
+) -> tuple[dict[Any, _Group], ReportTally]:
+    days: dict[int, date] = {}  # a half-hour's local day, as the read model's rule gives it
     out: dict[Any, _Group] = {}
-    totals = Tally(mode)
+    totals = ReportTally(mode)
     for g in groups:
-        if g.counts[_TOTAL] <= 0:
+        if g.counts.total_tokens <= 0:
             continue
         group = out.get(key(g))
         if group is None:
-            group = out[key(g)] = _Group(tally=Tally(mode), first_ms=g.first_ms, last_ms=g.last_ms)
-        found = price(g.model, days(g.bucket_start))
+            group = out[key(g)] = _Group(ReportTally(mode), g.first_ms, g.last_ms)
+        day = days.get(g.bucket_start)
+        if day is None:
+            day = days[g.bucket_start] = local_day(g.bucket_start, tz)
+        priced = ReportTally(mode)
         logged = None if g.logged_pico is None else (g.counts, g.logged_pico)
-        group.tally.add(g.model, g.counts, found, logged)
-        by_model = group.by_model.setdefault((g.source, g.model), Tally(mode))
-        by_model.add(g.model, g.counts, found, logged)
-        totals.add(g.model, g.counts, found, logged)
+        priced.add(book, UsageRow(day, g.source, g.model, g.counts), logged)
+        group.tally.merge(priced)
+        group.by_model.setdefault((g.source, g.model), ReportTally(mode)).merge(priced)
+        totals.merge(priced)
         group.first_ms = min(group.first_ms, g.first_ms)
         group.last_ms = max(group.last_ms, g.last_ms)
         group.models.add(g.model)
@@ -656,7 +593,7 @@ def project_report(
             "breakdown": _breakdown(group.by_model),
         }
         for project, group in sorted(
-            grouped.items(), key=lambda item: (-item[1].tally.counts[_TOTAL], item[0])
+            grouped.items(), key=lambda item: (-item[1].tally.total_tokens, item[0])
         )
     ]
     return {"projects": rows, "totals": totals.as_dict()}

@@ -34,9 +34,10 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from usageledger.buckets import COUNT_COLUMNS, local_day
+from usageledger.buckets import COUNT_COLUMNS, Counts, local_day
 from usageledger.errors import LedgerError
-from usageledger.ledger.pricing import PriceBook
+from usageledger.ledger.costing import Tally, UsageRow
+from usageledger.ledger.pricing import PriceBook, default_book
 from usageledger.sources import PARSERS, SourceParser, UsageEvent
 from usageledger.sources.base import LimitObservation
 from usageledger.tracker.blocks import active_block, burn_rate
@@ -45,7 +46,7 @@ from usageledger.tracker.events import store_events
 from usageledger.tracker.files import CURSOR_COLUMNS, Cursor, plan_file, read_plan, stat_file
 from usageledger.tracker.ledger import LocalLedger, ledger_path, open_ledger
 from usageledger.tracker.limits import claude_limits, duration_text, store_changed_limits
-from usageledger.tracker.report import Pricer, ReportRequest, Tally, day_units
+from usageledger.tracker.report import ReportRequest, usage_rows
 
 SEGMENTS = ("model", "session", "today", "block", "burn", "context", "limits")
 DEFAULT_SEGMENTS = ("model", "session", "today", "block", "burn", "context")
@@ -310,13 +311,11 @@ def session_cost(
         "WHERE user_id = ? AND session_id = ? GROUP BY model, bucket_start",
         (ledger.user_id, session_id),
     )
-    price = Pricer(book)
     tally = Tally()
     tz = ledger.tz
     for model, bucket, *counts in rows:
-        tally.add(
-            str(model), [int(v) for v in counts], price(str(model), local_day(int(bucket), tz))
-        )
+        day = local_day(int(bucket), tz)
+        tally.add(book, UsageRow(day, "", str(model), Counts(*(int(v) for v in counts))))
     return tally.cost.usd
 
 
@@ -326,10 +325,9 @@ def today_cost(
     """Today's cost (the ledger's local day), every source, as ``report daily`` prices it."""
     today = local_day(now_ms // 1000, ledger.tz)
     request = ReportRequest(kind="daily", time_zone=ledger.time_zone, since=today, until=today)
-    price = Pricer(book)
     tally = Tally()
-    for unit in day_units(conn, ledger, request):
-        tally.add(unit.model, unit.counts, price(unit.model, unit.day))
+    for row in usage_rows(conn, ledger, request):
+        tally.add(book, row)
     return tally.cost.usd
 
 
@@ -482,7 +480,7 @@ def status_line(
     clock: Callable[[], int],
     segments: str,
     scan: bool = True,
-    book: Callable[[], PriceBook] = PriceBook.load_default,
+    book: Callable[[], PriceBook] = default_book,
 ) -> str:
     """The status line for Claude Code's input on ``stdin``; never raises (a fallback)."""
     model: str | None = None

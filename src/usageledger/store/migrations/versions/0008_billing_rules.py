@@ -1,4 +1,5 @@
-"""schema v3 counts and price tiers: one-hour cache writes, long-context and fast requests
+"""schema v3 counts and price tiers: one-hour cache writes, long-context and fast requests,
+web searches
 
 Revision ID: 0008
 Revises: 0007
@@ -12,10 +13,12 @@ rows read as "none of these" and old code that never names them keeps working.
   ``cache_write_1h_tokens`` (the one-hour part of ``cache_write_tokens``) and the priced
   counts again for the requests over their model's long-context threshold
   (``long_context_*``), in fast mode or priority processing (``fast_*``) and both
-  (``fast_long_context_*``): a sum of requests is priced exactly as the requests one by one.
-  A v1 or v2 row has them all 0: every request standard, every cache write five-minute.
-* ``model_prices.billing``: a loaded price's one-hour cache-write rate and rate tiers, as the
-  JSON of the price file's optional fields (``''`` for a price with four rates only).
+  (``fast_long_context_*``): a sum of requests is priced exactly as the requests one by one;
+  and ``web_search_requests``, the server-side web searches billed per 1,000. A v1 or v2 row
+  has them all 0: every request standard, every cache write five-minute, no search.
+* ``model_prices.billing``: a loaded price's one-hour cache-write and web-search rates and rate
+  tiers, as the JSON of the price file's optional fields (``''`` for a price with four rates
+  only).
 
 See docs/pricing.md and docs/api.md (schema v3).
 """
@@ -46,6 +49,7 @@ NEW_COUNTS = (
         for prefix in ("long_context_", "fast_", "fast_long_context_")
         for name in _PRICED
     ),
+    "web_search_requests",
 )
 COUNT_TABLES = (
     "usage_events",

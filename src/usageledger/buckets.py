@@ -303,16 +303,25 @@ def subset_violations(counts: Mapping[str, int]) -> list[tuple[str, str]]:
 def request_counts(counts: Mapping[str, int], *, long_context: bool, fast: bool) -> dict[str, int]:
     """The v3 counts of one request: its totals (``counts``, in :data:`COUNT_COLUMNS` names)
     and the same priced counts again under each class the request belongs to."""
-    out = {name: counts.get(name, 0) for name in COUNT_COLUMNS}
-    classes = {
-        "long_context_": long_context,
-        "fast_": fast,
-        "fast_long_context_": long_context and fast,
-    }
-    for prefix, member in classes.items():
-        for name in PRICED_COUNTS:
-            out[prefix + name] = out[name] if member else 0
+    out = _ZEROS.copy()  # every class column 0: most requests are in no class
+    for name in _REQUEST_TOTALS:
+        out[name] = counts.get(name, 0)
+    if long_context or fast:
+        classes = {
+            "long_context_": long_context,
+            "fast_": fast,
+            "fast_long_context_": long_context and fast,
+        }
+        for prefix, member in classes.items():
+            if member:
+                for name in PRICED_COUNTS:
+                    out[prefix + name] = out[name]
     return out
+
+
+_ZEROS = dict.fromkeys(COUNT_COLUMNS, 0)
+#: The columns of a request's totals (every count column but the class subsets).
+_REQUEST_TOTALS = tuple(name for name in COUNT_COLUMNS if not name.startswith(SUBSET_PREFIXES))
 
 
 #: RFC 3339 ``date-time`` (section 5.6), ASCII digits only: ``T`` and ``Z`` may be lower case,

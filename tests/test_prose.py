@@ -237,8 +237,8 @@ def name_problems(
         if line[match.end() : match.end() + 1] in PLACEHOLDER:
             named = named.rpartition("/")[0] + "/"  # only the folder is literal
         named = named.rstrip(".-")
-        if named.startswith(generated(root)):
-            continue  # made by a run, not kept
+        if (named.rstrip("/") + "/").startswith(generated(root)):
+            continue  # made by a run, not kept (the folder itself may not exist yet)
         if inside(root, root / named) is None:
             yield Problem(where, f"{named} is not in the repository")
 

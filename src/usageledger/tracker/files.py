@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from usageledger.sources import (
     LimitObservation,
@@ -26,6 +29,7 @@ from usageledger.sources import (
     database_reader,
     is_database,
 )
+from usageledger.tracker.db import chunks, placeholders
 
 CHUNK_BYTES = 8 * 1024 * 1024
 #: The parsers' own limit on a line (``sources._common.MAX_LINE_BYTES``): longer lines are
@@ -354,3 +358,43 @@ def _parse(
     except Exception as exc:  # a parser bug must not stop the scan of every other file
         reason = f"parser error ({type(exc).__name__}); the rest of the file is not read"
         return ParseResult(problems=[Problem(path, None, reason)], consumed=0, state=state or {})
+
+
+#: What a rescan reads of every ``scan_files`` row: path, then source, inode, size, mtime_ns
+#: and offset (``Seen``). The rest of a cursor (head digest, parser state, problems) is read
+#: only for a file that changed.
+SEEN_COLUMNS = 'path, source, inode, size, mtime_ns, "offset"'
+#: A whole ``scan_files`` row: ``Seen``, then head digest, parser state (JSON) and problems.
+CursorRow = tuple[str, int, int, int, int, str, str | None, int]
+_ROW_COLUMNS = f"{SEEN_COLUMNS}, head_sha256, parser_state, problems"
+
+
+def load_cursor_rows(
+    conn: sqlite3.Connection, user_id: int, paths: Iterable[str]
+) -> dict[str, CursorRow]:
+    """The whole file cursors of ``paths`` (those that have one), undecoded."""
+    query = f"SELECT {_ROW_COLUMNS} FROM scan_files WHERE user_id = ?"
+    found: dict[str, CursorRow] = {}
+    for part in chunks(list(paths), 400):
+        rows = conn.execute(f"{query} AND path IN ({placeholders(len(part))})", (user_id, *part))
+        found.update((row[0], row[1:]) for row in rows)
+    return found
+
+
+def as_cursor(row: CursorRow) -> Cursor:
+    """A stored cursor with its parser state decoded (a broken state reads as empty)."""
+    source, inode, size, mtime_ns, offset, head, parser_state, problems = row
+    try:
+        state = orjson.loads(parser_state or "{}")
+    except orjson.JSONDecodeError:
+        state = {}
+    return Cursor(
+        source=source,
+        inode=int(inode),
+        size=int(size),
+        mtime_ns=int(mtime_ns),
+        offset=int(offset),
+        head_sha256=head,
+        parser_state=state if isinstance(state, dict) else {},
+        problems=int(problems),
+    )

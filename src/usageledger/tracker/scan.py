@@ -45,17 +45,18 @@ from usageledger.sources import (
     is_database,
 )
 from usageledger.sources.listing import remembered
-from usageledger.tracker import db as sql
 from usageledger.tracker.db import upsert
 from usageledger.tracker.events import WriteOutcome, store_events
 from usageledger.tracker.files import (
     CHUNK_BYTES,
     CURSOR_COLUMNS,
+    SEEN_COLUMNS,
     Chunk,
-    Cursor,
     FileStat,
     Plan,
     Seen,
+    as_cursor,
+    load_cursor_rows,
     plan_file,
     read_plan,
     stat_file,
@@ -191,60 +192,11 @@ def scan_lock(home: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-#: What a rescan reads of every ``scan_files`` row: source, inode, size, mtime_ns and offset
-#: (``files.Seen``). The rest of a cursor (head digest, parser state, problems) is read only
-#: for a file that changed.
-SEEN_COLUMNS = 'path, source, inode, size, mtime_ns, "offset"'
-#: A whole ``scan_files`` row: ``Seen``, then head digest, parser state (JSON) and problems.
-CursorRow = tuple[str, int, int, int, int, str, str | None, int]
-_ROW_COLUMNS = f"{SEEN_COLUMNS}, head_sha256, parser_state, problems"
-
-
 def load_seen(conn: sqlite3.Connection, user_id: int) -> dict[str, Seen]:
     """Every file cursor's identity and offset, by path (all a rescan needs of an unchanged
     file)."""
     rows = conn.execute(f"SELECT {SEEN_COLUMNS} FROM scan_files WHERE user_id = ?", (user_id,))
     return {row[0]: row[1:] for row in rows}
-
-
-def load_cursor_rows(
-    conn: sqlite3.Connection, user_id: int, paths: Iterable[str] | None = None
-) -> dict[str, CursorRow]:
-    """Whole file cursors by path, undecoded: every one, or those of ``paths``."""
-    query = f"SELECT {_ROW_COLUMNS} FROM scan_files WHERE user_id = ?"
-    if paths is None:
-        return {row[0]: row[1:] for row in conn.execute(query, (user_id,))}
-    found: dict[str, CursorRow] = {}
-    for part in sql.chunks(list(paths), 400):
-        rows = conn.execute(
-            f"{query} AND path IN ({sql.placeholders(len(part))})", (user_id, *part)
-        )
-        found.update((row[0], row[1:]) for row in rows)
-    return found
-
-
-def as_cursor(row: CursorRow) -> Cursor:
-    """A stored cursor with its parser state decoded (a broken state reads as empty)."""
-    source, inode, size, mtime_ns, offset, head, parser_state, problems = row
-    try:
-        state = orjson.loads(parser_state or "{}")
-    except orjson.JSONDecodeError:
-        state = {}
-    return Cursor(
-        source=source,
-        inode=int(inode),
-        size=int(size),
-        mtime_ns=int(mtime_ns),
-        offset=int(offset),
-        head_sha256=head,
-        parser_state=state if isinstance(state, dict) else {},
-        problems=int(problems),
-    )
-
-
-def load_cursors(conn: sqlite3.Connection, user_id: int) -> dict[str, Cursor]:
-    """Every file cursor of the ledger, by path."""
-    return {path: as_cursor(row) for path, row in load_cursor_rows(conn, user_id).items()}
 
 
 #: Where a ledger's home keeps the directory listings of the last discovery

@@ -43,7 +43,15 @@ from usageledger.sources.base import LimitObservation
 from usageledger.tracker.blocks import active_block, burn_rate
 from usageledger.tracker.db import LocalDb, needs_migration, upsert
 from usageledger.tracker.events import store_events
-from usageledger.tracker.files import CURSOR_COLUMNS, Cursor, plan_file, read_plan, stat_file
+from usageledger.tracker.files import (
+    CURSOR_COLUMNS,
+    Cursor,
+    as_cursor,
+    load_cursor_rows,
+    plan_file,
+    read_plan,
+    stat_file,
+)
 from usageledger.tracker.ledger import LocalLedger, ledger_path, open_ledger
 from usageledger.tracker.limits import claude_limits, duration_text, store_changed_limits
 from usageledger.tracker.report import ReportRequest, usage_rows
@@ -184,30 +192,6 @@ def try_scan_lock(home: Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def _load_cursor(conn: sqlite3.Connection, user_id: int, path: str) -> Cursor | None:
-    row = conn.execute(
-        'SELECT source, inode, size, mtime_ns, "offset", head_sha256, parser_state, problems '
-        "FROM scan_files WHERE user_id = ? AND path = ?",
-        (user_id, path),
-    ).fetchone()
-    if row is None:
-        return None
-    try:
-        state = orjson.loads(row[6] or "{}")
-    except orjson.JSONDecodeError:
-        state = {}
-    return Cursor(
-        source=str(row[0]),
-        inode=int(row[1]),
-        size=int(row[2]),
-        mtime_ns=int(row[3]),
-        offset=int(row[4]),
-        head_sha256=str(row[5]),
-        parser_state=state if isinstance(state, dict) else {},
-        problems=int(row[7]),
-    )
-
-
 def session_files(transcript: Path) -> list[Path]:
     """The transcript and its sub-agents' files (``<session>/**/*.jsonl`` beside it), which
     Claude Code writes under the same session id."""
@@ -269,10 +253,12 @@ def update_session(
         if not locked:
             return False
         paths = session_files(transcript) if transcript is not None else []
-        cursors = ledger.db.read(
-            lambda conn: [_load_cursor(conn, ledger.user_id, str(path)) for path in paths]
+        stored = ledger.db.read(
+            lambda conn: load_cursor_rows(conn, ledger.user_id, [str(p) for p in paths])
         )
-        for path, cursor in zip(paths, cursors, strict=True):
+        for path in paths:
+            known = stored.get(str(path))
+            cursor = as_cursor(known) if known is not None else None
             found, row = _read_new(parser, path, cursor, now_ms, ledger.user_id)
             events += found
             if row is not None:
